@@ -1,0 +1,62 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One module per concern; C libraries stay behind the modules that wrap them:
+// COpenSSL is used only by CertgateCrypto and CertgateTLS, CNGHTTP2 only by CertgateHTTP.
+let package = Package(
+    name: "certgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "certgate", targets: ["certgate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        .systemLibrary(name: "CLinux"),
+        .target(name: "CertgateNet", dependencies: ["CLinux"]),
+        .target(name: "CertgateMetrics"),
+        .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto"]),
+        .target(
+            name: "CertgateHTTP",
+            dependencies: [
+                "CNGHTTP2", "CertgateNet", "CertgateTLS", "CertgateMetrics",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "certgate",
+            dependencies: [
+                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Helpers shared by the test targets (certificates, processes); not part of the product.
+        .target(name: "CertgateTestSupport", dependencies: ["CertgateCrypto"]),
+        .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
+        .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
+        .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
+        .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
+        .testTarget(
+            name: "CertgateHTTPTests",
+            dependencies: [
+                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "certgateTests", dependencies: ["certgate", "CertgateCrypto", "CertgateTestSupport"]),
+    ]
+)

@@ -1,0 +1,13 @@
+#ifndef CERTGATE_CLINUX_SHIM_H
+#define CERTGATE_CLINUX_SHIM_H
+
+// Linux headers that Swift's Glibc module does not bring in.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+// accept4 is declared by glibc only under _GNU_SOURCE, which the Glibc module does not set.
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+#endif

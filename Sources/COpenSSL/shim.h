@@ -1,0 +1,77 @@
+#ifndef CERTGATE_COPENSSL_SHIM_H
+#define CERTGATE_COPENSSL_SHIM_H
+
+// OpenSSL 3 spells many of its calls as macros, which Swift cannot import.
+// Each gets a static inline wrapper here with a `certgate_` prefix; nothing else.
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/bn.h>
+#include <openssl/rand.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+
+static inline int certgate_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+
+static inline int certgate_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_max_proto_version(ctx, version);
+}
+
+static inline long certgate_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_mode(ctx, mode);
+}
+
+static inline long certgate_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_session_cache_mode(ctx, mode);
+}
+
+static inline long certgate_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size) {
+    return SSL_CTX_sess_set_cache_size(ctx, size);
+}
+
+static inline int certgate_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, cert);
+}
+
+static inline int certgate_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) {
+    return (int)SSL_CTX_set1_groups_list(ctx, list);
+}
+
+static inline int certgate_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}
+
+static inline long certgate_BIO_get_mem_data(BIO *bio, char **data) {
+    return BIO_get_mem_data(bio, data);
+}
+
+static inline void certgate_OPENSSL_free(void *ptr) {
+    OPENSSL_free(ptr);
+}
+
+static inline int certgate_sk_X509_NAME_num(const STACK_OF(X509_NAME) *stack) {
+    return sk_X509_NAME_num(stack);
+}
+
+static inline void certgate_sk_X509_NAME_pop_free(STACK_OF(X509_NAME) *stack) {
+    sk_X509_NAME_pop_free(stack, X509_NAME_free);
+}
+
+// Option bits are macros built with casts (SSL_OP_BIT), which the importer skips.
+static const uint64_t certgate_SSL_OP_IGNORE_UNEXPECTED_EOF = SSL_OP_IGNORE_UNEXPECTED_EOF;
+static const uint64_t certgate_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
+static const uint64_t certgate_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const uint64_t certgate_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
+
+/// X509V3_set_ctx_nodb is a macro that writes a struct field.
+static inline void certgate_X509V3_set_ctx_nodb(X509V3_CTX *ctx) {
+    X509V3_set_ctx_nodb(ctx);
+}
+
+#endif

@@ -1,0 +1,96 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An X.509 certificate held by OpenSSL.
+///
+/// `@unchecked Sendable`: never mutated after parsing or signing; X509's reference count
+/// is thread-safe.
+public final class Certificate: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    /// Adopts an X509 reference; it is freed with this object.
+    init(takingOwnership pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit { X509_free(pointer) }
+
+    /// Parses every certificate in a PEM bundle, in order (leaf first for a chain file).
+    /// Throws when there is none.
+    public static func chain(pem: [UInt8]) throws -> [Certificate] {
+        ERR_clear_error()
+        let chain = try withMemoryBIO(pem) { bio -> [Certificate] in
+            var certificates: [Certificate] = []
+            while let x509 = PEM_read_bio_X509(bio, nil, nil, nil) {
+                certificates.append(Certificate(takingOwnership: x509))
+            }
+            return certificates
+        }
+        // The loop ends on "no start line" at the end of the data; any other error is real.
+        let leftover = drainErrorQueue().filter { !$0.contains("no start line") }
+        if chain.isEmpty || !leftover.isEmpty {
+            throw OpenSSLError("reading PEM certificates", details: leftover.isEmpty ? ["no certificate found"] : leftover)
+        }
+        return chain
+    }
+
+    /// Parses exactly one PEM certificate (the first in the data).
+    public convenience init(pem: [UInt8]) throws {
+        let first = try Certificate.chain(pem: pem)[0]
+        X509_up_ref(first.pointer)
+        self.init(takingOwnership: first.pointer)
+    }
+
+    /// The certificate as PEM.
+    public func pem() throws -> String {
+        ERR_clear_error()
+        let bytes = try writingMemoryBIO("writing a certificate as PEM") { bio in PEM_write_bio_X509(bio, pointer) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The serial number in upper-case hex, as `openssl x509 -serial` prints it.
+    public var serialNumberHex: String {
+        guard let bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(pointer), nil) else { return "" }
+        defer { BN_free(bn) }
+        guard let hex = BN_bn2hex(bn) else { return "" }
+        defer { certgate_OPENSSL_free(hex) }
+        return String(cString: hex)
+    }
+
+    /// Seconds since 1970 of the end of validity.
+    public var notAfter: Int64 { Certificate.epochSeconds(X509_get0_notAfter(pointer)) }
+
+    /// Seconds since 1970 of the start of validity.
+    public var notBefore: Int64 { Certificate.epochSeconds(X509_get0_notBefore(pointer)) }
+
+    /// The subject's common name, if it has one.
+    public var commonName: String? {
+        guard let name = X509_get_subject_name(pointer) else { return nil }
+        var buffer = [CChar](repeating: 0, count: 256)
+        let length = X509_NAME_get_text_by_NID(name, NID_commonName, &buffer, Int32(buffer.count))
+        guard length >= 0 else { return nil }
+        return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Whether `key` is the private half of this certificate's public key.
+    public func matches(_ key: PrivateKey) -> Bool {
+        ERR_clear_error()
+        let result = key.withUnsafePointer { X509_check_private_key(pointer, $0) }
+        ERR_clear_error()
+        return result == 1
+    }
+
+    /// Scoped access to the X509 for other OpenSSL wrappers in this project.
+    public func withUnsafePointer<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
+        try body(pointer)
+    }
+
+    private static func epochSeconds(_ time: UnsafePointer<ASN1_TIME>?) -> Int64 {
+        guard let time else { return 0 }
+        var parts = tm()
+        guard ASN1_TIME_to_tm(time, &parts) == 1 else { return 0 }
+        return Int64(timegm(&parts))
+    }
+}

@@ -1,0 +1,155 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a new certificate should say. The signer fills in serial, issuer and key identifiers.
+public struct CertificateTemplate: Sendable {
+    public enum Usage: String, Sendable, CaseIterable {
+        case serverAuth, clientAuth
+    }
+
+    public var commonName: String?
+    public var dnsNames: [String]
+    public var ipAddresses: [String]
+    /// A CA certificate (basicConstraints CA:TRUE, keyCertSign) rather than a leaf.
+    public var isCertificateAuthority: Bool
+    public var extendedKeyUsages: [Usage]
+    /// Validity start and end, in seconds since 1970.
+    public var notBefore: Int64
+    public var notAfter: Int64
+
+    public init(commonName: String?, dnsNames: [String] = [], ipAddresses: [String] = [],
+                isCertificateAuthority: Bool = false, extendedKeyUsages: [Usage] = [.serverAuth],
+                notBefore: Int64, notAfter: Int64) {
+        self.commonName = commonName
+        self.dnsNames = dnsNames
+        self.ipAddresses = ipAddresses
+        self.isCertificateAuthority = isCertificateAuthority
+        self.extendedKeyUsages = extendedKeyUsages
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+    }
+}
+
+/// Signs certificates with OpenSSL: self-signed CAs and leaves signed by a CA.
+public enum CertificateSigner {
+    /// Signs `template` for `subjectKey`. With no `issuer` the certificate is self-signed
+    /// by `subjectKey`.
+    public static func sign(_ template: CertificateTemplate, subjectKey: PrivateKey,
+                            issuer: (certificate: Certificate, key: PrivateKey)? = nil) throws -> Certificate {
+        try validateNames(template)
+        ERR_clear_error()
+        guard let x509 = X509_new() else { throw OpenSSLError.drain("allocating a certificate") }
+        let certificate = Certificate(takingOwnership: x509)
+
+        guard X509_set_version(x509, 2) == 1 else { throw OpenSSLError.drain("setting the certificate version") }
+        try setRandomSerial(x509)
+        guard ASN1_TIME_set(X509_getm_notBefore(x509), time_t(template.notBefore)) != nil,
+              ASN1_TIME_set(X509_getm_notAfter(x509), time_t(template.notAfter)) != nil else {
+            throw OpenSSLError.drain("setting the validity period")
+        }
+        guard subjectKey.withUnsafePointer({ X509_set_pubkey(x509, $0) }) == 1 else {
+            throw OpenSSLError.drain("setting the public key")
+        }
+        let subject = X509_get_subject_name(x509)
+        if let commonName = template.commonName {
+            guard X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, commonName, -1, -1, 0) == 1 else {
+                throw OpenSSLError.drain("setting the common name \"\(commonName)\"")
+            }
+        }
+        let issuerCertificate = issuer?.certificate.pointer ?? x509
+        guard X509_set_issuer_name(x509, X509_get_subject_name(issuerCertificate)) == 1 else {
+            throw OpenSSLError.drain("setting the issuer name")
+        }
+
+        var context = X509V3_CTX()
+        certgate_X509V3_set_ctx_nodb(&context)
+        X509V3_set_ctx(&context, issuerCertificate, x509, nil, nil, 0)
+        let signingKey = issuer?.key ?? subjectKey
+        for (nid, value) in extensions(template, keyAlgorithm: subjectKey.algorithm, selfSigned: issuer == nil) {
+            guard let ext = X509V3_EXT_conf_nid(nil, &context, nid, value) else {
+                throw OpenSSLError.drain("building the extension \(String(cString: OBJ_nid2sn(nid))) = \(value)")
+            }
+            defer { X509_EXTENSION_free(ext) }
+            guard X509_add_ext(x509, ext, -1) == 1 else { throw OpenSSLError.drain("adding an extension") }
+        }
+
+        // Ed25519 signs without a separate digest; every other key type uses SHA-256 or better.
+        let digest: OpaquePointer? = switch signingKey.algorithm {
+        case .ed25519: nil
+        case .ecdsaP384: EVP_sha384()
+        default: EVP_sha256()
+        }
+        guard signingKey.withUnsafePointer({ X509_sign(x509, $0, digest) }) > 0 else {
+            throw OpenSSLError.drain("signing the certificate")
+        }
+        return certificate
+    }
+
+    private static func extensions(_ template: CertificateTemplate, keyAlgorithm: PrivateKey.Algorithm?,
+                                   selfSigned: Bool) -> [(Int32, String)] {
+        var result: [(Int32, String)] = []
+        if template.isCertificateAuthority {
+            result.append((NID_basic_constraints, "critical,CA:TRUE"))
+            result.append((NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"))
+        } else {
+            result.append((NID_basic_constraints, "critical,CA:FALSE"))
+            // Key encipherment only means something for RSA key transport.
+            if case .rsa = keyAlgorithm {
+                result.append((NID_key_usage, "critical,digitalSignature,keyEncipherment"))
+            } else {
+                result.append((NID_key_usage, "critical,digitalSignature"))
+            }
+            if !template.extendedKeyUsages.isEmpty {
+                result.append((NID_ext_key_usage, template.extendedKeyUsages.map(\.rawValue).joined(separator: ",")))
+            }
+        }
+        let altNames = template.dnsNames.map { "DNS:\($0)" } + template.ipAddresses.map { "IP:\($0)" }
+        if !altNames.isEmpty {
+            result.append((NID_subject_alt_name, altNames.joined(separator: ",")))
+        }
+        result.append((NID_subject_key_identifier, "hash"))
+        if !selfSigned {
+            result.append((NID_authority_key_identifier, "keyid:always"))
+        }
+        return result
+    }
+
+    /// Names go into OpenSSL's extension syntax, where ',' and ':' have meaning: allow only
+    /// what a DNS name or an IP literal can contain.
+    private static func validateNames(_ template: CertificateTemplate) throws {
+        for name in template.dnsNames where name.isEmpty || !name.utf8.allSatisfy({ isDNSByte($0) }) {
+            throw OpenSSLError("building the certificate", details: ["\"\(name)\" is not a DNS name"])
+        }
+        for address in template.ipAddresses {
+            var v4 = in_addr()
+            var v6 = in6_addr()
+            if inet_pton(AF_INET, address, &v4) != 1 && inet_pton(AF_INET6, address, &v6) != 1 {
+                throw OpenSSLError("building the certificate", details: ["\"\(address)\" is not an IP address"])
+            }
+        }
+    }
+
+    private static func isDNSByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "*"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A random positive serial number of 16 octets (RFC 5280 allows up to 20).
+    private static func setRandomSerial(_ x509: OpaquePointer) throws {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard RAND_bytes(&bytes, Int32(bytes.count)) == 1 else { throw OpenSSLError.drain("drawing a random serial number") }
+        bytes[0] &= 0x7F  // positive: the top bit of a DER INTEGER is its sign
+        guard let bn = BN_bin2bn(bytes, Int32(bytes.count), nil) else { throw OpenSSLError.drain("building the serial number") }
+        defer { BN_free(bn) }
+        guard let serial = BN_to_ASN1_INTEGER(bn, nil) else { throw OpenSSLError.drain("encoding the serial number") }
+        defer { ASN1_INTEGER_free(serial) }
+        guard X509_set_serialNumber(x509, serial) == 1 else { throw OpenSSLError.drain("setting the serial number") }
+    }
+}

@@ -1,0 +1,350 @@
+import CertgateNet
+import CertgateTLS
+import Logging
+
+/// What a connection speaks once its transport is up (HTTP/1.1 or HTTP/2).
+protocol ProtocolHandler: AnyObject {
+    /// Bytes arrived (already decrypted). May queue output on the connection.
+    func received(_ bytes: UnsafeRawBufferPointer)
+    /// The peer closed its sending side.
+    func peerClosed()
+    /// Everything queued has reached the socket.
+    func outputDrained()
+    /// Called on every loop tick, to enforce timeouts.
+    func tick(now: UInt64)
+    /// The server is stopping: finish what is in flight, accept nothing new.
+    func beginShutdown()
+}
+
+/// One accepted TCP connection, with or without TLS, owned by one event loop.
+///
+/// Reads are processed as they come and answers are queued and written in one batch after
+/// each read. When the peer does not read its answers, reading stops until the queue drains,
+/// so a client cannot make the server buffer without bound.
+final class Connection: EventHandler {
+    enum Phase { case handshaking, open, lingering, closed }
+
+    let descriptor: Int32
+    unowned let context: LoopContext
+    let peer: SocketAddress?
+    private(set) var phase: Phase
+    private var tls: TLSSession?
+    private var handler: ProtocolHandler?
+
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    /// Close (after a lingering read) once the queue drains.
+    private var closeWhenDrained = false
+    private var peerHasClosed = false
+    private var readPaused = false
+    /// OpenSSL asked for the opposite direction to finish a read, a write or the handshake.
+    private var readWaitsForWritable = false
+    private var writeWaitsForReadable = false
+    private var handshakeWaitsForWritable = false
+    private var interest: Interest = .readable
+    /// Deadline for the handshake, for queued output to move, or for lingering.
+    private var deadline: UInt64 = .max
+
+    /// Past this many queued bytes the connection stops reading until its peer catches up.
+    static let maxQueuedOutput = 1 << 20
+
+    init(descriptor: Int32, peer: SocketAddress?, tls: TLSSession?, context: LoopContext) {
+        self.descriptor = descriptor
+        self.peer = peer
+        self.tls = tls
+        self.context = context
+        let now = monotonicNanoseconds()
+        if tls != nil {
+            phase = .handshaking
+            deadline = now + context.server.timeouts.handshake
+        } else {
+            phase = .open
+        }
+        if tls == nil { handler = HTTP1Handler(connection: self, now: now) }
+    }
+
+    var hasQueuedOutput: Bool { outputOffset < output.count }
+
+    var peerDescription: String { peer.map { "\($0)" } ?? "unknown" }
+
+    // MARK: Events
+
+    func handle(_ readiness: Readiness) {
+        switch phase {
+        case .handshaking:
+            continueHandshake()
+        case .open:
+            if readiness.isWritable || (writeWaitsForReadable && readiness.isReadable) {
+                flush()
+            }
+            if phase == .open, readiness.isReadable || (readWaitsForWritable && readiness.isWritable) {
+                readAvailable()
+            }
+        case .lingering:
+            discardUntilClosed()
+        case .closed:
+            return
+        }
+        updateInterest()
+    }
+
+    func tick(now: UInt64) {
+        switch phase {
+        case .handshaking:
+            if now >= deadline {
+                context.server.metrics.handshakeFailures.increment()
+                context.server.logger.debug("TLS handshake timed out", metadata: ["peer": "\(peerDescription)"])
+                close()
+            }
+        case .lingering:
+            if now >= deadline { close() }
+        case .open:
+            if hasQueuedOutput && now >= deadline {
+                context.server.logger.debug("closing a connection whose peer stopped reading", metadata: ["peer": "\(peerDescription)"])
+                close()
+                return
+            }
+            handler?.tick(now: now)
+            updateInterest()
+        case .closed:
+            return
+        }
+    }
+
+    func beginShutdown() {
+        switch phase {
+        case .handshaking: close()
+        case .open: handler?.beginShutdown(); updateInterest()
+        case .lingering, .closed: break
+        }
+    }
+
+    // MARK: TLS handshake
+
+    private func continueHandshake() {
+        guard let tls else { return }
+        do {
+            switch try tls.handshake() {
+            case .done:
+                phase = .open
+                deadline = .max
+                context.server.metrics.handshakes(version: tls.protocolVersion).increment()
+                let now = monotonicNanoseconds()
+                if tls.negotiatedProtocol == "h2" {
+                    handler = HTTP2Handler(connection: self, now: now)
+                } else {
+                    handler = HTTP1Handler(connection: self, now: now)
+                }
+                // The client's first request may have arrived with its Finished message and sit
+                // decrypted inside OpenSSL already, where epoll cannot see it.
+                readAvailable()
+            case .wantRead:
+                handshakeWaitsForWritable = false
+            case .wantWrite:
+                handshakeWaitsForWritable = true
+            case .closed:
+                context.server.metrics.handshakeFailures.increment()
+                close()
+            }
+        } catch {
+            context.server.metrics.handshakeFailures.increment()
+            context.server.logger.debug("TLS handshake failed", metadata: ["peer": "\(peerDescription)", "error": "\(error)"])
+            close()
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads until the socket (and OpenSSL's buffer) is empty, handing bytes to the protocol,
+    /// then writes what the protocol queued in one batch.
+    func readAvailable() {
+        let scratch = context.loop.scratch
+        var rounds = 0
+        while phase == .open && !readPaused && !peerHasClosed {
+            rounds += 1
+            if rounds > 64 {
+                // Let other connections on this loop run; come back for what OpenSSL may hold.
+                context.resumeReadingSoon(self)
+                break
+            }
+            let count: Int
+            do {
+                if let tls {
+                    switch try tls.read(into: scratch) {
+                    case .done(let n): count = n
+                    case .closed: count = 0
+                    case .wantRead:
+                        readWaitsForWritable = false
+                        count = -1
+                    case .wantWrite:
+                        readWaitsForWritable = true
+                        count = -1
+                    }
+                } else {
+                    switch try SocketIO.read(descriptor, into: scratch) {
+                    case .done(let n): count = n
+                    case .wouldBlock: count = -1
+                    }
+                }
+            } catch {
+                context.server.logger.debug("read failed", metadata: ["peer": "\(peerDescription)", "error": "\(error)"])
+                close()
+                return
+            }
+            if count < 0 { break }
+            if count == 0 {
+                peerHasClosed = true
+                handler?.peerClosed()
+                break
+            }
+            handler?.received(UnsafeRawBufferPointer(rebasing: scratch[0..<count]))
+            if output.count - outputOffset > Connection.maxQueuedOutput {
+                flush()
+                if output.count - outputOffset > Connection.maxQueuedOutput { readPaused = true }
+            }
+            // A short plain read means the socket is empty; OpenSSL must be asked until it says so.
+            if tls == nil && count < scratch.count { break }
+        }
+        flush()
+    }
+
+    /// Continues reading after a pause (output drained, or a bounded read pass ended).
+    func resumeReading() {
+        guard phase == .open else { return }
+        readAvailable()
+        updateInterest()
+    }
+
+    /// After ``close(afterDrain:)``: read and drop what the peer still sends, so that closing
+    /// with unread data does not reset the connection before the peer has read our answer.
+    private func discardUntilClosed() {
+        let scratch = context.loop.scratch
+        for _ in 0..<16 {
+            guard let result = try? SocketIO.read(descriptor, into: scratch) else { close(); return }
+            switch result {
+            case .done(0): close(); return
+            case .done: continue
+            case .wouldBlock: return
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    /// Queues bytes to send; they leave at the next flush (after the current read is processed).
+    func enqueue(_ bytes: UnsafeRawBufferPointer) {
+        output.append(contentsOf: bytes)
+    }
+
+    func enqueue(_ bytes: [UInt8]) {
+        output.append(contentsOf: bytes)
+    }
+
+    func enqueue(_ text: String) {
+        output.append(contentsOf: text.utf8)
+    }
+
+    /// Writes as much queued output as the socket takes.
+    func flush() {
+        guard phase == .open else { return }
+        writeWaitsForReadable = false
+        while outputOffset < output.count {
+            let status: IOResult<Int>
+            do {
+                status = try output.withUnsafeBytes { bytes in
+                    let pending = UnsafeRawBufferPointer(rebasing: bytes[outputOffset...])
+                    if let tls {
+                        switch try tls.write(from: pending) {
+                        case .done(let n): return .done(n)
+                        case .wantWrite: return .wouldBlock
+                        case .wantRead:
+                            writeWaitsForReadable = true
+                            return .wouldBlock
+                        case .closed: return .done(0)
+                        }
+                    }
+                    return try SocketIO.write(descriptor, from: pending)
+                }
+            } catch {
+                context.server.logger.debug("write failed", metadata: ["peer": "\(peerDescription)", "error": "\(error)"])
+                close()
+                return
+            }
+            switch status {
+            case .done(0):
+                close()
+                return
+            case .done(let n):
+                outputOffset += n
+                deadline = monotonicNanoseconds() + context.server.timeouts.write
+            case .wouldBlock:
+                if deadline == .max { deadline = monotonicNanoseconds() + context.server.timeouts.write }
+                updateInterest()
+                return
+            }
+        }
+        output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
+        outputOffset = 0
+        deadline = .max
+        if closeWhenDrained {
+            startLingering()
+            return
+        }
+        if readPaused {
+            readPaused = false
+            context.resumeReadingSoon(self)
+        }
+        handler?.outputDrained()
+    }
+
+    // MARK: Closing
+
+    /// Closes once the queued output is written, with a short lingering read first.
+    func close(afterDrain: Bool) {
+        guard afterDrain, phase == .open else { close(); return }
+        closeWhenDrained = true
+        if !hasQueuedOutput { startLingering() }
+    }
+
+    private func startLingering() {
+        tls?.close()
+        SocketIO.shutdownWrite(descriptor)
+        if peerHasClosed {
+            close()
+            return
+        }
+        phase = .lingering
+        deadline = monotonicNanoseconds() + context.server.timeouts.linger
+        updateInterest()
+    }
+
+    /// Closes at once.
+    func close() {
+        guard phase != .closed else { return }
+        if phase == .open, !closeWhenDrained, !hasQueuedOutput { tls?.close() }
+        phase = .closed
+        handler = nil
+        context.loop.deregister(descriptor)
+        SocketIO.close(descriptor)
+        context.remove(self)
+    }
+
+    private func updateInterest() {
+        var wanted: Interest = []
+        switch phase {
+        case .handshaking:
+            wanted = handshakeWaitsForWritable ? .writable : .readable
+        case .open:
+            if (!readPaused && !peerHasClosed) || writeWaitsForReadable { wanted.insert(.readable) }
+            if (hasQueuedOutput && !writeWaitsForReadable) || readWaitsForWritable { wanted.insert(.writable) }
+        case .lingering:
+            wanted = .readable
+        case .closed:
+            return
+        }
+        if wanted != interest {
+            interest = wanted
+            context.loop.setInterest(descriptor, wanted)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+import CertgateNet
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// HTTP/1.1 on one connection: keep-alive, pipelining, Content-Length and chunked bodies,
+/// the header, body and idle timeouts, and the error answers the parser asks for.
+final class HTTP1Handler: ProtocolHandler {
+    private unowned let connection: Connection
+    private var parser: HTTP1Parser
+    private var head: HTTP1Parser.Head?
+    /// When the current head (or body) began to arrive, for the timeouts and latency.
+    private var headStarted: UInt64?
+    private var bodyStarted: UInt64 = 0
+    private var idleSince: UInt64
+    private var closing = false
+
+    init(connection: Connection, now: UInt64) {
+        self.connection = connection
+        parser = HTTP1Parser(limits: connection.context.server.configuration.limits)
+        idleSince = now
+    }
+
+    private var server: HTTPServer { connection.context.server }
+
+    func received(_ bytes: UnsafeRawBufferPointer) {
+        guard !closing else { return }
+        if headStarted == nil && head == nil { headStarted = monotonicNanoseconds() }
+        parser.append(bytes)
+        processBufferedRequests()
+    }
+
+    private func processBufferedRequests() {
+        while !closing {
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next()
+            } catch {
+                rejectAndClose(error)
+                return
+            }
+            guard let event else { break }
+            switch event {
+            case .head(let parsed):
+                head = parsed
+                bodyStarted = monotonicNanoseconds()
+                server.metrics.inFlight.add(1)
+                if parsed.expectsContinue && parsed.framing != .length(0) {
+                    connection.enqueue("HTTP/1.1 100 Continue\r\n\r\n")
+                }
+            case .body(let body):
+                guard let current = head else { continue }
+                head = nil
+                let start = headStarted ?? bodyStarted
+                headStarted = parser.isMidRequest ? monotonicNanoseconds() : nil
+                let request = HTTPRequest(method: current.method, path: current.path, query: current.query,
+                                          headers: current.headers, body: body, version: current.version)
+                let response = server.respond(to: request, startedAt: start)
+                server.metrics.inFlight.add(-1)
+                let keepAlive = current.keepAlive && !connection.context.isShuttingDown
+                write(response, version: current.version, keepAlive: keepAlive, omitBody: current.method == "HEAD")
+                if !keepAlive {
+                    closing = true
+                    connection.close(afterDrain: true)
+                }
+            }
+        }
+        idleSince = monotonicNanoseconds()
+    }
+
+    /// Answers a request the parser refused and closes: the stream cannot be trusted after it.
+    private func rejectAndClose(_ error: HTTPParseError) {
+        if head != nil { server.metrics.inFlight.add(-1) }
+        server.record(path: head.map { server.router.metricsPath(for: $0.path) } ?? "other", status: error.status,
+                      startedAt: headStarted ?? monotonicNanoseconds())
+        head = nil
+        write(.error(error.status, error.message), version: .http1_1, keepAlive: false, omitBody: false)
+        closing = true
+        connection.close(afterDrain: true)
+    }
+
+    func peerClosed() {
+        // A request cut off half way cannot be answered; a complete one already was.
+        if parser.isMidRequest || head != nil {
+            if head != nil { server.metrics.inFlight.add(-1) }
+            head = nil
+            connection.close()
+        } else {
+            closing = true
+            connection.close(afterDrain: true)
+        }
+    }
+
+    func outputDrained() {}
+
+    func tick(now: UInt64) {
+        guard !closing else { return }
+        if head != nil {
+            if now &- bodyStarted > server.timeouts.requestBody {
+                rejectAndClose(HTTPParseError(status: 408, message: "the request body did not arrive in time"))
+            }
+        } else if let started = headStarted, parser.isMidRequest {
+            if now &- started > server.timeouts.requestHeader {
+                rejectAndClose(HTTPParseError(status: 408, message: "the request header did not arrive in time"))
+            }
+        } else if !connection.hasQueuedOutput && now &- idleSince > server.timeouts.idle {
+            closing = true
+            connection.close(afterDrain: true)
+        }
+    }
+
+    func beginShutdown() {
+        // Idle connections close now; one with a request in progress answers it with
+        // "Connection: close" (the loop context reports shutting down) and closes then.
+        if head == nil && !parser.isMidRequest && !connection.hasQueuedOutput {
+            closing = true
+            connection.close(afterDrain: true)
+        }
+    }
+
+    private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, omitBody: Bool) {
+        var head = version == .http1_0 ? "HTTP/1.0 " : "HTTP/1.1 "
+        head += String(response.status)
+        head += " "
+        head += reasonPhrase(response.status)
+        head += "\r\n"
+        for (name, value) in response.headers {
+            head += canonicalHeaderName(name)
+            head += ": "
+            head += value
+            head += "\r\n"
+        }
+        if response.status >= 200 && response.status != 204 && response.status != 304 {
+            head += "Content-Length: "
+            head += String(response.body.count)
+            head += "\r\n"
+        }
+        head += "Date: "
+        head += connection.context.dateHeader
+        head += "\r\n"
+        if !keepAlive {
+            head += "Connection: close\r\n"
+        } else if version == .http1_0 {
+            head += "Connection: keep-alive\r\n"
+        }
+        head += "\r\n"
+        connection.enqueue(head)
+        if !omitBody { connection.enqueue(response.body) }
+    }
+}
+
+/// "content-type" -> "Content-Type", as HTTP/1.1 peers customarily see header names.
+func canonicalHeaderName(_ name: String) -> String {
+    var upperNext = true
+    var result = ""
+    result.reserveCapacity(name.utf8.count)
+    for scalar in name.unicodeScalars {
+        if upperNext, scalar.value >= 0x61, scalar.value <= 0x7A {
+            result.unicodeScalars.append(Unicode.Scalar(scalar.value - 0x20)!)
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
+        upperNext = scalar == "-"
+    }
+    return result
+}
+
+/// The current time as an HTTP Date header value (RFC 9110 IMF-fixdate).
+func httpDate() -> String {
+    var now = time(nil)
+    var parts = tm()
+    gmtime_r(&now, &parts)
+    var buffer = [CChar](repeating: 0, count: 64)
+    let length = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+    return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func usleepMilliseconds(_ milliseconds: UInt32) {
+    usleep(milliseconds * 1000)
+}

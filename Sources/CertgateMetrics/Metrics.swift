@@ -1,0 +1,230 @@
+import Synchronization
+
+/// A set of metric families rendered in the Prometheus text format (version 0.0.4).
+///
+/// Families are registered once at start-up; children (one per label-value combination) are
+/// made on first use and can be kept by hot paths to skip the lookup.
+public final class MetricsRegistry: Sendable {
+    private let families = Mutex<[any MetricFamily]>([])
+
+    public init() {}
+
+    public func counter(_ name: String, help: String, labels: [String] = []) -> Counter {
+        register(Counter(name: name, help: help, labelNames: labels))
+    }
+
+    public func gauge(_ name: String, help: String, labels: [String] = []) -> Gauge {
+        register(Gauge(name: name, help: help, labelNames: labels))
+    }
+
+    public func histogram(_ name: String, help: String, labels: [String] = [], buckets: [Double]) -> Histogram {
+        register(Histogram(name: name, help: help, labelNames: labels, buckets: buckets))
+    }
+
+    private func register<F: MetricFamily>(_ family: F) -> F {
+        families.withLock { $0.append(family) }
+        return family
+    }
+
+    /// Every family in registration order, in the text exposition format.
+    public func exposition() -> String {
+        var out = ""
+        for family in families.withLock({ $0 }) {
+            out += "# HELP \(family.name) \(escapeHelp(family.help))\n# TYPE \(family.name) \(family.type)\n"
+            family.render(into: &out)
+        }
+        return out
+    }
+}
+
+protocol MetricFamily: Sendable {
+    var name: String { get }
+    var help: String { get }
+    var type: String { get }
+    func render(into out: inout String)
+}
+
+/// Children of a family, one per label-value combination, created on first use.
+final class Children<Child: AnyObject & Sendable>: Sendable {
+    let labelNames: [String]
+    private let storage = Mutex<[[String]: Child]>([:])
+    private let make: @Sendable () -> Child
+
+    init(labelNames: [String], make: @escaping @Sendable () -> Child) {
+        self.labelNames = labelNames
+        self.make = make
+    }
+
+    func child(_ values: [String]) -> Child {
+        precondition(values.count == labelNames.count, "expected labels \(labelNames), got \(values)")
+        return storage.withLock { children in
+            if let existing = children[values] { return existing }
+            let created = make()
+            children[values] = created
+            return created
+        }
+    }
+
+    /// Children sorted by label values, so output is stable.
+    func sorted() -> [([String], Child)] {
+        storage.withLock { $0.map { ($0.key, $0.value) } }.sorted { $0.0.lexicographicallyPrecedes($1.0) }
+    }
+
+    func labelText(_ values: [String], extra: String? = nil) -> String {
+        var parts = zip(labelNames, values).map { "\($0)=\"\(escapeLabel($1))\"" }
+        if let extra { parts.append(extra) }
+        return parts.isEmpty ? "" : "{" + parts.joined(separator: ",") + "}"
+    }
+}
+
+/// A value that only goes up (requests served, handshakes failed).
+public final class Counter: MetricFamily {
+    public final class Child: Sendable {
+        private let value = Mutex<Double>(0)
+        public func increment(by amount: Double = 1) { value.withLock { $0 += amount } }
+        public var current: Double { value.withLock { $0 } }
+    }
+
+    let name: String
+    let help: String
+    let type = "counter"
+    private let children: Children<Child>
+
+    init(name: String, help: String, labelNames: [String]) {
+        self.name = name
+        self.help = help
+        children = Children(labelNames: labelNames) { Child() }
+        if labelNames.isEmpty { _ = children.child([]) }
+    }
+
+    public func labels(_ values: String...) -> Child { children.child(values) }
+    public func increment(by amount: Double = 1) { children.child([]).increment(by: amount) }
+
+    func render(into out: inout String) {
+        for (values, child) in children.sorted() {
+            out += "\(name)\(children.labelText(values)) \(formatValue(child.current))\n"
+        }
+    }
+}
+
+/// A value that goes up and down (open connections) or is set (certificate expiry).
+public final class Gauge: MetricFamily {
+    public final class Child: Sendable {
+        private let value = Mutex<Double>(0)
+        public func set(_ newValue: Double) { value.withLock { $0 = newValue } }
+        public func add(_ amount: Double) { value.withLock { $0 += amount } }
+        public var current: Double { value.withLock { $0 } }
+    }
+
+    let name: String
+    let help: String
+    let type = "gauge"
+    private let children: Children<Child>
+
+    init(name: String, help: String, labelNames: [String]) {
+        self.name = name
+        self.help = help
+        children = Children(labelNames: labelNames) { Child() }
+        if labelNames.isEmpty { _ = children.child([]) }
+    }
+
+    public func labels(_ values: String...) -> Child { children.child(values) }
+    public func set(_ value: Double) { children.child([]).set(value) }
+    public func add(_ amount: Double) { children.child([]).add(amount) }
+    public var current: Double { children.child([]).current }
+
+    func render(into out: inout String) {
+        for (values, child) in children.sorted() {
+            out += "\(name)\(children.labelText(values)) \(formatValue(child.current))\n"
+        }
+    }
+}
+
+/// Observations counted into cumulative buckets (request latency).
+public final class Histogram: MetricFamily {
+    public final class Child: Sendable {
+        struct State { var counts: [UInt64]; var sum: Double = 0; var count: UInt64 = 0 }
+        let upperBounds: [Double]
+        let state: Mutex<State>
+
+        init(upperBounds: [Double]) {
+            self.upperBounds = upperBounds
+            state = Mutex(State(counts: [UInt64](repeating: 0, count: upperBounds.count)))
+        }
+
+        public func observe(_ value: Double) {
+            let index = upperBounds.firstIndex { value <= $0 }
+            state.withLock { state in
+                if let index { state.counts[index] += 1 }
+                state.sum += value
+                state.count += 1
+            }
+        }
+    }
+
+    let name: String
+    let help: String
+    let type = "histogram"
+    let buckets: [Double]
+    private let children: Children<Child>
+
+    init(name: String, help: String, labelNames: [String], buckets: [Double]) {
+        self.name = name
+        self.help = help
+        self.buckets = buckets.sorted()
+        let bounds = self.buckets
+        children = Children(labelNames: labelNames) { Child(upperBounds: bounds) }
+    }
+
+    public func labels(_ values: String...) -> Child { children.child(values) }
+
+    func render(into out: inout String) {
+        for (values, child) in children.sorted() {
+            let state = child.state.withLock { $0 }
+            var cumulative: UInt64 = 0
+            for (bound, count) in zip(buckets, state.counts) {
+                cumulative += count
+                out += "\(name)_bucket\(children.labelText(values, extra: "le=\"\(formatValue(bound))\"")) \(cumulative)\n"
+            }
+            out += "\(name)_bucket\(children.labelText(values, extra: "le=\"+Inf\"")) \(state.count)\n"
+            out += "\(name)_sum\(children.labelText(values)) \(formatValue(state.sum))\n"
+            out += "\(name)_count\(children.labelText(values)) \(state.count)\n"
+        }
+    }
+}
+
+/// Prometheus' default latency buckets, in seconds, with finer steps below 5 ms where a
+/// webhook answer should land.
+public let latencyBuckets: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+func formatValue(_ value: Double) -> String {
+    if value.isNaN { return "NaN" }
+    if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
+    if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+    return "\(value)"
+}
+
+func escapeLabel(_ value: String) -> String {
+    var out = ""
+    for ch in value {
+        switch ch {
+        case "\\": out += "\\\\"
+        case "\"": out += "\\\""
+        case "\n": out += "\\n"
+        default: out.append(ch)
+        }
+    }
+    return out
+}
+
+func escapeHelp(_ value: String) -> String {
+    var out = ""
+    for ch in value {
+        switch ch {
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        default: out.append(ch)
+        }
+    }
+    return out
+}

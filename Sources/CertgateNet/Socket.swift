@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+
+/// A listening TCP socket, non-blocking, shared by every event loop of a server.
+///
+/// Each loop registers it with `EPOLLEXCLUSIVE`, so one connection wakes one loop and the
+/// kernel spreads accepts across loops without a thread per connection.
+public final class ListeningSocket: Sendable {
+    public let descriptor: Int32
+    /// The bound address (with the real port when port 0 was asked for).
+    public let address: SocketAddress
+
+    /// Binds and listens. IPv6 `::` accepts IPv4 too (dual stack); other IPv6 addresses are v6 only.
+    public init(address: SocketAddress, backlog: Int32 = 1024) throws {
+        let domain = address.family == .ipv4 ? AF_INET : AF_INET6
+        let fd = try Syscall.call("socket") { socket(domain, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)")
+            if address.family == .ipv6 {
+                try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, address.host == "::" ? 0 : 1, "setsockopt(IPV6_V6ONLY)")
+            }
+            _ = try address.withSockAddr { sa, len in
+                try Syscall.call("bind(\(address))") { bind(fd, sa, len) }
+            }
+            _ = try Syscall.call("listen(\(address))") { listen(fd, backlog) }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            _ = try withUnsafeMutablePointer(to: &storage) { ptr in
+                try ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    try Syscall.call("getsockname") { getsockname(fd, sa, &length) }
+                }
+            }
+            self.address = SocketAddress(storage: storage) ?? address
+            self.descriptor = fd
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// Accepts one pending connection as a non-blocking socket, or returns nil when none waits
+    /// (another loop may have taken it).
+    public func accept() throws -> ConnectedSocket? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = try withUnsafeMutablePointer(to: &storage) { ptr in
+            try ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                try Syscall.nonBlocking("accept4") {
+                    accept4(descriptor, sa, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
+            }
+        }
+        switch result {
+        case .wouldBlock:
+            return nil
+        case .done(let fd):
+            // Small answers must leave at once rather than wait for Nagle's timer.
+            try? setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)")
+            return ConnectedSocket(descriptor: fd, peer: SocketAddress(storage: storage))
+        }
+    }
+
+    /// Stops listening. Connections already accepted are not affected.
+    public func close() {
+        Glibc.close(descriptor)
+    }
+}
+
+/// A connection just accepted: the caller owns `descriptor` and must close it.
+public struct ConnectedSocket: Sendable {
+    public let descriptor: Int32
+    public let peer: SocketAddress?
+}
+
+/// Plain reads and writes on a descriptor that the caller owns.
+public enum SocketIO {
+    /// Reads into `buffer`; `.done(0)` means the peer closed its side.
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws -> IOResult<Int> {
+        try Syscall.nonBlocking("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes what the socket takes now; never raises SIGPIPE.
+    public static func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws -> IOResult<Int> {
+        try Syscall.nonBlocking("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Half-closes the write side so the peer reads end of stream before we close.
+    public static func shutdownWrite(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+}
+
+@inline(__always)
+func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ what: String) throws {
+    var v = value
+    _ = try Syscall.call(what) { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
+}

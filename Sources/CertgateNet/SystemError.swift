@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call: which operation failed and the `errno` it left.
+public struct SystemError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let operation: String
+    public let errno: Int32
+
+    public init(_ operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// The outcome of a non-blocking call that may have nothing to do yet.
+public enum IOResult<Value> {
+    case done(Value)
+    case wouldBlock
+}
+
+enum Syscall {
+    /// Runs `body` until it does not fail with EINTR; throws ``SystemError`` on -1.
+    @inline(__always)
+    static func call<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws -> T {
+        while true {
+            let result = body()
+            if result == -1 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                throw SystemError(operation(), errno: code)
+            }
+            return result
+        }
+    }
+
+    /// Like ``call(_:_:)`` but maps EAGAIN/EWOULDBLOCK to ``IOResult/wouldBlock``.
+    @inline(__always)
+    static func nonBlocking<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws -> IOResult<T> {
+        while true {
+            let result = body()
+            if result == -1 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+                throw SystemError(operation(), errno: code)
+            }
+            return .done(result)
+        }
+    }
+}
+
+/// Monotonic time in nanoseconds, for deadlines that must not jump with the wall clock.
+@inline(__always)
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}

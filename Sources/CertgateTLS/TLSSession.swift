@@ -1,0 +1,96 @@
+import COpenSSL
+import CertgateCrypto
+
+/// One TLS connection (an OpenSSL SSL) on a non-blocking socket.
+///
+/// Used by one event-loop thread only. Every call clears the thread's error queue first and
+/// reads `SSL_get_error` before anything else can touch the queue.
+public final class TLSSession {
+    /// What a non-blocking TLS call asks for next.
+    public enum Status: Equatable {
+        /// Bytes were moved (handshake: it finished).
+        case done(Int)
+        /// Call again, with the same arguments, once the socket is readable.
+        case wantRead
+        /// Call again, with the same arguments, once the socket is writable.
+        case wantWrite
+        /// The peer closed the TLS session or the TCP connection.
+        case closed
+    }
+
+    private let ssl: OpaquePointer
+    /// After a fatal error OpenSSL must not be asked to send close_notify.
+    private var failed = false
+
+    init(takingOwnership ssl: OpaquePointer) {
+        self.ssl = ssl
+    }
+
+    deinit { SSL_free(ssl) }
+
+    /// Advances the handshake.
+    public func handshake() throws -> Status {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 { return .done(0) }
+        return try interpret(result, "the TLS handshake")
+    }
+
+    /// Reads decrypted bytes into `buffer`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Status {
+        ERR_clear_error()
+        var count = 0
+        if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 { return .done(count) }
+        return try interpret(0, "reading from the TLS connection")
+    }
+
+    /// Encrypts and writes bytes from `buffer`; may take fewer than offered.
+    public func write(from buffer: UnsafeRawBufferPointer) throws -> Status {
+        ERR_clear_error()
+        var count = 0
+        if SSL_write_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 { return .done(count) }
+        return try interpret(0, "writing to the TLS connection")
+    }
+
+    /// Sends close_notify once, without waiting for the peer's; skipped after a fatal error.
+    public func close() {
+        guard !failed else { return }
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    /// The ALPN protocol chosen in the handshake ("h2", "http/1.1"), if any.
+    public var negotiatedProtocol: String? {
+        var data: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &data, &length)
+        guard let data, length > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+    }
+
+    /// "TLSv1.3", "TLSv1.2".
+    public var protocolVersion: String {
+        String(cString: SSL_get_version(ssl))
+    }
+
+    /// Whether this handshake resumed an earlier session.
+    public var isResumed: Bool { SSL_session_reused(ssl) == 1 }
+
+    private func interpret(_ result: Int32, _ operation: String) throws -> Status {
+        let code = SSL_get_error(ssl, result)
+        switch code {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_SYSCALL:
+            failed = true
+            let details = drainErrorQueue()
+            if details.isEmpty { return .closed }  // the peer dropped TCP
+            throw OpenSSLError(operation, details: details)
+        default:
+            failed = true
+            throw OpenSSLError.drain(operation)
+        }
+    }
+}

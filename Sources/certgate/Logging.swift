@@ -1,0 +1,105 @@
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How log lines are written to standard error.
+enum LogFormat: String, CaseIterable {
+    case text, json
+}
+
+/// Writes whole lines to standard error under one lock, so lines from event-loop threads
+/// never interleave.
+final class LogSink: Sendable {
+    static let standardError = LogSink()
+    private let lock = Mutex<Void>(())
+
+    func write(_ line: String) {
+        lock.withLock { _ in
+            var bytes = Array(line.utf8)
+            bytes.append(0x0A)
+            bytes.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let written = Glibc.write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+        }
+    }
+}
+
+/// A swift-log handler for both formats: `text` for people, `json` (one object per line,
+/// like klog's JSON format) for log pipelines.
+struct CertgateLogHandler: LogHandler {
+    let label: String
+    let format: LogFormat
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    init(label: String, format: LogFormat, level: Logger.Level) {
+        self.label = label
+        self.format = format
+        self.logLevel = level
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        let time = timestamp()
+        switch format {
+        case .text:
+            var line = "\(time) \(event.level.rawValue.uppercased().padding(7)) \(event.message)"
+            for key in merged.keys.sorted() { line += " \(key)=\(quoteIfNeeded("\(merged[key]!)"))" }
+            LogSink.standardError.write(line)
+        case .json:
+            var line = "{\"ts\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"logger\":\"\(jsonText(label))\",\"msg\":\"\(jsonText("\(event.message)"))\""
+            for key in merged.keys.sorted() { line += ",\"\(jsonText(key))\":\"\(jsonText("\(merged[key]!)"))\"" }
+            line += "}"
+            LogSink.standardError.write(line)
+        }
+    }
+}
+
+private func timestamp() -> String {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    var seconds = spec.tv_sec
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    let length = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
+    let base = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let millis = String(spec.tv_nsec / 1_000_000)
+    return base + "." + String(repeating: "0", count: 3 - millis.count) + millis + "Z"
+}
+
+private func quoteIfNeeded(_ value: String) -> String {
+    value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty ? "\"\(jsonText(value))\"" : value
+}
+
+private func jsonText(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
+
+private extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

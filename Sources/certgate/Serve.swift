@@ -1,0 +1,240 @@
+import ArgumentParser
+import CertgateHTTP
+import CertgateMetrics
+import CertgateNet
+import CertgateTLS
+import Dispatch
+import Synchronization
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2) and metrics over plain HTTP.",
+        discussion: """
+        With no --tls-cert-file and --tls-key-file, a development CA and serving certificate are \
+        made in ./certs (as `certgate certs init` would) and used. Certificate, key and client CA \
+        files are watched and reloaded when they change, without dropping connections.
+        """
+    )
+
+    @Option(help: "Comma-separated IP addresses to serve the webhook on. \"::\" serves IPv6 and IPv4.")
+    var address = "0.0.0.0"
+
+    @Option(help: "Port of the webhook server.")
+    var port: UInt16 = 8443
+
+    @Option(help: "PEM serving certificate, followed by any intermediates. Default: certs/server.crt (made if missing).")
+    var tlsCertFile: String?
+
+    @Option(help: "PEM private key of the serving certificate. Default: certs/server.key (made if missing).")
+    var tlsKeyFile: String?
+
+    @Option(help: "PEM CA bundle; when set, clients must present a certificate signed by it.")
+    var clientCaFile: String?
+
+    @Option(help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
+    var metricsAddress = "127.0.0.1:9090"
+
+    @Option(help: "debug, info, notice, warning or error.")
+    var logLevel = "info"
+
+    @Option(help: "text or json.")
+    var logFormat = "text"
+
+    @Option(help: "Largest accepted request body, in bytes.")
+    var maxRequestBodyBytes = 7 * 1024 * 1024
+
+    @Option(help: "Largest accepted request head (HTTP/1.1) or header list (HTTP/2), in bytes.")
+    var maxHeaderBytes = 64 * 1024
+
+    @Option(help: "Connections past this are closed as soon as they are accepted.")
+    var maxConnections = 4096
+
+    @Option(help: "Time allowed to send a request head, Go duration.")
+    var requestHeaderTimeout = "10s"
+
+    @Option(help: "Time allowed to send a request body after its head, Go duration.")
+    var requestBodyTimeout = "30s"
+
+    @Option(help: "Kept-alive connections with no request are closed after this, Go duration.")
+    var idleTimeout = "120s"
+
+    @Option(help: "On SIGTERM or SIGINT, time for requests in flight to finish before connections are closed, Go duration.")
+    var shutdownGracePeriod = "25s"
+
+    @Option(help: "How often the certificate files are checked for changes, Go duration.")
+    var certificateCheckInterval = "1s"
+
+    @Option(help: "Event-loop threads (default: one per core, at most 8).")
+    var eventLoops: Int?
+
+    @Flag(help: "Offer only HTTP/1.1 in ALPN.")
+    var disableHttp2 = false
+
+    @Flag(help: .hidden)
+    var echoValidate = false
+
+    func validate() throws {
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json, not \"\(logFormat)\"") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(logLevel)\"")
+        }
+        guard (tlsCertFile == nil) == (tlsKeyFile == nil) else {
+            throw ValidationError("--tls-cert-file and --tls-key-file go together")
+        }
+        for (flag, value) in [("--request-header-timeout", requestHeaderTimeout), ("--request-body-timeout", requestBodyTimeout),
+                              ("--idle-timeout", idleTimeout), ("--shutdown-grace-period", shutdownGracePeriod),
+                              ("--certificate-check-interval", certificateCheckInterval)] where parseGoDuration(value) == nil {
+            throw ValidationError("\(flag): \"\(value)\" is not a duration such as 10s, 1m30s or 500ms")
+        }
+        _ = try listenAddresses()
+        _ = try metricsListenAddress()
+    }
+
+    func run() throws {
+        let format = LogFormat(rawValue: logFormat)!
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { CertgateLogHandler(label: $0, format: format, level: level) }
+        let logger = Logger(label: "certgate")
+        Signals.ignoreBrokenPipe()
+
+        let files = try servingCertificateFiles(logger: logger)
+        let registry = MetricsRegistry()
+        let serverMetrics = ServerMetrics(registry: registry)
+        let certificateMetrics = CertificateMetrics(registry: registry)
+        let serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2) { event in
+            switch event {
+            case .loaded(let context):
+                certificateMetrics.reloads.labels("success").increment()
+                certificateMetrics.expiry.set(Double(context.leaf.notAfter))
+                logger.info("serving certificate loaded", metadata: [
+                    "file": "\(files.certificateFile)", "serial": "\(context.leaf.serialNumberHex)",
+                    "not_after": "\(formatEpoch(context.leaf.notAfter))",
+                ])
+            case .rejected(let error):
+                certificateMetrics.reloads.labels("failure").increment()
+                logger.error("serving certificate not loaded; keeping the one in use", metadata: ["error": "\(error)"])
+            }
+        }
+        serving.reload()
+        if serving.context == nil {
+            logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
+        }
+        serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
+
+        let group = try EventLoopGroup(count: eventLoops ?? EventLoopGroup.defaultLoopCount)
+        let readiness = ReadinessChecks()
+        var webhookRouter = Router()
+        webhookRouter.addHealthRoutes(readiness)
+        if echoValidate {
+            // Benchmark aid until admission lands: answers with the request body unchanged.
+            webhookRouter.add("POST", "/validate") { .json(200, $0.body) }
+        }
+
+        var configuration = HTTPServerConfiguration(name: "webhook", addresses: try listenAddresses(), tls: serving)
+        configuration.limits = HTTPLimits(maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxRequestBodyBytes)
+        configuration.maxConnections = maxConnections
+        configuration.timeouts.requestHeader = parseGoDuration(requestHeaderTimeout)!
+        configuration.timeouts.requestBody = parseGoDuration(requestBodyTimeout)!
+        configuration.timeouts.idle = parseGoDuration(idleTimeout)!
+        let webhook = HTTPServer(configuration: configuration, router: webhookRouter, group: group,
+                                 metrics: serverMetrics, logger: logger)
+        readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(files.certificateFile)" : nil }
+        readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
+        try webhook.start()
+
+        var metricsServer: HTTPServer?
+        if let metricsAddress = try metricsListenAddress() {
+            var router = Router()
+            router.addHealthRoutes(readiness)
+            router.add("GET", "/metrics") { _ in
+                HTTPResponse(status: 200, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
+                             body: Array(registry.exposition().utf8))
+            }
+            let server = HTTPServer(configuration: HTTPServerConfiguration(name: "metrics", addresses: [metricsAddress], tls: nil),
+                                    router: router, group: group, metrics: serverMetrics, logger: logger)
+            try server.start()
+            metricsServer = server
+        }
+
+        let stop = DispatchSemaphore(value: 0)
+        let signalCount = SignalCounter()
+        let sources = Signals.observe([SIGTERM, SIGINT]) { number in
+            if signalCount.next() == 1 {
+                logger.info("signal received; shutting down gracefully", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")"])
+                stop.signal()
+            } else {
+                logger.warning("second signal; exiting now")
+                Glibc.exit(1)
+            }
+        }
+        stop.wait()
+        webhook.shutdown(gracePeriod: parseGoDuration(shutdownGracePeriod)!)
+        metricsServer?.shutdown(gracePeriod: 1)
+        serving.stopWatching()
+        group.stopAndWait()
+        withExtendedLifetime(sources) {}
+        logger.info("stopped")
+    }
+
+    /// The certificate files to serve; with none given, the development pair in ./certs,
+    /// made on first use.
+    private func servingCertificateFiles(logger: Logger) throws -> ServingCertificateFiles {
+        if let tlsCertFile, let tlsKeyFile {
+            return ServingCertificateFiles(certificateFile: tlsCertFile, keyFile: tlsKeyFile, clientCAFile: clientCaFile)
+        }
+        let directory = "certs"
+        let files = ServingCertificateFiles(certificateFile: "\(directory)/\(DevelopmentCertificates.certificateFile)",
+                                            keyFile: "\(directory)/\(DevelopmentCertificates.keyFile)", clientCAFile: clientCaFile)
+        if !fileExists(files.certificateFile) || !fileExists(files.keyFile) {
+            logger.warning("no --tls-cert-file given; making a development CA and serving certificate", metadata: ["dir": "\(directory)"])
+            try DevelopmentCertificates(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"], validDays: 365).write(to: directory)
+        }
+        return files
+    }
+
+    private func listenAddresses() throws -> [SocketAddress] {
+        let hosts = address.split(separator: ",").map { String($0).trimmingCharacters() }.filter { !$0.isEmpty }
+        guard !hosts.isEmpty else { throw ValidationError("--address names no address") }
+        do {
+            return try hosts.map { try SocketAddress(host: $0, port: port) }
+        } catch {
+            throw ValidationError("--address: \(error)")
+        }
+    }
+
+    private func metricsListenAddress() throws -> SocketAddress? {
+        if metricsAddress == "0" || metricsAddress.isEmpty { return nil }
+        guard let colon = metricsAddress.lastIndex(of: ":"), let port = UInt16(metricsAddress[metricsAddress.index(after: colon)...]) else {
+            throw ValidationError("--metrics-address must be HOST:PORT (such as 127.0.0.1:9090 or [::1]:9090), or 0")
+        }
+        do {
+            return try SocketAddress(host: String(metricsAddress[..<colon]), port: port)
+        } catch {
+            throw ValidationError("--metrics-address: \(error)")
+        }
+    }
+}
+
+/// Counts signals so the second one can force an exit.
+final class SignalCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func next() -> Int { count.wrappingAdd(1, ordering: .relaxed).newValue }
+}
+
+func isIPAddress(_ text: String) -> Bool {
+    (try? SocketAddress(host: text, port: 0)) != nil
+}
+
+/// Seconds since 1970 as RFC 3339 UTC.
+func formatEpoch(_ seconds: Int64) -> String {
+    var value = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&value, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    let length = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+    return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
