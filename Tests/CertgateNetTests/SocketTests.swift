@@ -1,0 +1,71 @@
+import CertgateNet
+import Dispatch
+import Synchronization
+import Testing
+
+@Suite struct SocketAddressTests {
+    @Test func parsesIPv4AndIPv6Literals() throws {
+        #expect(try SocketAddress(host: "127.0.0.1", port: 8443).description == "127.0.0.1:8443")
+        #expect(try SocketAddress(host: "::1", port: 8443).description == "[::1]:8443")
+        #expect(try SocketAddress(host: "[::1]", port: 1).family == .ipv6)
+    }
+
+    @Test func rejectsHostNamesWithAClearMessage() {
+        #expect {
+            try SocketAddress(host: "localhost", port: 1)
+        } throws: { error in
+            "\(error)".contains("\"localhost\" is not a numeric IPv4 or IPv6 address")
+        }
+    }
+}
+
+@Suite struct ListeningSocketTests {
+    @Test func bindsAnEphemeralPortOnIPv4AndIPv6() throws {
+        let v4 = try ListeningSocket(address: SocketAddress(host: "127.0.0.1", port: 0))
+        defer { v4.close() }
+        #expect(v4.address.port != 0)
+        let v6 = try ListeningSocket(address: SocketAddress(host: "::1", port: 0))
+        defer { v6.close() }
+        #expect(v6.address.port != 0)
+        #expect(v6.address.family == .ipv6)
+        // Nothing connected yet: a non-blocking accept says so instead of waiting.
+        #expect(try v4.accept() == nil)
+    }
+
+    @Test func aPortInUseIsReportedWithTheAddress() throws {
+        let first = try ListeningSocket(address: SocketAddress(host: "127.0.0.1", port: 0))
+        defer { first.close() }
+        #expect {
+            try ListeningSocket(address: SocketAddress(host: "127.0.0.1", port: first.address.port))
+        } throws: { error in
+            "\(error)".contains("bind(127.0.0.1:\(first.address.port)) failed: Address already in use")
+        }
+    }
+}
+
+@Suite struct EventLoopTests {
+    @Test func runsSubmittedTasksAndTicks() throws {
+        let group = try EventLoopGroup(count: 2)
+        defer { group.stopAndWait() }
+        let ran = Atomic<Int>(0)
+        let done = DispatchSemaphore(value: 0)
+        for loop in group.loops {
+            loop.execute {
+                ran.wrappingAdd(1, ordering: .relaxed)
+                done.signal()
+            }
+        }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(ran.load(ordering: .relaxed) == 2)
+
+        let ticked = DispatchSemaphore(value: 0)
+        let owner = TickOwner()
+        group.loops[0].execute {
+            group.loops[0].addTickHandler(owner: owner) { ticked.signal() }
+        }
+        #expect(ticked.wait(timeout: .now() + 5) == .success)
+    }
+}
+
+final class TickOwner: Sendable {}

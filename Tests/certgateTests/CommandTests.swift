@@ -1,0 +1,136 @@
+import CertgateCrypto
+import CertgateTestSupport
+import Foundation
+import Testing
+
+/// The built `certgate` executable, beside the test bundle in the build directory.
+let certgateBinary: String = {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("certgate").path,
+        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("certgate").path,
+        "\(repositoryRoot)/.build/debug/certgate",
+    ]
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
+}()
+
+@Suite struct CertsInitTests {
+    @Test func writesAVerifiableDevelopmentPairWithPrivateKeys() throws {
+        let directory = TemporaryDirectory()
+        let dir = directory.file("certs")
+        let result = try runProcess(certgateBinary, ["certs", "init", "--dir", dir])
+        #expect(result.status == 0, "\(result.output)")
+
+        for key in ["ca.key", "server.key"] {
+            let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/\(key)")[.posixPermissions] as? Int
+            #expect(mode == 0o600, "\(key) must be readable by its owner only")
+        }
+        let verify = try runProcess("openssl", ["verify", "-CAfile", "\(dir)/ca.crt", "\(dir)/server.crt"])
+        #expect(verify.stdout.contains("server.crt: OK"), "\(verify.output)")
+        let names = try runProcess("openssl", ["x509", "-in", "\(dir)/server.crt", "-noout", "-ext", "subjectAltName,extendedKeyUsage"]).stdout
+        #expect(names.contains("DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1"), "\(names)")
+        #expect(names.contains("TLS Web Server Authentication"))
+        let key = try PrivateKey(pem: Array(try String(contentsOfFile: "\(dir)/server.key", encoding: .utf8).utf8))
+        #expect(try Certificate(pem: Array(try String(contentsOfFile: "\(dir)/server.crt", encoding: .utf8).utf8)).matches(key))
+
+        let again = try runProcess(certgateBinary, ["certs", "init", "--dir", dir])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("already exists; pass --force"), "\(again.output)")
+        #expect(try runProcess(certgateBinary, ["certs", "init", "--dir", dir, "--force"]).status == 0)
+    }
+}
+
+@Suite struct ServeCommandTests {
+    @Test func badFlagsAreRefusedWithTheFlagNamed() throws {
+        let format = try runProcess(certgateBinary, ["serve", "--log-format", "xml"])
+        #expect(format.status == 64)
+        #expect(format.stderr.contains("--log-format must be text or json, not \"xml\""), "\(format.output)")
+        let address = try runProcess(certgateBinary, ["serve", "--address", "localhost"])
+        #expect(address.stderr.contains("\"localhost\" is not a numeric IPv4 or IPv6 address"), "\(address.output)")
+        let duration = try runProcess(certgateBinary, ["serve", "--idle-timeout", "5 minutes"])
+        #expect(duration.stderr.contains("--idle-timeout: \"5 minutes\" is not a duration"), "\(duration.output)")
+    }
+
+    @Test func waitsForItsCertificateThenServesAndStopsGracefullyOnSIGTERM() throws {
+        let directory = TemporaryDirectory()
+        let pki = try TestPKI(in: directory)
+        let certificate = directory.file("later/tls.crt")
+        let key = directory.file("later/tls.key")
+        let (port, metricsPort) = (freePort(), freePort())
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: certgateBinary)
+        server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "127.0.0.1:\(metricsPort)",
+                            "--tls-cert-file", certificate, "--tls-key-file", key, "--certificate-check-interval", "200ms",
+                            "--shutdown-grace-period", "10s", "--log-format", "json"]
+        let log = Pipe()
+        server.standardError = log
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+
+        // No certificate yet: the metrics port says why the server is not ready.
+        let notReady = try waitForHTTP("http://127.0.0.1:\(metricsPort)/readyz?verbose") { $0.hasSuffix("503") }
+        #expect(notReady.contains("[-]serving-certificate failed: no serving certificate has loaded from \(certificate)"), "\(notReady)")
+
+        try FileManager.default.createDirectory(atPath: directory.file("later"), withIntermediateDirectories: true)
+        try pki.writeServingPair(certificateFile: certificate, keyFile: key)
+        _ = try waitForHTTP("http://127.0.0.1:\(metricsPort)/readyz") { $0.hasSuffix("200") }
+        let healthy = try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", pki.caFile, "https://127.0.0.1:\(port)/healthz"])
+        #expect(healthy.stdout == "ok\n", "\(healthy.output)")
+
+        // A request whose body is still arriving when SIGTERM comes is answered, then the process exits 0.
+        let box = ResultHolder()
+        let done = DispatchSemaphore(value: 0)
+        let arguments = ["h1", "--port", String(port), "--ca", pki.caFile,
+                         "send:GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 4\\r\\n\\r\\nab", "sleep:1.5", "send:cd", "recvclose"]
+        DispatchQueue.global().async {
+            box.value = try? rawClient(arguments)
+            done.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.7)
+        kill(server.processIdentifier, SIGTERM)
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        let responses = box.value?["responses"] as? String ?? ""
+        #expect(responses.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(String(describing: box.value))")
+        #expect(responses.contains("Connection: close\r\n"))
+
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+        let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(lines.contains("\"msg\":\"signal received; shutting down gracefully\""), "\(lines)")
+        #expect(lines.contains("\"msg\":\"stopped\""))
+        #expect(lines.contains("\"msg\":\"serving certificate loaded\""))
+    }
+}
+
+final class ResultHolder: @unchecked Sendable {
+    var value: [String: Any]?
+}
+
+/// A loopback port that was free a moment ago.
+func freePort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length)
+            return getsockname(fd, pointer, &length)
+        }
+    }
+    return UInt16(bigEndian: address.sin_port)
+}
+
+/// Polls `url` with curl until `accept` likes "<body>\n<code>" or 20 seconds pass.
+func waitForHTTP(_ url: String, accept: (String) -> Bool) throws -> String {
+    let deadline = Date().addingTimeInterval(20)
+    var last = ""
+    while Date() < deadline {
+        last = try runProcess("curl", ["-sS", "--max-time", "2", "-w", "\n%{http_code}", url]).stdout
+        if accept(last) { return last }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+    throw ClientFailure(output: last)
+}
