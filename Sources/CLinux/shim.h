@@ -10,4 +10,8 @@
 // accept4 is declared by glibc only under _GNU_SOURCE, which the Glibc module does not set.
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
+// Also _GNU_SOURCE-only: names event-loop threads for top, gdb and perf.
+#include <pthread.h>
+extern int pthread_setname_np(pthread_t thread, const char *name);
+
 #endif

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CLinux
-import Foundation
 import Synchronization
 
 /// What an event loop watches a descriptor for.
@@ -44,8 +43,7 @@ public final class EventLoop: @unchecked Sendable {
     private var tickHandlers: [ObjectIdentifier: () -> Void] = [:]
     private let pendingTasks = Mutex<[@Sendable () -> Void]>([])
     private let stopping = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private var thread: pthread_t?
     /// How often tick handlers run (timeouts are checked at this granularity).
     public let tickInterval: Int32 = 250
 
@@ -69,10 +67,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Starts the loop's thread.
     public func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = name
-        thread.start()
-        self.thread = thread
+        thread = startThread(name: name) { [self] in run() }
     }
 
     /// Runs `task` on the loop's thread, soon.
@@ -86,7 +81,10 @@ public final class EventLoop: @unchecked Sendable {
     public func stopAndWait() {
         stopping.store(true, ordering: .releasing)
         execute {}
-        if thread != nil { finished.wait() }
+        if let thread {
+            pthread_join(thread, nil)
+            self.thread = nil
+        }
     }
 
     // MARK: Loop-thread only
@@ -120,10 +118,7 @@ public final class EventLoop: @unchecked Sendable {
     private func run() {
         let capacity = 256
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
-        defer {
-            events.deallocate()
-            finished.signal()
-        }
+        defer { events.deallocate() }
         var nextTick = monotonicNanoseconds() + UInt64(tickInterval) * 1_000_000
         while !stopping.load(ordering: .acquiring) {
             let now = monotonicNanoseconds()
@@ -170,10 +165,29 @@ public final class EventLoopGroup: Sendable {
 
     /// One loop per core, at least 1 and at most 8: the work per request is short and CPU-bound.
     public static var defaultLoopCount: Int {
-        min(8, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        min(8, max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
     public func stopAndWait() {
         for loop in loops { loop.stopAndWait() }
     }
+}
+
+/// Starts a named POSIX thread running `body` (Foundation's Thread would pull in all of
+/// Foundation and its ICU data for this one call).
+private func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t? {
+    final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
+    let context = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { context in
+        let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
+        box.body()
+        return nil
+    }, context)
+    guard result == 0 else {
+        Unmanaged<Box>.fromOpaque(context).release()
+        return nil
+    }
+    pthread_setname_np(thread, String(name.prefix(15)))
+    return thread
 }
