@@ -295,6 +295,7 @@ final class Connection: EventHandler {
             context.resumeReadingSoon(self)
         }
         handler?.outputDrained()
+        if hasQueuedOutput { flush() }
     }
 
     // MARK: Closing

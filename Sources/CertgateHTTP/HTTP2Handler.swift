@@ -74,6 +74,8 @@ final class HTTP2Handler: ProtocolHandler {
                                    value: UInt32(connection.context.server.configuration.limits.maxHeaderBytes)),
         ]
         nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
+        // The connection window is not covered by SETTINGS; open it as wide as one stream's.
+        nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(settings.initialWindowSize))
         pump()
     }
 
@@ -225,8 +227,12 @@ final class HTTP2Handler: ProtocolHandler {
                                   body: stream.body, version: .http2)
         stream.body = []
         stream.answered = true
-        let response = server.respond(to: request, startedAt: stream.started)
+        var response = server.respond(to: request, startedAt: stream.started)
         server.metrics.inFlight.add(-1)
+        if request.method == "HEAD" {
+            response.headers.add("content-length", String(response.body.count))
+            response.body = []
+        }
         submit(response, on: stream)
     }
 
@@ -246,7 +252,9 @@ final class HTTP2Handler: ProtocolHandler {
         guard let session else { return }
         var fields: [(String, String)] = [(":status", String(response.status))]
         for (name, value) in response.headers { fields.append((name, value)) }
-        fields.append(("content-length", String(response.body.count)))
+        if !response.headers.contains("content-length") {
+            fields.append(("content-length", String(response.body.count)))
+        }
         fields.append(("date", connection.context.dateHeader))
         stream.responseBody = response.body
         stream.responseOffset = 0

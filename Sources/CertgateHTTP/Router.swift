@@ -29,9 +29,8 @@ public struct Router: Sendable {
             return handler(request)
         }
         if request.method == "HEAD", let get = methods["GET"] {
-            var response = get(request)
-            response.body = []
-            return response
+            // The transport sends the GET answer's head (with its Content-Length) and no body.
+            return get(request)
         }
         let allowed = methods.keys.sorted().joined(separator: ", ")
         return .error(405, "\(request.method) is not allowed on \(request.path); allowed: \(allowed)", headers: ["allow": allowed])
