@@ -38,6 +38,14 @@ let admissionBody = (try? String(contentsOfFile: "\(repositoryRoot)/../shared/be
         #expect(wrongMethod.stdout.contains("Allow: GET\r\n"))
     }
 
+    @Test(arguments: ["--http1.1", "--http2"])
+    func headAnswersWithTheLengthOfGETAndNoBody(_ version: String) throws {
+        let server = try TestServer()
+        let result = try server.curl([version, "-sS", "-I", server.url("/healthz")])
+        #expect(result.stdout.lowercased().contains("content-length: 3\r\n"), "\(result.output)")
+        #expect(result.stdout.hasSuffix("\r\n\r\n\n\(version == "--http2" ? "2" : "1.1") 200"), "\(result.output)")
+    }
+
     @Test func servesIPv6() throws {
         let server = try TestServer(host: "::1")
         let result = try server.curl(["-g", server.url("/healthz")])
