@@ -167,12 +167,7 @@ func canonicalHeaderName(_ name: String) -> String {
 
 /// The current time as an HTTP Date header value (RFC 9110 IMF-fixdate).
 func httpDate() -> String {
-    var now = time(nil)
-    var parts = tm()
-    gmtime_r(&now, &parts)
-    var buffer = [CChar](repeating: 0, count: 64)
-    let length = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
-    return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    formatUTC(time(nil), "%a, %d %b %Y %H:%M:%S GMT")
 }
 
 func usleepMilliseconds(_ milliseconds: UInt32) {

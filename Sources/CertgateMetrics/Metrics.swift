@@ -77,28 +77,28 @@ final class Children<Child: AnyObject & Sendable>: Sendable {
     }
 }
 
-/// A value that only goes up (requests served, handshakes failed).
-public final class Counter: MetricFamily {
+/// One number per label-value combination: the shared body of counters and gauges.
+public class ValueFamily: MetricFamily, @unchecked Sendable {
+    // @unchecked: every stored property is immutable or Sendable; subclasses add none.
     public final class Child: Sendable {
         private let value = Mutex<Double>(0)
-        public func increment(by amount: Double = 1) { value.withLock { $0 += amount } }
+        fileprivate func update(_ body: (inout Double) -> Void) { value.withLock { body(&$0) } }
         public var current: Double { value.withLock { $0 } }
     }
 
     let name: String
     let help: String
-    let type = "counter"
-    private let children: Children<Child>
+    let type: String
+    let children: Children<Child>
 
-    init(name: String, help: String, labelNames: [String]) {
+    init(name: String, help: String, labelNames: [String], type: String) {
         self.name = name
         self.help = help
+        self.type = type
         children = Children(labelNames: labelNames) { Child() }
+        // A family without labels shows 0 before its first change, as client libraries do.
         if labelNames.isEmpty { _ = children.child([]) }
     }
-
-    public func labels(_ values: String...) -> Child { children.child(values) }
-    public func increment(by amount: Double = 1) { children.child([]).increment(by: amount) }
 
     func render(into out: inout String) {
         for (values, child) in children.sorted() {
@@ -107,37 +107,34 @@ public final class Counter: MetricFamily {
     }
 }
 
-/// A value that goes up and down (open connections) or is set (certificate expiry).
-public final class Gauge: MetricFamily {
-    public final class Child: Sendable {
-        private let value = Mutex<Double>(0)
-        public func set(_ newValue: Double) { value.withLock { $0 = newValue } }
-        public func add(_ amount: Double) { value.withLock { $0 += amount } }
-        public var current: Double { value.withLock { $0 } }
+/// A value that only goes up (requests served, handshakes failed).
+public final class Counter: ValueFamily, @unchecked Sendable {
+    init(name: String, help: String, labelNames: [String]) {
+        super.init(name: name, help: help, labelNames: labelNames, type: "counter")
     }
 
-    let name: String
-    let help: String
-    let type = "gauge"
-    private let children: Children<Child>
+    public func labels(_ values: String...) -> Child { children.child(values) }
+    public func increment(by amount: Double = 1) { children.child([]).increment(by: amount) }
+}
 
+/// A value that goes up and down (open connections) or is set (certificate expiry).
+public final class Gauge: ValueFamily, @unchecked Sendable {
     init(name: String, help: String, labelNames: [String]) {
-        self.name = name
-        self.help = help
-        children = Children(labelNames: labelNames) { Child() }
-        if labelNames.isEmpty { _ = children.child([]) }
+        super.init(name: name, help: help, labelNames: labelNames, type: "gauge")
     }
 
     public func labels(_ values: String...) -> Child { children.child(values) }
     public func set(_ value: Double) { children.child([]).set(value) }
     public func add(_ amount: Double) { children.child([]).add(amount) }
     public var current: Double { children.child([]).current }
+}
 
-    func render(into out: inout String) {
-        for (values, child) in children.sorted() {
-            out += "\(name)\(children.labelText(values)) \(formatValue(child.current))\n"
-        }
-    }
+extension ValueFamily.Child {
+    /// For counters: only non-negative amounts make sense.
+    public func increment(by amount: Double = 1) { update { $0 += amount } }
+    /// For gauges.
+    public func set(_ newValue: Double) { update { $0 = newValue } }
+    public func add(_ amount: Double) { update { $0 += amount } }
 }
 
 /// Observations counted into cumulative buckets (request latency).
@@ -204,25 +201,18 @@ func formatValue(_ value: Double) -> String {
     return "\(value)"
 }
 
-func escapeLabel(_ value: String) -> String {
-    var out = ""
-    for ch in value {
-        switch ch {
-        case "\\": out += "\\\\"
-        case "\"": out += "\\\""
-        case "\n": out += "\\n"
-        default: out.append(ch)
-        }
-    }
-    return out
-}
+/// Label values escape backslash, double quote and newline; HELP text only the first and last.
+func escapeLabel(_ value: String) -> String { escape(value, quotes: true) }
 
-func escapeHelp(_ value: String) -> String {
+func escapeHelp(_ value: String) -> String { escape(value, quotes: false) }
+
+private func escape(_ value: String, quotes: Bool) -> String {
     var out = ""
     for ch in value {
         switch ch {
         case "\\": out += "\\\\"
         case "\n": out += "\\n"
+        case "\"" where quotes: out += "\\\""
         default: out.append(ch)
         }
     }

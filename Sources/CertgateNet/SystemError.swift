@@ -61,3 +61,14 @@ public func monotonicNanoseconds() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
+
+/// Formats seconds since 1970 as UTC with a strftime `format`
+/// ("%a, %d %b %Y %H:%M:%S GMT" for HTTP dates, "%Y-%m-%dT%H:%M:%SZ" for RFC 3339).
+public func formatUTC(_ seconds: Int, _ format: String) -> String {
+    var value = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&value, &parts)
+    var buffer = [CChar](repeating: 0, count: 64)
+    let length = strftime(&buffer, buffer.count, format, &parts)
+    return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,3 +1,5 @@
+import CertgateHTTP
+import CertgateNet
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -60,8 +62,8 @@ struct CertgateLogHandler: LogHandler {
             for key in merged.keys.sorted() { line += " \(key)=\(quoteIfNeeded("\(merged[key]!)"))" }
             LogSink.standardError.write(line)
         case .json:
-            var line = "{\"ts\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"logger\":\"\(jsonText(label))\",\"msg\":\"\(jsonText("\(event.message)"))\""
-            for key in merged.keys.sorted() { line += ",\"\(jsonText(key))\":\"\(jsonText("\(merged[key]!)"))\"" }
+            var line = "{\"ts\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"logger\":\"\(jsonEscape(label))\",\"msg\":\"\(jsonEscape("\(event.message)"))\""
+            for key in merged.keys.sorted() { line += ",\"\(jsonEscape(key))\":\"\(jsonEscape("\(merged[key]!)"))\"" }
             line += "}"
             LogSink.standardError.write(line)
         }
@@ -71,33 +73,13 @@ struct CertgateLogHandler: LogHandler {
 private func timestamp() -> String {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)
-    var seconds = spec.tv_sec
-    var parts = tm()
-    gmtime_r(&seconds, &parts)
-    var buffer = [CChar](repeating: 0, count: 32)
-    let length = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
-    let base = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let base = formatUTC(spec.tv_sec, "%Y-%m-%dT%H:%M:%S")
     let millis = String(spec.tv_nsec / 1_000_000)
     return base + "." + String(repeating: "0", count: 3 - millis.count) + millis + "Z"
 }
 
 private func quoteIfNeeded(_ value: String) -> String {
-    value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty ? "\"\(jsonText(value))\"" : value
-}
-
-private func jsonText(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
+    value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty ? "\"\(jsonEscape(value))\"" : value
 }
 
 private extension String {

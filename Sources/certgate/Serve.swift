@@ -231,10 +231,5 @@ func isIPAddress(_ text: String) -> Bool {
 
 /// Seconds since 1970 as RFC 3339 UTC.
 func formatEpoch(_ seconds: Int64) -> String {
-    var value = time_t(seconds)
-    var parts = tm()
-    gmtime_r(&value, &parts)
-    var buffer = [CChar](repeating: 0, count: 32)
-    let length = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-    return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    formatUTC(Int(seconds), "%Y-%m-%dT%H:%M:%SZ")
 }
