@@ -93,8 +93,24 @@ let admissionBody = (try? String(contentsOfFile: "\(repositoryRoot)/../shared/be
         #expect(h1.stdout.contains("Application protocol: http/1.1"), "\(h1.output)")
         #expect(h1.stdout.contains("300 succeeded, 0 failed, 0 errored"))
 
-        let nghttp = try runProcess("nghttp", ["-n", "-m", "10", server.url("/healthz")], timeout: 30)
+        let nghttp = try runProcess("nghttp", ["-nv", "-m", "10", server.url("/healthz")], timeout: 30)
         #expect(nghttp.status == 0, "\(nghttp.output)")
+        #expect(nghttp.stdout.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100]"), "streams are bounded: \(nghttp.stdout)")
+        #expect(nghttp.stdout.components(separatedBy: ":status: 200").count - 1 == 10)
+    }
+
+    @Test func aBodyLargerThanTheFlowControlWindowsGoesBothWays() throws {
+        // 3 MiB each way: more than the 1 MiB windows the server opens and than curl's own.
+        let server = try TestServer { $0.limits.maxBodyBytes = 4 << 20 }
+        let bodyFile = server.directory.file("big.json")
+        let big = "\"" + String(repeating: "0123456789abcdef", count: (3 << 20) / 16) + "\""
+        try big.write(toFile: bodyFile, atomically: true, encoding: .utf8)
+        for version in ["--http2", "--http1.1"] {
+            let result = try server.curl([version, "-X", "POST", "--data-binary", "@\(bodyFile)", server.url("/validate")])
+            let status = version == "--http2" ? "\n2 200" : "\n1.1 200"
+            #expect(result.stdout.hasSuffix(status), "\(version): \(result.stderr)")
+            #expect(result.stdout.dropLast(status.count) == big[...], "\(version): the body came back whole")
+        }
     }
 
     @Test func theMetricsCountRequestsHandshakesAndFailures() throws {
