@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         .target(name: "CertgateNet", dependencies: ["CLinux"]),
         .target(name: "CertgateMetrics"),
+        .target(name: "CertgateJSON"),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto"]),
         .target(
@@ -48,6 +49,7 @@ let package = Package(
         .target(name: "CertgateTestSupport", dependencies: ["CertgateCrypto"]),
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
+        .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
         .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(

@@ -1,0 +1,393 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A JSON value that is not what the reader was asked for, with where it was.
+public struct JSONError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Byte offset in the document.
+    public let offset: Int
+    public let message: String
+
+    public init(offset: Int, _ message: String) {
+        self.offset = offset
+        self.message = message
+    }
+
+    public var description: String { "invalid JSON at byte \(offset): \(message)" }
+}
+
+/// A pull reader over a JSON document that decodes only what its caller asks for.
+///
+/// Decoding an AdmissionReview with Foundation's JSONDecoder builds every value of the
+/// object (managedFields, annotations, last-applied-configuration) before any of it is
+/// used; this reader matches object keys as bytes, skips unwanted values without building
+/// them, and makes Strings only for the values kept.
+///
+///     let uid = try JSONReader.read(body) { reader in
+///         var uid = ""
+///         try reader.readObject { reader, key in
+///             if key == "uid" { uid = try reader.readString() } else { try reader.skipValue() }
+///         }
+///         return uid
+///     }
+public struct JSONReader: ~Copyable {
+    /// What the next value is.
+    public enum Kind: Equatable, Sendable { case object, array, string, number, bool, null }
+
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var index = 0
+    private var depth = 0
+    /// Deeper nesting is refused: no real Kubernetes object comes close, and recursion must be bounded.
+    public static let maxDepth = 128
+
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
+
+    /// Reads one document with `body`, then checks that nothing but whitespace follows.
+    public static func read<T>(_ document: [UInt8], _ body: (inout JSONReader) throws -> T) throws -> T {
+        try document.withUnsafeBufferPointer { buffer in
+            var reader = JSONReader(buffer)
+            let value = try body(&reader)
+            reader.skipWhitespace()
+            if reader.index < buffer.count { throw reader.error("unexpected data after the document") }
+            return value
+        }
+    }
+
+    /// The byte offset of the next value, for error messages.
+    public var offset: Int { index }
+
+    // MARK: Values
+
+    public mutating func peek() throws -> Kind {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of document") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return .object
+        case UInt8(ascii: "["): return .array
+        case UInt8(ascii: "\""): return .string
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): return .bool
+        case UInt8(ascii: "n"): return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number
+        default: throw error("unexpected character \(describe(bytes[index]))")
+        }
+    }
+
+    /// Calls `field` for every member of an object; `field` must consume the value.
+    public mutating func readObject(_ field: (inout JSONReader, JSONKey) throws -> Void) throws {
+        try expect(UInt8(ascii: "{"), "an object")
+        try enter()
+        skipWhitespace()
+        if consume(UInt8(ascii: "}")) { depth -= 1; return }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let key = try readKey()
+            skipWhitespace()
+            guard consume(UInt8(ascii: ":")) else { throw error("expected ':' after a member name") }
+            let before = index
+            try field(&self, key)
+            if index == before { throw error("the value of \"\(key)\" was not read") }
+            skipWhitespace()
+            if consume(UInt8(ascii: ",")) { continue }
+            if consume(UInt8(ascii: "}")) { break }
+            throw error("expected ',' or '}' in an object")
+        }
+        depth -= 1
+    }
+
+    /// Calls `element` for every element of an array with its index; `element` must consume it.
+    public mutating func readArray(_ element: (inout JSONReader, Int) throws -> Void) throws {
+        try expect(UInt8(ascii: "["), "an array")
+        try enter()
+        skipWhitespace()
+        if consume(UInt8(ascii: "]")) { depth -= 1; return }
+        var position = 0
+        while true {
+            let before = index
+            try element(&self, position)
+            if index == before { throw error("array element \(position) was not read") }
+            position += 1
+            skipWhitespace()
+            if consume(UInt8(ascii: ",")) { continue }
+            if consume(UInt8(ascii: "]")) { break }
+            throw error("expected ',' or ']' in an array")
+        }
+        depth -= 1
+    }
+
+    public mutating func readString() throws -> String {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string") }
+        let (start, end, escaped) = try scanString()
+        let raw = UnsafeBufferPointer(rebasing: bytes[start..<end])
+        return escaped ? try unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
+    }
+
+    /// An array of strings, or nil for `null`.
+    public mutating func readStringArray() throws -> [String]? {
+        if try readNull() { return nil }
+        var values: [String] = []
+        try readArray { reader, _ in values.append(try reader.readString()) }
+        return values
+    }
+
+    public mutating func readBool() throws -> Bool {
+        skipWhitespace()
+        if consumeLiteral("true") { return true }
+        if consumeLiteral("false") { return false }
+        throw error("expected true or false")
+    }
+
+    /// Consumes `null` and returns true, or returns false and consumes nothing.
+    public mutating func readNull() throws -> Bool {
+        skipWhitespace()
+        return consumeLiteral("null")
+    }
+
+    /// An integer; a fraction or exponent is refused rather than rounded.
+    public mutating func readInt() throws -> Int {
+        skipWhitespace()
+        let start = index
+        let (end, integral) = try scanNumber()
+        guard integral else { throw JSONError(offset: start, "expected an integer") }
+        var value = 0
+        var position = start
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        while position < end {
+            let (product, overflowMultiply) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflowAdd) = product.addingReportingOverflow(Int(bytes[position] - UInt8(ascii: "0")))
+            if overflowMultiply || overflowAdd { throw JSONError(offset: start, "integer out of range") }
+            value = sum
+            position += 1
+        }
+        return negative ? -value : value
+    }
+
+    /// Any number, as Double.
+    public mutating func readDouble() throws -> Double {
+        skipWhitespace()
+        let start = index
+        let (end, _) = try scanNumber()
+        guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)) else {
+            throw JSONError(offset: start, "number out of range")
+        }
+        return value
+    }
+
+    /// Skips one value of any kind, checking its syntax without building it.
+    public mutating func skipValue() throws {
+        switch try peek() {
+        case .object: try readObject { reader, _ in try reader.skipValue() }
+        case .array: try readArray { reader, _ in try reader.skipValue() }
+        case .string:
+            let (start, end, escaped) = try scanString()
+            if escaped { _ = try unescape(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start) }
+        case .number: _ = try scanNumber()
+        case .bool: _ = try readBool()
+        case .null: _ = try readNull()
+        }
+    }
+
+    // MARK: Scanning
+
+    @inline(__always)
+    private mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x0A, 0x0D, 0x09: index += 1
+            default: return
+            }
+        }
+    }
+
+    @inline(__always)
+    private mutating func consume(_ byte: UInt8) -> Bool {
+        if index < bytes.count && bytes[index] == byte {
+            index += 1
+            return true
+        }
+        return false
+    }
+
+    private mutating func expect(_ byte: UInt8, _ what: String) throws {
+        skipWhitespace()
+        guard consume(byte) else {
+            throw error(index < bytes.count ? "expected \(what), found \(describe(bytes[index]))" : "expected \(what), found the end")
+        }
+    }
+
+    private mutating func enter() throws {
+        depth += 1
+        if depth > JSONReader.maxDepth { throw error("nested deeper than \(JSONReader.maxDepth) levels") }
+    }
+
+    private mutating func consumeLiteral(_ literal: StaticString) -> Bool {
+        let count = literal.utf8CodeUnitCount
+        guard index + count <= bytes.count else { return false }
+        let matches = literal.withUTF8Buffer { expected in
+            (0..<count).allSatisfy { bytes[index + $0] == expected[$0] }
+        }
+        if matches { index += count }
+        return matches
+    }
+
+    /// Moves past a string; returns the bounds of its contents and whether it has escapes.
+    private mutating func scanString() throws -> (start: Int, end: Int, escaped: Bool) {
+        index += 1
+        let start = index
+        var escaped = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                let end = index
+                index += 1
+                return (start, end, escaped)
+            }
+            if byte == UInt8(ascii: "\\") {
+                escaped = true
+                index += 2
+                continue
+            }
+            if byte < 0x20 { throw error("control character in a string") }
+            index += 1
+        }
+        throw JSONError(offset: start - 1, "unterminated string")
+    }
+
+    private mutating func readKey() throws -> JSONKey {
+        let (start, end, escaped) = try scanString()
+        if escaped {
+            return JSONKey(unescaped: try unescape(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start))
+        }
+        return JSONKey(raw: UnsafeBufferPointer(rebasing: bytes[start..<end]))
+    }
+
+    /// Moves past a number (RFC 8259 grammar); returns its end and whether it is an integer.
+    private mutating func scanNumber() throws -> (end: Int, integral: Bool) {
+        let start = index
+        var integral = true
+        if consume(UInt8(ascii: "-")) {}
+        guard index < bytes.count, isDigit(bytes[index]) else { throw JSONError(offset: start, "expected a number") }
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+        } else {
+            while index < bytes.count && isDigit(bytes[index]) { index += 1 }
+        }
+        if consume(UInt8(ascii: ".")) {
+            integral = false
+            guard index < bytes.count, isDigit(bytes[index]) else { throw JSONError(offset: start, "expected digits after '.'") }
+            while index < bytes.count && isDigit(bytes[index]) { index += 1 }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            integral = false
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard index < bytes.count, isDigit(bytes[index]) else { throw JSONError(offset: start, "expected digits in the exponent") }
+            while index < bytes.count && isDigit(bytes[index]) { index += 1 }
+        }
+        return (index, integral)
+    }
+
+    private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var position = 0
+        while position < raw.count {
+            let byte = raw[position]
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                position += 1
+                continue
+            }
+            guard position + 1 < raw.count else { throw JSONError(offset: offset + position, "unfinished escape") }
+            let code = raw[position + 1]
+            position += 2
+            switch code {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(code)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4(raw, position, offset)
+                position += 4
+                if scalar >= 0xD800 && scalar < 0xDC00 {
+                    // A high surrogate must be followed by an escaped low one.
+                    guard position + 6 <= raw.count, raw[position] == UInt8(ascii: "\\"), raw[position + 1] == UInt8(ascii: "u") else {
+                        throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape")
+                    }
+                    let low = try hex4(raw, position + 2, offset)
+                    guard low >= 0xDC00 && low < 0xE000 else { throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape") }
+                    position += 6
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if scalar >= 0xDC00 && scalar < 0xE000 {
+                    throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape")
+                }
+                out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+            default:
+                throw JSONError(offset: offset + position - 2, "invalid escape \\\(describe(code))")
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func hex4(_ raw: UnsafeBufferPointer<UInt8>, _ position: Int, _ offset: Int) throws -> UInt32 {
+        guard position + 4 <= raw.count else { throw JSONError(offset: offset + position, "short \\u escape") }
+        var value: UInt32 = 0
+        for i in 0..<4 {
+            let byte = raw[position + i]
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: throw JSONError(offset: offset + position, "invalid \\u escape")
+            }
+            value = value << 4 | digit
+        }
+        return value
+    }
+
+    private func error(_ message: String) -> JSONError {
+        JSONError(offset: index, message)
+    }
+}
+
+/// An object member's name, compared as bytes without making a String.
+public struct JSONKey: CustomStringConvertible {
+    private let raw: UnsafeBufferPointer<UInt8>?
+    private let unescaped: String?
+
+    init(raw: UnsafeBufferPointer<UInt8>) {
+        self.raw = raw
+        unescaped = nil
+    }
+
+    init(unescaped: String) {
+        raw = nil
+        self.unescaped = unescaped
+    }
+
+    public static func == (key: JSONKey, name: StaticString) -> Bool {
+        guard let raw = key.raw else { return key.unescaped == name.description }
+        return name.withUTF8Buffer { expected in
+            guard expected.count == raw.count else { return false }
+            return raw.isEmpty || memcmp(expected.baseAddress!, raw.baseAddress!, raw.count) == 0
+        }
+    }
+
+    public var description: String {
+        unescaped ?? String(decoding: raw!, as: UTF8.self)
+    }
+}
+
+@inline(__always)
+private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+private func describe(_ byte: UInt8) -> String {
+    byte >= 0x20 && byte < 0x7F ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
+}

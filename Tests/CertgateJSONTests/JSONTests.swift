@@ -1,0 +1,185 @@
+import CertgateJSON
+import Foundation
+import Testing
+
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/fixtures/apiserver-1.28").standardized.path
+
+/// Pulls a few fields out of an AdmissionReview the way the webhook will.
+func summary(_ document: [UInt8]) throws -> [String: String] {
+    try JSONReader.read(document) { reader in
+        var found: [String: String] = [:]
+        try reader.readObject { reader, key in
+            if key == "apiVersion" { found["apiVersion"] = try reader.readString() }
+            else if key == "request" {
+                try reader.readObject { reader, key in
+                    if key == "uid" { found["uid"] = try reader.readString() }
+                    else if key == "operation" { found["operation"] = try reader.readString() }
+                    else if key == "dryRun" { found["dryRun"] = String(try reader.readBool()) }
+                    else if key == "object" {
+                        if try reader.readNull() { return }
+                        try reader.readObject { reader, key in
+                            if key == "metadata" {
+                                try reader.readObject { reader, key in
+                                    if key == "generation" { found["generation"] = String(try reader.readInt()) }
+                                    else if key == "name" { found["name"] = try reader.readString() }
+                                    else { try reader.skipValue() }
+                                }
+                            } else if key == "spec" {
+                                try reader.readObject { reader, key in
+                                    if key == "serviceName" { found["serviceName"] = try reader.readString() }
+                                    else if key == "dnsNames" { found["dnsNames"] = try reader.readStringArray()?.joined(separator: ",") }
+                                    else { try reader.skipValue() }
+                                }
+                            } else { try reader.skipValue() }
+                        }
+                    } else { try reader.skipValue() }
+                }
+            } else { try reader.skipValue() }
+        }
+        return found
+    }
+}
+
+@Suite struct JSONReaderTests {
+    @Test func readsWhatItNeedsFromARecordedAdmissionReview() throws {
+        let body = Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/admissionreview-create.json")))
+        let found = try summary(body)
+        #expect(found["apiVersion"] == "admission.k8s.io/v1")
+        #expect(found["operation"] == "CREATE")
+        #expect(found["dryRun"] == "false")
+        #expect(found["name"] == "app1-pki")
+        #expect(found["generation"] == "1")
+        #expect(found["serviceName"] == "app1")
+        #expect(found["uid"]?.count == 36)
+        let delete = try summary(Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/admissionreview-delete.json"))))
+        #expect(delete["operation"] == "DELETE")
+        #expect(delete["serviceName"] == nil, "object is null on DELETE")
+    }
+
+    @Test func decodesEscapesIncludingSurrogatePairs() throws {
+        let text = #"["a\"b\\c\/d", "\u00e9\u4e2d", "\ud83d\ude00", "tab\tnl\n", "plain é"]"#
+        let values = try JSONReader.read(Array(text.utf8)) { try $0.readStringArray() }
+        #expect(values == ["a\"b\\c/d", "é中", "😀", "tab\tnl\n", "plain é"])
+    }
+
+    @Test func matchesEscapedKeys() throws {
+        let value = try JSONReader.read(Array(#"{"u\u0069d": 7}"#.utf8)) { reader in
+            var uid = 0
+            try reader.readObject { reader, key in
+                #expect(key == "uid")
+                uid = try reader.readInt()
+            }
+            return uid
+        }
+        #expect(value == 7)
+    }
+
+    @Test func readsNumbersAndRefusesFractionsWhereIntegersAreExpected() throws {
+        #expect(try JSONReader.read(Array("-42".utf8)) { try $0.readInt() } == -42)
+        #expect(try JSONReader.read(Array("2.5e3".utf8)) { try $0.readDouble() } == 2500)
+        #expect(throws: JSONError(offset: 0, "expected an integer")) { try JSONReader.read(Array("1.5".utf8)) { try $0.readInt() } }
+        #expect(throws: JSONError(offset: 0, "integer out of range")) {
+            try JSONReader.read(Array("99999999999999999999".utf8)) { try $0.readInt() }
+        }
+    }
+
+    @Test(arguments: [
+        ("{\"a\":1,}", JSONError(offset: 7, "expected a member name")),
+        ("{\"a\" 1}", JSONError(offset: 5, "expected ':' after a member name")),
+        ("[1 2]", JSONError(offset: 3, "expected ',' or ']' in an array")),
+        ("\"abc", JSONError(offset: 0, "unterminated string")),
+        ("\"a\u{01}b\"", JSONError(offset: 2, "control character in a string")),
+        ("\"\\x\"", JSONError(offset: 1, "invalid escape \\'x'")),
+        ("\"\\ud83d\"", JSONError(offset: 7, "unpaired surrogate in \\u escape")),
+        ("{} x", JSONError(offset: 3, "unexpected data after the document")),
+        ("", JSONError(offset: 0, "unexpected end of document")),
+        ("tru", JSONError(offset: 0, "expected true or false")),
+        ("01", JSONError(offset: 1, "unexpected data after the document")),
+        ("-", JSONError(offset: 0, "expected a number")),
+    ])
+    func malformedDocumentsAreRefusedWithTheirOffset(_ text: String, _ expected: JSONError) {
+        #expect(throws: expected) { try JSONReader.read(Array(text.utf8)) { try $0.skipValue() } }
+    }
+
+    @Test func nestingIsBounded() {
+        let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        #expect(throws: JSONError(offset: 129, "nested deeper than 128 levels")) {
+            try JSONReader.read(Array(deep.utf8)) { try $0.skipValue() }
+        }
+    }
+
+    @Test func aValueTheCallerForgetsToReadIsAnErrorNotAnInfiniteLoop() {
+        #expect(throws: JSONError.self) {
+            try JSONReader.read(Array(#"{"a": 1}"#.utf8)) { reader in try reader.readObject { _, _ in } }
+        }
+    }
+
+    /// Bounded mutation fuzz: every mutated AdmissionReview either reads or throws JSONError.
+    @Test func mutatedDocumentsNeverCrash() throws {
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/admissionreview-update.json")))
+        var generator = SplitMix64(seed: 0x5EED)
+        let interesting: [UInt8] = Array("{}[]\",:\\0123456789eE+-.tfnu \n".utf8) + [0x00, 0x1F, 0xC3, 0xFF]
+        var accepted = 0
+        for _ in 0..<3000 {
+            var document = original
+            for _ in 0..<Int(generator.next() % 4 + 1) {
+                let position = Int(generator.next() % UInt64(document.count))
+                switch generator.next() % 3 {
+                case 0: document[position] = interesting[Int(generator.next() % UInt64(interesting.count))]
+                case 1: document.remove(at: position)
+                default: document.insert(interesting[Int(generator.next() % UInt64(interesting.count))], at: position)
+                }
+            }
+            do {
+                _ = try summary(document)
+                _ = try JSONReader.read(document) { try $0.skipValue() }
+                accepted += 1
+            } catch is JSONError {
+            }
+        }
+        #expect(accepted > 0 && accepted < 3000, "mutations both keep and break documents (\(accepted) kept)")
+    }
+}
+
+@Suite struct JSONWriterTests {
+    @Test func writesCompactJSONThatFoundationReadsBack() throws {
+        var writer = JSONWriter()
+        writer.object { object in
+            object.member("apiVersion", string: "admission.k8s.io/v1")
+            object.key("response")
+            object.object { response in
+                response.member("uid", string: "705ab4f5")
+                response.member("allowed", bool: false)
+                response.key("status")
+                response.object { status in
+                    status.member("code", int: 403)
+                    status.member("message", string: "spec.serviceName: \"appp1\" is not allowed\nsecond\tline \u{01} é")
+                }
+                response.member("warnings", strings: ["a", "b"])
+                response.key("none")
+                response.null()
+            }
+        }
+        let text = String(decoding: writer.bytes, as: UTF8.self)
+        #expect(text.hasPrefix(#"{"apiVersion":"admission.k8s.io/v1","response":{"uid":"705ab4f5","allowed":false,"status":{"code":403,"#))
+        #expect(text.contains(#""message":"spec.serviceName: \"appp1\" is not allowed\nsecond\tline \u0001 é""#))
+        let parsed = try JSONSerialization.jsonObject(with: Data(writer.bytes)) as! [String: Any]
+        let response = parsed["response"] as! [String: Any]
+        #expect((response["status"] as! [String: Any])["message"] as? String == "spec.serviceName: \"appp1\" is not allowed\nsecond\tline \u{01} é")
+        #expect(response["warnings"] as? [String] == ["a", "b"])
+        #expect(response["none"] is NSNull)
+    }
+}
+
+/// A small deterministic generator, so the fuzz test fails the same way every time.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
