@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "CertgateNet", dependencies: ["CLinux"]),
         .target(name: "CertgateMetrics"),
         .target(name: "CertgateJSON"),
+        .target(name: "CertgatePKI", dependencies: ["CertgateJSON"]),
+        .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON"]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto"]),
         .target(
@@ -50,6 +52,8 @@ let package = Package(
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
+        .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON"]),
+        .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI"]),
         .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(

@@ -146,12 +146,16 @@ public struct JSONReader: ~Copyable {
         return consumeLiteral("null")
     }
 
-    /// An integer; a fraction or exponent is refused rather than rounded.
+    /// An integer; a fraction or exponent is refused rather than rounded. When it throws
+    /// for a valid number, the number is left unread (``readDouble()`` can still read it).
     public mutating func readInt() throws -> Int {
         skipWhitespace()
         let start = index
         let (end, integral) = try scanNumber()
-        guard integral else { throw JSONError(offset: start, "expected an integer") }
+        guard integral else {
+            index = start
+            throw JSONError(offset: start, "expected an integer")
+        }
         var value = 0
         var position = start
         let negative = bytes[position] == UInt8(ascii: "-")
@@ -159,7 +163,10 @@ public struct JSONReader: ~Copyable {
         while position < end {
             let (product, overflowMultiply) = value.multipliedReportingOverflow(by: 10)
             let (sum, overflowAdd) = product.addingReportingOverflow(Int(bytes[position] - UInt8(ascii: "0")))
-            if overflowMultiply || overflowAdd { throw JSONError(offset: start, "integer out of range") }
+            if overflowMultiply || overflowAdd {
+                index = start
+                throw JSONError(offset: start, "integer out of range")
+            }
             value = sum
             position += 1
         }

@@ -1,0 +1,222 @@
+import CertgateJSON
+
+/// The Pki custom resource (certgate.dev/v1): what an application owner asks for.
+///
+/// Every spec field is kept as written (durations as text, sizes as numbers) so that the
+/// rules can say exactly what was wrong with it; nothing is defaulted here.
+public struct Pki: Sendable, Equatable {
+    public static let group = "certgate.dev"
+    public static let version = "v1"
+    public static let kind = "Pki"
+    public static let resource = "pkis"
+
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMetadata
+    public var spec: PkiSpec
+    /// Fields whose JSON type was wrong ("spec.privateKey.size: expected a number, found a string").
+    public var problems: [FieldProblem]
+
+    public init(apiVersion: String? = "certgate.dev/v1", kind: String? = "Pki", metadata: ObjectMetadata = ObjectMetadata(),
+                spec: PkiSpec = PkiSpec(), problems: [FieldProblem] = []) {
+        self.apiVersion = apiVersion
+        self.kind = kind
+        self.metadata = metadata
+        self.spec = spec
+        self.problems = problems
+    }
+}
+
+/// The parts of metadata that admission and reconciliation read.
+public struct ObjectMetadata: Sendable, Equatable {
+    public var name: String?
+    public var namespace: String?
+    public var uid: String?
+    public var generation: Int?
+    public var resourceVersion: String?
+
+    public init(name: String? = nil, namespace: String? = nil, uid: String? = nil, generation: Int? = nil, resourceVersion: String? = nil) {
+        self.name = name
+        self.namespace = namespace
+        self.uid = uid
+        self.generation = generation
+        self.resourceVersion = resourceVersion
+    }
+}
+
+/// `spec` of a Pki, as written.
+public struct PkiSpec: Sendable, Equatable {
+    public var serviceName: String?
+    public var secretName: String?
+    public var commonName: String?
+    public var dnsNames: [String]?
+    public var ipAddresses: [String]?
+    public var duration: String?
+    public var renewBefore: String?
+    public var privateKey: PrivateKeySpec?
+    public var usages: [String]?
+    public var issuer: String?
+    public var rotationPolicy: String?
+
+    public init(serviceName: String? = nil, secretName: String? = nil, commonName: String? = nil, dnsNames: [String]? = nil,
+                ipAddresses: [String]? = nil, duration: String? = nil, renewBefore: String? = nil,
+                privateKey: PrivateKeySpec? = nil, usages: [String]? = nil, issuer: String? = nil, rotationPolicy: String? = nil) {
+        self.serviceName = serviceName
+        self.secretName = secretName
+        self.commonName = commonName
+        self.dnsNames = dnsNames
+        self.ipAddresses = ipAddresses
+        self.duration = duration
+        self.renewBefore = renewBefore
+        self.privateKey = privateKey
+        self.usages = usages
+        self.issuer = issuer
+        self.rotationPolicy = rotationPolicy
+    }
+}
+
+/// `spec.privateKey`.
+public struct PrivateKeySpec: Sendable, Equatable {
+    public var algorithm: String?
+    public var size: Int?
+
+    public init(algorithm: String? = nil, size: Int? = nil) {
+        self.algorithm = algorithm
+        self.size = size
+    }
+}
+
+/// A field whose value could not be read as the type the resource defines.
+public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
+    /// `spec.dnsNames[2]`
+    public var path: String
+    public var message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message)" }
+}
+
+extension Pki {
+    /// Reads a Pki object (as the API server sends it in an AdmissionReview or a list),
+    /// skipping everything admission does not need. Syntax errors throw; a field of the
+    /// wrong type is recorded in ``problems`` and the rest is still read.
+    public init(reading reader: inout JSONReader) throws {
+        self.init(apiVersion: nil, kind: nil)
+        let fields = FieldReader()
+        try reader.readObject { reader, key in
+            if key == "apiVersion" { apiVersion = try fields.string(&reader, "apiVersion") }
+            else if key == "kind" { kind = try fields.string(&reader, "kind") }
+            else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try metadata.read(&reader, key, fields) } }
+            else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try spec.read(&reader, key, fields) } }
+            else { try reader.skipValue() }
+        }
+        problems = fields.problems
+    }
+}
+
+extension ObjectMetadata {
+    mutating func read(_ reader: inout JSONReader, _ key: JSONKey, _ fields: FieldReader) throws {
+        if key == "name" { name = try fields.string(&reader, "metadata.name") }
+        else if key == "namespace" { namespace = try fields.string(&reader, "metadata.namespace") }
+        else if key == "uid" { uid = try fields.string(&reader, "metadata.uid") }
+        else if key == "generation" { generation = try fields.int(&reader, "metadata.generation") }
+        else if key == "resourceVersion" { resourceVersion = try fields.string(&reader, "metadata.resourceVersion") }
+        else { try reader.skipValue() }
+    }
+}
+
+extension PkiSpec {
+    mutating func read(_ reader: inout JSONReader, _ key: JSONKey, _ fields: FieldReader) throws {
+        if key == "serviceName" { serviceName = try fields.string(&reader, "spec.serviceName") }
+        else if key == "secretName" { secretName = try fields.string(&reader, "spec.secretName") }
+        else if key == "commonName" { commonName = try fields.string(&reader, "spec.commonName") }
+        else if key == "dnsNames" { dnsNames = try fields.strings(&reader, "spec.dnsNames") }
+        else if key == "ipAddresses" { ipAddresses = try fields.strings(&reader, "spec.ipAddresses") }
+        else if key == "duration" { duration = try fields.string(&reader, "spec.duration") }
+        else if key == "renewBefore" { renewBefore = try fields.string(&reader, "spec.renewBefore") }
+        else if key == "usages" { usages = try fields.strings(&reader, "spec.usages") }
+        else if key == "issuer" { issuer = try fields.string(&reader, "spec.issuer") }
+        else if key == "rotationPolicy" { rotationPolicy = try fields.string(&reader, "spec.rotationPolicy") }
+        else if key == "privateKey" {
+            var key = PrivateKeySpec()
+            var present = false
+            try fields.object(&reader, "spec.privateKey") { reader, name in
+                present = true
+                if name == "algorithm" { key.algorithm = try fields.string(&reader, "spec.privateKey.algorithm") }
+                else if name == "size" { key.size = try fields.int(&reader, "spec.privateKey.size") }
+                else { try reader.skipValue() }
+            }
+            if present { privateKey = key }
+        } else { try reader.skipValue() }
+    }
+}
+
+/// Reads typed fields, turning a value of the wrong JSON type into a ``FieldProblem``.
+/// A class, because nested object readers all add to the same list.
+final class FieldReader {
+    var problems: [FieldProblem] = []
+
+    func string(_ reader: inout JSONReader, _ path: String) throws -> String? {
+        switch try reader.peek() {
+        case .string: return try reader.readString()
+        case .null: _ = try reader.readNull(); return nil
+        case let other: try mismatch(&reader, path, "a string", other); return nil
+        }
+    }
+
+    func int(_ reader: inout JSONReader, _ path: String) throws -> Int? {
+        switch try reader.peek() {
+        case .number:
+            let start = reader.offset
+            do { return try reader.readInt() } catch let error as JSONError where error.offset == start {
+                // A fraction or an out-of-range number: say so and read past it.
+                _ = try reader.readDouble()
+                problems.append(FieldProblem(path: path, message: "expected an integer"))
+                return nil
+            }
+        case .null: _ = try reader.readNull(); return nil
+        case let other: try mismatch(&reader, path, "an integer", other); return nil
+        }
+    }
+
+    func strings(_ reader: inout JSONReader, _ path: String) throws -> [String]? {
+        switch try reader.peek() {
+        case .array:
+            var values: [String] = []
+            try reader.readArray { reader, index in
+                if let value = try string(&reader, "\(path)[\(index)]") { values.append(value) }
+            }
+            return values
+        case .null: _ = try reader.readNull(); return nil
+        case let other: try mismatch(&reader, path, "a list of strings", other); return nil
+        }
+    }
+
+    func object(_ reader: inout JSONReader, _ path: String, _ member: (inout JSONReader, JSONKey) throws -> Void) throws {
+        switch try reader.peek() {
+        case .object: try reader.readObject(member)
+        case .null: _ = try reader.readNull()
+        case let other: try mismatch(&reader, path, "an object", other)
+        }
+    }
+
+    private func mismatch(_ reader: inout JSONReader, _ path: String, _ expected: String, _ found: JSONReader.Kind) throws {
+        problems.append(FieldProblem(path: path, message: "expected \(expected), found \(describe(found))"))
+        try reader.skipValue()
+    }
+
+    private func describe(_ kind: JSONReader.Kind) -> String {
+        switch kind {
+        case .object: "an object"
+        case .array: "a list"
+        case .string: "a string"
+        case .number: "a number"
+        case .bool: "true or false"
+        case .null: "null"
+        }
+    }
+}
