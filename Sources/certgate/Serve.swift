@@ -2,6 +2,7 @@ import ArgumentParser
 import CertgateHTTP
 import CertgateMetrics
 import CertgateNet
+import CertgatePKI
 import CertgateTLS
 import Dispatch
 import Synchronization

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Parses Go duration strings as Kubernetes flags and cert-manager write them: "2160h",
+/// "90m", "1h30m", "500ms", "1.5h". Returns seconds, or nil if it is not a Go duration.
+public func parseGoDuration(_ text: String) -> Double? {
+    var rest = Substring(text)
+    guard !rest.isEmpty else { return nil }
+    if rest == "0" { return 0 }
+    var total = 0.0
+    while !rest.isEmpty {
+        let number = rest.prefix { ("0"..."9").contains($0) || $0 == "." }
+        guard !number.isEmpty, let value = Double(number) else { return nil }
+        rest = rest.dropFirst(number.count)
+        let unit = rest.prefix { !("0"..."9").contains($0) && $0 != "." }
+        rest = rest.dropFirst(unit.count)
+        let scale: Double
+        switch unit {
+        case "ns": scale = 1e-9
+        case "us", "µs": scale = 1e-6
+        case "ms": scale = 1e-3
+        case "s": scale = 1
+        case "m": scale = 60
+        case "h": scale = 3600
+        default: return nil
+        }
+        total += value * scale
+    }
+    return total
+}
+
+/// Seconds as a Go duration in whole hours, minutes and seconds ("2160h", "1h30m", "90s").
+public func formatDuration(_ seconds: Double) -> String {
+    var rest = Int(seconds.rounded())
+    if rest == 0 { return "0s" }
+    var text = ""
+    if rest >= 3600 { text += "\(rest / 3600)h"; rest %= 3600 }
+    if rest >= 60 { text += "\(rest / 60)m"; rest %= 60 }
+    if rest > 0 { text += "\(rest)s" }
+    return text
+}
+
+/// The bytes of an IPv4 (4) or IPv6 (16) literal, or nil.
+public func parseIPAddress(_ text: String) -> [UInt8]? {
+    var v4 = in_addr()
+    if inet_pton(AF_INET, text, &v4) == 1 {
+        return withUnsafeBytes(of: &v4) { Array($0) }
+    }
+    var v6 = in6_addr()
+    if inet_pton(AF_INET6, text, &v6) == 1 {
+        return withUnsafeBytes(of: &v6) { Array($0) }
+    }
+    return nil
+}
+
+func formatIPAddress(_ bytes: [UInt8]) -> String {
+    var buffer = [CChar](repeating: 0, count: 64)
+    let family = bytes.count == 4 ? AF_INET : AF_INET6
+    _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// RFC 1123 host name, with `*` allowed only as the whole leftmost label.
+public func isValidDNSName(_ name: String) -> Bool {
+    let bytes = Array(name.utf8)
+    guard !bytes.isEmpty, bytes.count <= 253 else { return false }
+    let labels = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+    for (index, label) in labels.enumerated() {
+        if index == 0 && label.count == 1 && label.first == UInt8(ascii: "*") && labels.count > 1 { continue }
+        guard !label.isEmpty, label.count <= 63, label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-"),
+              label.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") }) else { return false }
+    }
+    return true
+}
+
+/// A Kubernetes object name (DNS-1123 subdomain): lower-case letters, digits, '-' and '.',
+/// starting and ending with a letter or digit, at most 253 characters.
+public func isValidObjectName(_ name: String) -> Bool {
+    let bytes = Array(name.utf8)
+    guard let first = bytes.first, let last = bytes.last, bytes.count <= 253 else { return false }
+    let lowerAlphanumeric = { (byte: UInt8) in (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) }
+    return lowerAlphanumeric(first) && lowerAlphanumeric(last)
+        && bytes.allSatisfy { lowerAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
+}
+
+private func isAlphanumeric(_ byte: UInt8) -> Bool {
+    (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
+}
+
+/// Levenshtein distance between two strings, by Unicode scalar.
+public func editDistance(_ a: String, _ b: String) -> Int {
+    let left = Array(a.unicodeScalars)
+    let right = Array(b.unicodeScalars)
+    if left.isEmpty { return right.count }
+    if right.isEmpty { return left.count }
+    var previous = Array(0...right.count)
+    var current = [Int](repeating: 0, count: right.count + 1)
+    for i in 1...left.count {
+        current[0] = i
+        for j in 1...right.count {
+            let cost = left[i - 1] == right[j - 1] ? 0 : 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+        }
+        swap(&previous, &current)
+    }
+    return previous[right.count]
+}
+
+/// The candidate closest to `value` within a small edit distance (at most 2, and less than
+/// half of the value's length), for "did you mean" hints.
+public func closestMatch(to value: String, among candidates: [String]) -> String? {
+    let limit = min(2, max(1, value.count / 2))
+    var best: (name: String, distance: Int)?
+    for candidate in candidates {
+        let distance = editDistance(value.lowercased(), candidate.lowercased())
+        if distance <= limit, distance < (best?.distance ?? .max) { best = (candidate, distance) }
+    }
+    return best?.name
+}
+
+/// Go's fmt rendering of a string slice, as kubectl users know it: [app1 app2].
+public func bracketed(_ values: [String]) -> String {
+    "[" + values.joined(separator: " ") + "]"
+}

@@ -1,0 +1,214 @@
+/// What the rules found: violations deny the Pki; warnings are shown and let it through.
+public struct Judgement: Sendable, Equatable {
+    /// In a stable order: field order of the spec, list elements by index.
+    public var violations: [FieldProblem] = []
+    /// Each at most ``Judgement/maxWarningLength`` characters, all together under ``Judgement/maxWarningsLength``.
+    public var warnings: [String] = []
+
+    public init(violations: [FieldProblem] = [], warnings: [String] = []) {
+        self.violations = violations
+        self.warnings = warnings
+    }
+
+    public var isAllowed: Bool { violations.isEmpty }
+
+    /// The denial message kubectl prints after "denied the request:", one violation a line.
+    public var message: String { violations.map(\.description).joined(separator: "\n") }
+
+    /// kubectl prints each warning on its own "Warning: " line.
+    public static let maxWarningLength = 120
+    /// The API server truncates warnings past 4 KiB in all.
+    public static let maxWarningsLength = 4096
+}
+
+/// The usages spec.usages may name.
+public let knownUsages = ["server auth", "client auth", "digital signature", "key encipherment"]
+
+/// Judges a Pki against the policy for the namespace it lives in. Pure: the same inputs
+/// always give the same judgement, so the webhook, the reconciler and `certgate validate`
+/// agree. `previous` is the object being replaced, on UPDATE.
+public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? = nil) -> Judgement {
+    var rules = RuleRun(policy: policy)
+    rules.violations += pki.problems
+    let spec = pki.spec
+    rules.checkServiceName(spec.serviceName, namespace: namespace)
+    if let secretName = spec.secretName, !isValidObjectName(secretName) {
+        rules.deny("spec.secretName", "\"\(secretName)\" is not a valid Secret name (lower-case letters, digits, '-' and '.', "
+            + "starting and ending with a letter or digit, at most 253 characters)")
+    }
+    rules.checkSubject(spec)
+    let duration = rules.checkDuration(spec.duration)
+    rules.checkRenewBefore(spec.renewBefore, duration: duration, durationText: spec.duration ?? formatDuration(policy.defaultDuration))
+    rules.checkPrivateKey(spec.privateKey)
+    for (index, usage) in (spec.usages ?? []).enumerated() where !knownUsages.contains(usage) {
+        rules.deny("spec.usages[\(index)]", "\"\(usage)\" is not a known usage; use one of [\(knownUsages.joined(separator: ", "))]")
+    }
+    if let issuer = spec.issuer, policy.issuers[issuer] == nil {
+        let names = policy.issuers.keys.sorted()
+        rules.deny("spec.issuer", "\"\(issuer)\" is not an issuer of the policy; use one of \(bracketed(names))"
+            + didYouMean(issuer, names))
+    }
+    if let previous {
+        let before = previous.spec
+        if (before.secretName ?? previous.metadata.name) != (spec.secretName ?? pki.metadata.name) {
+            rules.warn("spec.secretName: changed from \(quoted(before.secretName ?? previous.metadata.name)) to "
+                + "\(quoted(spec.secretName ?? pki.metadata.name)); the old Secret is left as it is")
+        }
+        if (before.issuer ?? policy.defaultIssuer) != (spec.issuer ?? policy.defaultIssuer) {
+            rules.warn("spec.issuer: changed from \(quoted(before.issuer ?? policy.defaultIssuer)) to "
+                + "\(quoted(spec.issuer ?? policy.defaultIssuer)); the certificate is re-issued by the new CA")
+        }
+    }
+    return rules.judgement
+}
+
+private struct RuleRun {
+    let policy: Policy
+    var violations: [FieldProblem] = []
+    var warnings: [String] = []
+    private var warningsLength = 0
+
+    init(policy: Policy) {
+        self.policy = policy
+    }
+
+    var judgement: Judgement { Judgement(violations: violations, warnings: warnings) }
+
+    mutating func deny(_ path: String, _ message: String) {
+        violations.append(FieldProblem(path: path, message: message))
+    }
+
+    /// Adds a warning cut to 120 characters; past 4 KiB in all, further ones are dropped.
+    mutating func warn(_ text: String) {
+        var line = text
+        if line.count > Judgement.maxWarningLength { line = String(line.prefix(Judgement.maxWarningLength - 3)) + "..." }
+        guard warningsLength + line.utf8.count < Judgement.maxWarningsLength else { return }
+        warningsLength += line.utf8.count
+        warnings.append(line)
+    }
+
+    mutating func checkServiceName(_ serviceName: String?, namespace: String) {
+        let allowed = policy.allowedServiceNames(in: namespace)
+        guard let serviceName, !serviceName.isEmpty else {
+            deny("spec.serviceName", allowed.isEmpty
+                ? "required, and the policy allows no service names for namespace \(namespace)"
+                : "required; the allowed names for namespace \(namespace) are \(bracketed(allowed))")
+            return
+        }
+        guard !allowed.contains(serviceName) else { return }
+        if allowed.isEmpty {
+            deny("spec.serviceName", "\"\(serviceName)\" is not allowed: the policy allows no service names for namespace \(namespace)")
+        } else {
+            deny("spec.serviceName", "\"\(serviceName)\" is not in the allowed names \(bracketed(allowed)) for namespace \(namespace)"
+                + didYouMean(serviceName, allowed))
+        }
+    }
+
+    mutating func checkSubject(_ spec: PkiSpec) {
+        if let commonName = spec.commonName, commonName.utf8.count > 64 {
+            deny("spec.commonName", "\(commonName.utf8.count) bytes is longer than the 64 bytes a certificate's common name may have; "
+                + "put long names in spec.dnsNames")
+        }
+        let suffixes = policy.dnsSuffixes
+        for (index, name) in (spec.dnsNames ?? []).enumerated() {
+            let path = "spec.dnsNames[\(index)]"
+            if !isValidDNSName(name) {
+                deny(path, "\"\(name)\" is not a valid DNS name (RFC 1123 labels of letters, digits and '-'; "
+                    + "'*' only as the whole leftmost label)")
+            } else if !suffixes.contains(where: { name.lowercased().hasSuffix($0.lowercased()) }) {
+                deny(path, suffixes.isEmpty ? "\"\(name)\" is not allowed: the policy allows no DNS names"
+                    : "\"\(name)\" is not under an allowed suffix \(bracketed(suffixes))")
+            }
+        }
+        for (index, text) in (spec.ipAddresses ?? []).enumerated() {
+            let path = "spec.ipAddresses[\(index)]"
+            guard let address = parseIPAddress(text) else {
+                deny(path, "\"\(text)\" is not an IPv4 or IPv6 address")
+                continue
+            }
+            if !policy.ipRanges.contains(where: { $0.contains(address) }) {
+                deny(path, policy.ipRanges.isEmpty ? "\(text) is not allowed: the policy allows no IP addresses"
+                    : "\(text) is not in an allowed range \(bracketed(policy.ipRanges.map(\.description)))")
+            }
+        }
+        let hasName = !(spec.commonName ?? "").isEmpty || !(spec.dnsNames ?? []).isEmpty || !(spec.ipAddresses ?? []).isEmpty
+        if !hasName {
+            deny("spec", "at least one of commonName, dnsNames or ipAddresses is required")
+        }
+        if let commonName = spec.commonName, !commonName.isEmpty, !(spec.dnsNames ?? []).contains(commonName),
+           !(spec.ipAddresses ?? []).contains(commonName) {
+            warn("spec.commonName: \(quoted(commonName)) is not among spec.dnsNames; clients check dnsNames, not the common name")
+        }
+    }
+
+    /// Returns the duration in seconds (the policy default when unset), or nil when it is invalid.
+    mutating func checkDuration(_ text: String?) -> Double? {
+        guard let text else { return policy.defaultDuration }
+        guard let seconds = parseGoDuration(text), seconds > 0 else {
+            deny("spec.duration", "\"\(text)\" is not a duration; write hours, minutes or seconds such as 2160h, 90m or 1h30m")
+            return nil
+        }
+        if seconds < policy.minimumDuration {
+            deny("spec.duration", "\(text) is shorter than the minimum \(formatDuration(policy.minimumDuration)) the policy allows")
+        } else if seconds > policy.maximumDuration {
+            deny("spec.duration", "\(text) is longer than the maximum \(formatDuration(policy.maximumDuration)) the policy allows")
+        } else if seconds >= 365 * 86400 {
+            warn("spec.duration: \(text) is longer than the recommended \(formatDuration(policy.defaultDuration))")
+        }
+        return seconds
+    }
+
+    mutating func checkRenewBefore(_ text: String?, duration: Double?, durationText: String) {
+        guard let text else { return }
+        guard let seconds = parseGoDuration(text), seconds > 0 else {
+            deny("spec.renewBefore", "\"\(text)\" is not a duration; write hours, minutes or seconds such as 720h, 90m or 1h30m")
+            return
+        }
+        guard let duration else { return }
+        if seconds >= duration {
+            deny("spec.renewBefore", "\(text) must be shorter than spec.duration \(durationText)")
+        } else if seconds < duration / 10 {
+            warn("spec.renewBefore: \(text) is under a tenth of spec.duration \(durationText); a failed renewal leaves little time")
+        } else if seconds > duration / 2 {
+            warn("spec.renewBefore: \(text) is over half of spec.duration \(durationText); the certificate is renewed very often")
+        }
+    }
+
+    mutating func checkPrivateKey(_ key: PrivateKeySpec?) {
+        guard let key else { return }
+        let algorithm = key.algorithm ?? "ECDSA"
+        guard policy.keyAlgorithms.contains(algorithm) else {
+            deny("spec.privateKey.algorithm", "\"\(algorithm)\" is not allowed; use one of \(bracketed(policy.keyAlgorithms))"
+                + didYouMean(algorithm, policy.keyAlgorithms))
+            return
+        }
+        switch algorithm {
+        case "ECDSA":
+            if let size = key.size, ![256, 384].contains(size) {
+                deny("spec.privateKey.size", "\(size) is not an ECDSA size; use 256 or 384")
+            }
+        case "RSA":
+            let sizes = [2048, 3072, 4096].filter { $0 >= policy.minimumRSASize }
+            let size = key.size ?? policy.minimumRSASize
+            if !sizes.contains(size) {
+                deny("spec.privateKey.size", "\(size) is not an allowed RSA size; use one of \(bracketed(sizes.map(String.init)))")
+            } else {
+                warn("spec.privateKey: RSA \(size) is slower and larger than ECDSA 256, which current TLS clients all accept")
+            }
+        case "Ed25519":
+            if key.size != nil {
+                deny("spec.privateKey.size", "Ed25519 keys have no size; remove spec.privateKey.size")
+            }
+        default:
+            break
+        }
+    }
+}
+
+private func didYouMean(_ value: String, _ candidates: [String]) -> String {
+    closestMatch(to: value, among: candidates).map { " (did you mean \"\($0)\"?)" } ?? ""
+}
+
+private func quoted(_ value: String?) -> String {
+    value.map { "\"\($0)\"" } ?? "(none)"
+}
