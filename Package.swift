@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CertgatePKI", dependencies: ["CertgateJSON"]),
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON"]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto"]),
+        .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet"]),
         .target(
             name: "CertgateHTTP",
             dependencies: [

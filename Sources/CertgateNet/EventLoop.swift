@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CLinux
+internal import CLinux
 import Synchronization
 
 /// What an event loop watches a descriptor for.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CLinux
+internal import CLinux
 
 /// A listening TCP socket, non-blocking, shared by every event loop of a server.
 ///

@@ -1,0 +1,108 @@
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps a value built from files current, for files that may be replaced at any time.
+///
+/// The files are read again on every poll and compared with what was last seen, which
+/// catches every way they change, including Kubernetes' swap of the `..data` symlink behind
+/// a mounted Secret or ConfigMap. Contents that do not build (a half-written file, a key
+/// that does not match) leave the last good value in force and are reported once per
+/// distinct content.
+public final class FileReloader<Value: Sendable>: Sendable {
+    /// What a reload attempt found.
+    public enum Event: Sendable {
+        case loaded(Value)
+        case rejected(Error)
+    }
+
+    /// Builds the value from the files' contents, in the order of `paths`; nil for a file
+    /// that could not be read.
+    public typealias Build = @Sendable ([[UInt8]?]) throws -> Value
+
+    public let paths: [String]
+    private let build: Build
+    private let onEvent: @Sendable (Event) -> Void
+    private let current = Mutex<Value?>(nil)
+    private let lastSeen = Mutex<[[UInt8]?]?>(nil)
+    // Set by startWatching and cleared by stopWatching, both called by the owner during
+    // start-up and shutdown, never concurrently.
+    private nonisolated(unsafe) var timer: DispatchSourceTimer?
+
+    /// - Parameter onEvent: called after every load attempt whose inputs changed (for logs and metrics).
+    public init(paths: [String], build: @escaping Build, onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
+        self.paths = paths
+        self.build = build
+        self.onEvent = onEvent
+    }
+
+    /// The last value that built; nil until one has.
+    public var value: Value? { current.withLock { $0 } }
+
+    /// Reads the files and swaps in a new value if they changed and build.
+    /// Returns the error when they changed and did not build.
+    @discardableResult
+    public func reload() -> Error? {
+        let contents = paths.map(readWholeFile)
+        let changed = lastSeen.withLock { last -> Bool in
+            if let last, last == contents { return false }
+            last = contents
+            return true
+        }
+        guard changed else { return nil }
+        do {
+            let value = try build(contents)
+            current.withLock { $0 = value }
+            onEvent(.loaded(value))
+            return nil
+        } catch {
+            onEvent(.rejected(error))
+            return error
+        }
+    }
+
+    /// Polls the files every `interval` seconds on a background queue until ``stopWatching()``.
+    public func startWatching(interval: Double = 1.0) {
+        let source = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "certgate.file-watch"))
+        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
+        source.setEventHandler { [weak self] in self?.reload() }
+        source.resume()
+        timer = source
+    }
+
+    public func stopWatching() {
+        timer?.cancel()
+        timer = nil
+    }
+}
+
+/// Reads a whole file through any symlinks; nil if it cannot be read.
+public func readWholeFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 { if errno == EINTR { continue }; return nil }
+        if count == 0 { return result }
+        result.append(contentsOf: chunk[0..<count])
+    }
+}
+
+/// A file that could not be read.
+public struct UnreadableFileError: Error, CustomStringConvertible {
+    public let path: String
+    /// What the file is for ("serving certificate", "policy").
+    public let role: String
+
+    public init(path: String, role: String) {
+        self.path = path
+        self.role = role
+    }
+
+    public var description: String { "cannot read the \(role) file \(path): it does not exist or is not readable" }
+}
