@@ -52,6 +52,13 @@ public struct JSONWriter {
         needsComma = true
     }
 
+    /// A number as it was written elsewhere (a YAML float): `text` must be valid JSON number syntax.
+    public mutating func number(_ text: String) {
+        separate()
+        bytes.append(contentsOf: text.utf8)
+        needsComma = true
+    }
+
     public mutating func bool(_ value: Bool) {
         separate()
         bytes.append(contentsOf: (value ? "true" : "false").utf8)

@@ -2,8 +2,10 @@ import ArgumentParser
 import CertgateHTTP
 import CertgateMetrics
 import CertgateNet
+import CertgateManifests
 import CertgatePKI
 import CertgateTLS
+import CertgateWebhook
 import Dispatch
 import Synchronization
 import Logging
@@ -36,6 +38,9 @@ struct Serve: ParsableCommand {
     @Option(help: "PEM CA bundle; when set, clients must present a certificate signed by it.")
     var clientCaFile: String?
 
+    @Option(help: "Policy YAML (see examples/policy.yaml), reloaded when it changes. Default: the built-in example policy.")
+    var policy: String?
+
     @Option(help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
     var metricsAddress = "127.0.0.1:9090"
 
@@ -66,7 +71,7 @@ struct Serve: ParsableCommand {
     @Option(help: "On SIGTERM or SIGINT, time for requests in flight to finish before connections are closed, Go duration.")
     var shutdownGracePeriod = "25s"
 
-    @Option(help: "How often the certificate files are checked for changes, Go duration.")
+    @Option(help: "How often the certificate and policy files are checked for changes, Go duration.")
     var certificateCheckInterval = "1s"
 
     @Option(help: "Event-loop threads (default: one per core, at most 8).")
@@ -74,9 +79,6 @@ struct Serve: ParsableCommand {
 
     @Flag(help: "Offer only HTTP/1.1 in ALPN.")
     var disableHttp2 = false
-
-    @Flag(help: .hidden)
-    var echoValidate = false
 
     func validate() throws {
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json, not \"\(logFormat)\"") }
@@ -130,10 +132,9 @@ struct Serve: ParsableCommand {
         let readiness = ReadinessChecks()
         var webhookRouter = Router()
         webhookRouter.addHealthRoutes(readiness)
-        if echoValidate {
-            // Benchmark aid until admission lands: answers with the request body unchanged.
-            webhookRouter.add("POST", "/validate") { .json(200, $0.body) }
-        }
+        let policySource = try makePolicySource(registry: registry, logger: logger)
+        let webhookHandler = AdmissionWebhook { policySource.value }
+        webhookRouter.add("POST", "/validate") { webhookHandler.handle($0) }
 
         var configuration = HTTPServerConfiguration(name: "webhook", addresses: try listenAddresses(), tls: serving)
         configuration.limits = HTTPLimits(maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxRequestBodyBytes)
@@ -145,6 +146,7 @@ struct Serve: ParsableCommand {
                                  metrics: serverMetrics, logger: logger)
         readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(files.certificateFile)" : nil }
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
+        readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
         try webhook.start()
 
         var metricsServer: HTTPServer?
@@ -176,9 +178,40 @@ struct Serve: ParsableCommand {
         webhook.shutdown(gracePeriod: parseGoDuration(shutdownGracePeriod)!)
         metricsServer?.shutdown(gracePeriod: 1)
         serving.stopWatching()
+        policySource.stopWatching()
         group.stopAndWait()
         withExtendedLifetime(sources) {}
         logger.info("stopped")
+    }
+
+    /// The policy in force, reloaded from --policy when it changes; the built-in example
+    /// policy when no file is given.
+    private func makePolicySource(registry: MetricsRegistry, logger: Logger) throws -> FileReloader<Policy> {
+        let reloads = registry.counter("certgate_policy_reloads_total",
+                                       help: "Attempts to load a changed policy file, by result (success, failure).", labels: ["result"])
+        guard let path = policy else {
+            logger.warning("no --policy given; using the built-in example policy (namespace app1 may use service names app1 and app2)")
+            let builtIn = try PolicyFile.parse(PolicyFile.builtInDefault)
+            let source = FileReloader<Policy>(paths: [], build: { _ in builtIn })
+            source.reload()
+            return source
+        }
+        let source = FileReloader<Policy>(paths: [path], build: { contents in
+            guard let bytes = contents[0] else { throw UnreadableFileError(path: path, role: "policy") }
+            return try PolicyFile.parse(String(decoding: bytes, as: UTF8.self))
+        }, onEvent: { event in
+            switch event {
+            case .loaded(let loaded):
+                reloads.labels("success").increment()
+                logger.info("policy loaded", metadata: ["file": "\(path)", "namespaces": "\(loaded.namespaces.count)", "issuers": "\(loaded.issuers.count)"])
+            case .rejected(let error):
+                reloads.labels("failure").increment()
+                logger.error("policy not loaded; keeping the one in force", metadata: ["file": "\(path)", "error": "\(error)"])
+            }
+        })
+        source.reload()
+        source.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
+        return source
     }
 
     /// The certificate files to serve; with none given, the development pair in ./certs,

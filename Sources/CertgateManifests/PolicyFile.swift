@@ -1,0 +1,168 @@
+import CertgateNet
+import CertgatePKI
+import Yams
+
+/// A policy file that does not make a policy, and where.
+public struct PolicyFileError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Dotted path in the file ("duration.maximum"), empty for the whole file.
+    public let path: String
+    public let message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+}
+
+/// Reads the policy YAML (see examples/policy.yaml). Unknown keys are refused by name, so a
+/// typo in the policy does not silently allow or deny everything.
+public enum PolicyFile {
+    public static func parse(_ text: String) throws -> Policy {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw PolicyFileError(path: "", message: "not valid YAML: \(describeYAMLError(error))")
+        }
+        guard let root else { throw PolicyFileError(path: "", message: "the file is empty") }
+        let mapping = try expectMapping(root, "")
+        var policy = Policy(serviceNames: [], namespaces: [:], dnsSuffixes: [], ipRanges: [], issuers: [:])
+        var sawIssuers = false
+        for (keyNode, value) in mapping {
+            let key = keyNode.string ?? ""
+            switch key {
+            case "serviceNames": policy.serviceNames = try strings(value, key)
+            case "namespaces":
+                for (namespace, names) in try expectMapping(value, key) {
+                    let name = namespace.string ?? ""
+                    policy.namespaces[name] = try strings(names, "namespaces.\(name)")
+                }
+            case "dnsSuffixes": policy.dnsSuffixes = try strings(value, key)
+            case "ipRanges":
+                policy.ipRanges = try strings(value, key).enumerated().map { index, text in
+                    guard let range = IPRange(text) else {
+                        throw PolicyFileError(path: "ipRanges[\(index)]", message: "\"\(text)\" is not a CIDR range such as 10.0.0.0/8 or fd00::/8")
+                    }
+                    return range
+                }
+            case "duration":
+                for (name, bound) in try expectMapping(value, key) {
+                    let field = name.string ?? ""
+                    let path = "duration.\(field)"
+                    let text = try string(bound, path)
+                    guard let seconds = parseGoDuration(text) else {
+                        throw PolicyFileError(path: path, message: "\"\(text)\" is not a duration such as 2160h, 90m or 1h30m")
+                    }
+                    switch field {
+                    case "minimum": policy.minimumDuration = seconds
+                    case "maximum": policy.maximumDuration = seconds
+                    case "default": policy.defaultDuration = seconds
+                    default: throw unknownKey(field, in: "duration", known: ["minimum", "maximum", "default"])
+                    }
+                }
+            case "privateKeys":
+                for (name, entry) in try expectMapping(value, key) {
+                    let field = name.string ?? ""
+                    switch field {
+                    case "algorithms": policy.keyAlgorithms = try strings(entry, "privateKeys.algorithms")
+                    case "minimumRSASize":
+                        guard let size = entry.int else {
+                            throw PolicyFileError(path: "privateKeys.minimumRSASize", message: "expected a number such as 2048")
+                        }
+                        policy.minimumRSASize = size
+                    default: throw unknownKey(field, in: "privateKeys", known: ["algorithms", "minimumRSASize"])
+                    }
+                }
+            case "issuers":
+                sawIssuers = true
+                for (name, entry) in try expectMapping(value, key) {
+                    let issuer = name.string ?? ""
+                    var namespace: String?
+                    var secret: String?
+                    for (fieldNode, fieldValue) in try expectMapping(entry, "issuers.\(issuer)") {
+                        let field = fieldNode.string ?? ""
+                        switch field {
+                        case "secretNamespace": namespace = try string(fieldValue, "issuers.\(issuer).secretNamespace")
+                        case "secretName": secret = try string(fieldValue, "issuers.\(issuer).secretName")
+                        default: throw unknownKey(field, in: "issuers.\(issuer)", known: ["secretNamespace", "secretName"])
+                        }
+                    }
+                    guard let namespace, let secret else {
+                        throw PolicyFileError(path: "issuers.\(issuer)", message: "needs secretNamespace and secretName")
+                    }
+                    policy.issuers[issuer] = SecretReference(namespace: namespace, name: secret)
+                }
+            case "defaultIssuer": policy.defaultIssuer = try string(value, key)
+            default:
+                throw unknownKey(key, in: "", known: ["serviceNames", "namespaces", "dnsSuffixes", "ipRanges", "duration",
+                                                      "privateKeys", "issuers", "defaultIssuer"])
+            }
+        }
+        if !sawIssuers { policy.issuers = Policy().issuers }
+        if let problem = policy.problems().first { throw PolicyFileError(path: "", message: problem) }
+        return policy
+    }
+
+    private static func expectMapping(_ node: Node, _ path: String) throws -> Node.Mapping {
+        guard let mapping = node.mapping else {
+            throw PolicyFileError(path: path, message: "expected a mapping of keys to values")
+        }
+        return mapping
+    }
+
+    private static func string(_ node: Node, _ path: String) throws -> String {
+        guard let scalar = node.scalar else { throw PolicyFileError(path: path, message: "expected a single value") }
+        return scalar.string
+    }
+
+    private static func strings(_ node: Node, _ path: String) throws -> [String] {
+        guard let sequence = node.sequence else { throw PolicyFileError(path: path, message: "expected a list") }
+        return try sequence.enumerated().map { index, item in try string(item, "\(path)[\(index)]") }
+    }
+
+    private static func unknownKey(_ key: String, in parent: String, known: [String]) -> PolicyFileError {
+        let hint = closestMatch(to: key, among: known).map { " (did you mean \"\($0)\"?)" } ?? ""
+        return PolicyFileError(path: parent, message: "unknown key \"\(key)\"\(hint); known keys are \(bracketed(known))")
+    }
+}
+
+/// Yams' errors print the whole document; keep the problem and its line and column.
+func describeYAMLError(_ error: Error) -> String {
+    guard let yaml = error as? YamlError else { return "\(error)" }
+    switch yaml {
+    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+        return "\(problem) at line \(mark.line), column \(mark.column)"
+    case .reader(let problem, _, _, _):
+        return problem
+    case .duplicatedKeysInMapping(let duplicates, let context):
+        return "duplicated keys \(bracketed(duplicates)) at line \(context.mark.line)"
+    default:
+        return "\(yaml)"
+    }
+}
+
+extension PolicyFile {
+    /// The policy `certgate serve` and `certgate validate` use when given no --policy: the
+    /// same as examples/policy.yaml (a test keeps the two equal), so a first run on a laptop
+    /// answers the examples in the README.
+    public static let builtInDefault = """
+        serviceNames: []
+        namespaces:
+          app1: [app1, app2]
+        dnsSuffixes: [.svc, .svc.cluster.local]
+        ipRanges: [10.0.0.0/8, fd00::/8]
+        duration: {minimum: 1h, maximum: 8760h, default: 2160h}
+        privateKeys: {algorithms: [ECDSA, RSA, Ed25519], minimumRSASize: 2048}
+        issuers:
+          default: {secretNamespace: certgate, secretName: certgate-ca}
+        defaultIssuer: default
+        """
+
+    /// Reads and parses a policy file (for `certgate validate`).
+    public static func load(path: String) throws -> Policy {
+        guard let bytes = readWholeFile(path) else { throw PolicyFileError(path: "", message: "cannot read \(path)") }
+        return try parse(String(decoding: bytes, as: UTF8.self))
+    }
+}
