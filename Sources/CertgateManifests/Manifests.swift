@@ -33,7 +33,11 @@ public enum Manifests {
     public static func objects(in text: String) throws -> [ManifestObject] {
         var objects: [ManifestObject] = []
         do {
-            for (index, node) in try Yams.compose_all(yaml: text).enumerated() {
+            // The sequence stops at a parse error and keeps it rather than throwing.
+            var documents = try Yams.compose_all(yaml: text)
+            var index = -1
+            while let node = documents.next() {
+                index += 1
                 guard let mapping = node.mapping else { continue }
                 if mapping["kind"]?.string?.hasSuffix("List") == true, let items = mapping["items"]?.sequence {
                     for item in items where item.mapping != nil { objects.append(object(item, document: index)) }
@@ -41,6 +45,7 @@ public enum Manifests {
                     objects.append(object(node, document: index))
                 }
             }
+            if let error = documents.error { throw error }
         } catch let error as ManifestError {
             throw error
         } catch {

@@ -22,14 +22,17 @@ public enum PolicyFile {
     public static func parse(_ text: String) throws -> Policy {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            // The basic resolver leaves every scalar a string: the policy reads its numbers
+            // itself, and Yams' default resolver would wake ICU's regex engine (and its
+            // megabytes) in the long-running server just for this.
+            root = try Yams.compose(yaml: text, .basic)
         } catch {
             throw PolicyFileError(path: "", message: "not valid YAML: \(describeYAMLError(error))")
         }
         guard let root else { throw PolicyFileError(path: "", message: "the file is empty") }
         let mapping = try expectMapping(root, "")
-        var policy = Policy(serviceNames: [], namespaces: [:], dnsSuffixes: [], ipRanges: [], issuers: [:])
-        var sawIssuers = false
+        // Keys left out keep Policy's documented defaults.
+        var policy = Policy()
         for (keyNode, value) in mapping {
             let key = keyNode.string ?? ""
             switch key {
@@ -68,7 +71,7 @@ public enum PolicyFile {
                     switch field {
                     case "algorithms": policy.keyAlgorithms = try strings(entry, "privateKeys.algorithms")
                     case "minimumRSASize":
-                        guard let size = entry.int else {
+                        guard let size = entry.scalar.flatMap({ Int($0.string) }) else {
                             throw PolicyFileError(path: "privateKeys.minimumRSASize", message: "expected a number such as 2048")
                         }
                         policy.minimumRSASize = size
@@ -76,7 +79,7 @@ public enum PolicyFile {
                     }
                 }
             case "issuers":
-                sawIssuers = true
+                policy.issuers = [:]
                 for (name, entry) in try expectMapping(value, key) {
                     let issuer = name.string ?? ""
                     var namespace: String?
@@ -100,7 +103,6 @@ public enum PolicyFile {
                                                       "privateKeys", "issuers", "defaultIssuer"])
             }
         }
-        if !sawIssuers { policy.issuers = Policy().issuers }
         if let problem = policy.problems().first { throw PolicyFileError(path: "", message: problem) }
         return policy
     }
