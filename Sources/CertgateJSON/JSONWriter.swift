@@ -15,20 +15,19 @@ public struct JSONWriter {
     }
 
     public mutating func object(_ members: (inout JSONWriter) -> Void) {
-        separate()
-        bytes.append(UInt8(ascii: "{"))
-        needsComma = false
-        members(&self)
-        bytes.append(UInt8(ascii: "}"))
-        needsComma = true
+        container(UInt8(ascii: "{"), UInt8(ascii: "}"), members)
     }
 
     public mutating func array(_ elements: (inout JSONWriter) -> Void) {
+        container(UInt8(ascii: "["), UInt8(ascii: "]"), elements)
+    }
+
+    private mutating func container(_ open: UInt8, _ close: UInt8, _ contents: (inout JSONWriter) -> Void) {
         separate()
-        bytes.append(UInt8(ascii: "["))
+        bytes.append(open)
         needsComma = false
-        elements(&self)
-        bytes.append(UInt8(ascii: "]"))
+        contents(&self)
+        bytes.append(close)
         needsComma = true
     }
 
