@@ -4,9 +4,8 @@ import CertgateTestSupport
 import Foundation
 import Testing
 
-/// An AdmissionReview-sized body like the API server sends.
-let admissionBody = (try? String(contentsOfFile: "\(repositoryRoot)/../shared/bench/payloads/allow.json", encoding: .utf8))
-    ?? "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"1\"}}"
+/// An AdmissionReview body as the API server sends it.
+let admissionBody = try! String(contentsOfFile: "\(repositoryRoot)/examples/admissionreview-app1.json", encoding: .utf8)
 
 @Suite struct ClientInteropTests {
     @Test func curlOverHTTP1PostsWithTheAPIServersQuery() throws {

@@ -2,7 +2,7 @@ import CertgateJSON
 import Foundation
 import Testing
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/fixtures/apiserver-1.28").standardized.path
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/apiserver-1.28").standardized.path
 
 /// Pulls a few fields out of an AdmissionReview the way the webhook will.
 func summary(_ document: [UInt8]) throws -> [String: String] {
