@@ -10,9 +10,13 @@ public struct AdmissionWebhook: Sendable {
     /// The policy in force now (the policy file may be reloaded between requests); nil
     /// while none has loaded.
     private let policy: @Sendable () -> Policy?
+    /// Told of every answer, for metrics and logs.
+    private let onDecision: @Sendable (AdmissionReview, AdmissionResponse) -> Void
 
-    public init(policy: @escaping @Sendable () -> Policy?) {
+    public init(policy: @escaping @Sendable () -> Policy?,
+                onDecision: @escaping @Sendable (AdmissionReview, AdmissionResponse) -> Void = { _, _ in }) {
         self.policy = policy
+        self.onDecision = onDecision
     }
 
     /// The answer to one AdmissionReview.
@@ -50,6 +54,8 @@ public struct AdmissionWebhook: Sendable {
         } catch {
             return .error(400, "the body is not an admission.k8s.io/v1 AdmissionReview: \(error)")
         }
-        return .json(200, self.review(review).encoded(for: review))
+        let response = self.review(review)
+        onDecision(review, response)
+        return .json(200, response.encoded(for: review))
     }
 }

@@ -133,7 +133,18 @@ struct Serve: ParsableCommand {
         var webhookRouter = Router()
         webhookRouter.addHealthRoutes(readiness)
         let policySource = try makePolicySource(registry: registry, logger: logger)
-        let webhookHandler = AdmissionWebhook { policySource.value }
+        let reviews = registry.counter("certgate_admission_reviews_total",
+                                       help: "AdmissionReviews answered, by operation and decision (allowed, denied).",
+                                       labels: ["operation", "decision"])
+        let webhookHandler = AdmissionWebhook(policy: { policySource.value }, onDecision: { review, response in
+            let request = review.request
+            reviews.labels(request.operation, response.allowed ? "allowed" : "denied").increment()
+            logger.debug("admission decision", metadata: [
+                "uid": "\(request.uid)", "operation": "\(request.operation)", "namespace": "\(request.namespace ?? "")",
+                "name": "\(request.name ?? "")", "user": "\(request.userInfo.username ?? "")", "dry_run": "\(request.dryRun)",
+                "allowed": "\(response.allowed)", "message": "\(response.status?.message ?? "")",
+            ])
+        })
         webhookRouter.add("POST", "/validate") { webhookHandler.handle($0) }
 
         var configuration = HTTPServerConfiguration(name: "webhook", addresses: try listenAddresses(), tls: serving)

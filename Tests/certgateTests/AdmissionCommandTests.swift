@@ -45,6 +45,10 @@ let examples = "\(repositoryRoot)/examples"
             #expect(typo["warnings"] as? [String] == ["spec.duration: 8760h is longer than the recommended 2160h"])
         }
 
+        let counted = try runProcess("curl", ["-sS", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
+        #expect(counted.contains("certgate_admission_reviews_total{operation=\"CREATE\",decision=\"denied\"} 2\n"), "\(counted)")
+        #expect(counted.contains("certgate_admission_reviews_total{operation=\"CREATE\",decision=\"allowed\"} 2\n"))
+
         // A broken policy keeps the last good one in force and says why.
         try "namespaces:\n  app1: [app1, app2\n".write(toFile: policyFile, atomically: true, encoding: .utf8)
         _ = try waitForHTTP("http://127.0.0.1:\(metricsPort)/metrics") { $0.contains("certgate_policy_reloads_total{result=\"failure\"} 1") }
