@@ -37,6 +37,9 @@ final class HTTP2Handler: ProtocolHandler {
     private unowned let connection: Connection
     private var session: OpaquePointer?
     private var streams: [Int32: Stream] = [:]
+    /// Request body bytes held across all streams: each stream is bounded by the body limit,
+    /// and the connection by twice that, so 100 streams cannot make it hold 100 bodies.
+    private var bufferedBodyBytes = 0
     private var lastActivity: UInt64
     private var goingAway = false
     private var failed = false
@@ -205,13 +208,27 @@ final class HTTP2Handler: ProtocolHandler {
     }
 
     fileprivate func data(streamID: Int32, bytes: UnsafeBufferPointer<UInt8>) {
-        guard let stream = streams[streamID], !stream.answered else { return }
+        guard let session, let stream = streams[streamID], !stream.answered else { return }
         let limit = server.configuration.limits.maxBodyBytes
         if stream.body.count + bytes.count > limit {
             answer(stream, .error(413, "request body exceeds the limit of \(limit) bytes"))
             return
         }
+        if bufferedBodyBytes + bytes.count > 2 * limit {
+            // Not processed, so the client may safely retry it (RFC 9113 8.7).
+            releaseBody(of: stream)
+            stream.answered = true
+            server.metrics.inFlight.add(-1)
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_REFUSED_STREAM.rawValue)
+            return
+        }
         stream.body.append(contentsOf: bytes)
+        bufferedBodyBytes += bytes.count
+    }
+
+    private func releaseBody(of stream: Stream) {
+        bufferedBodyBytes -= stream.body.count
+        stream.body = []
     }
 
     fileprivate func dataComplete(streamID: Int32) {
@@ -225,7 +242,7 @@ final class HTTP2Handler: ProtocolHandler {
         let (path, query) = splitTarget(stream.path)
         let request = HTTPRequest(method: stream.method, path: path, query: query, headers: stream.headers,
                                   body: stream.body, version: .http2)
-        stream.body = []
+        releaseBody(of: stream)
         stream.answered = true
         var response = server.respond(to: request, startedAt: stream.started)
         server.metrics.inFlight.add(-1)
@@ -241,7 +258,7 @@ final class HTTP2Handler: ProtocolHandler {
     private func answer(_ stream: Stream, _ response: HTTPResponse) {
         guard !stream.answered else { return }
         stream.answered = true
-        stream.body = []
+        releaseBody(of: stream)
         server.metrics.inFlight.add(-1)
         server.record(path: server.router.metricsPath(for: splitTarget(stream.path).path), status: response.status,
                       startedAt: stream.started)
@@ -308,6 +325,7 @@ final class HTTP2Handler: ProtocolHandler {
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
+        releaseBody(of: stream)
         if stream.counted && !stream.answered {
             server.metrics.inFlight.add(-1)
         }

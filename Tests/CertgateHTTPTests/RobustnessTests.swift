@@ -104,6 +104,19 @@ let rawCases: [RawCase] = [
     }
 }
 
+@Suite struct HTTP2BodyBudgetTests {
+    @Test func oneConnectionCannotBufferMoreThanTwiceTheBodyLimit() throws {
+        let server = try TestServer { $0.limits = HTTPLimits(maxHeaderBytes: 8192, maxBodyBytes: 64 * 1024) }
+        // Four 60 KB bodies in flight at once: the third passes the 128 KB budget.
+        let result = try rawClient(["h2-parallel-uploads", "--streams", "4", "--bytes", "60000"] + server.clientArguments)
+        let resets = result["reset_codes"] as? [String: Int] ?? [:]
+        #expect(resets["5"] == 7, "REFUSED_STREAM, safe to retry: \(result)")
+        #expect(result["answered"] as? [Int] == [1, 3], "\(result)")
+        #expect(result["closed"] as? Bool == false, "the connection itself carries on")
+        #expect(try server.stillServes())
+    }
+}
+
 @Suite struct ConnectionLimitTests {
     @Test func connectionsPastTheCapAreClosedAtOnce() throws {
         let server = try TestServer { $0.maxConnections = 2 }

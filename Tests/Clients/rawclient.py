@@ -17,6 +17,8 @@ bounded in count and time. Each command prints one JSON object on stdout.
       HEADERS without END_HEADERS, then up to N empty CONTINUATION frames.
   h2-big-headers --port P --ca CA --bytes N
       One request whose header list is N bytes, spread over CONTINUATION frames.
+  h2-parallel-uploads --port P --ca CA --streams N --bytes B
+      N POST streams whose B-byte bodies are all in flight before any of them ends.
 """
 import argparse
 import json
@@ -190,6 +192,7 @@ def read_frames(sock, state, budget):
                 state["goaway"] = int.from_bytes(payload[4:8], "big")
             elif kind == RST_STREAM:
                 state["resets"] += 1
+                state.setdefault("reset_codes", {})[stream] = int.from_bytes(payload[0:4], "big")
             elif kind == SETTINGS and not flags & ACK:
                 sock.sendall(frame(SETTINGS, ACK, 0))
             elif kind == HEADERS:
@@ -264,10 +267,36 @@ def cmd_h2_big_headers(args):
                       "resets": state["resets"], "closed": state["closed"]}))
 
 
+def cmd_h2_parallel_uploads(args):
+    """Opens --streams POST streams and sends each --bytes of body before ending any of them."""
+    sock = h2_start(args)
+    state = new_state()
+    streams = [1 + 2 * i for i in range(args.streams)]
+    chunk = b"x" * 16000
+    try:
+        for stream in streams:
+            sock.sendall(frame(HEADERS, END_HEADERS, stream, request_block()))
+        for stream in streams:
+            sent = 0
+            while sent < args.bytes:
+                piece = chunk[:min(len(chunk), args.bytes - sent)]
+                sock.sendall(frame(DATA, 0, stream, piece))
+                sent += len(piece)
+            read_frames(sock, state, 0)
+        for stream in streams:
+            sock.sendall(frame(DATA, END_STREAM, stream))
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+        state["closed"] = True
+    read_frames(sock, state, 2)
+    answered = sorted({stream for stream, _ in state["headers"]})
+    print(json.dumps({"answered": answered, "reset_codes": state.get("reset_codes", {}),
+                      "goaway": state["goaway"], "closed": state["closed"]}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("h1", "rotation", "h2-rapid-reset", "h2-continuation-flood", "h2-big-headers"):
+    for name in ("h1", "rotation", "h2-rapid-reset", "h2-continuation-flood", "h2-big-headers", "h2-parallel-uploads"):
         p = sub.add_parser(name)
         p.add_argument("--port", type=int, required=True)
         p.add_argument("--ca", required=True)
@@ -279,9 +308,13 @@ def main():
             p.add_argument("--count", type=int, default=1000)
         if name == "h2-big-headers":
             p.add_argument("--bytes", type=int, default=100000)
+        if name == "h2-parallel-uploads":
+            p.add_argument("--streams", type=int, default=4)
+            p.add_argument("--bytes", type=int, default=60000)
     args = parser.parse_args()
     {"h1": cmd_h1, "rotation": cmd_rotation, "h2-rapid-reset": cmd_h2_rapid_reset,
-     "h2-continuation-flood": cmd_h2_continuation_flood, "h2-big-headers": cmd_h2_big_headers}[args.command](args)
+     "h2-continuation-flood": cmd_h2_continuation_flood, "h2-big-headers": cmd_h2_big_headers,
+     "h2-parallel-uploads": cmd_h2_parallel_uploads}[args.command](args)
 
 
 if __name__ == "__main__":
