@@ -111,7 +111,7 @@ def cmd_rotation(args):
 
 
 def serial_of(der):
-    """The serial number of a DER certificate, as upper-case hex (as openssl prints it)."""
+    """The serial number of a DER certificate, as upper-case hex (as OpenSSL prints it)."""
     def read_tlv(data, offset):
         tag = data[offset]
         length = data[offset + 1]
@@ -127,7 +127,8 @@ def serial_of(der):
     tag, value, next_offset = read_tlv(tbs, offset)
     if tag == 0xA0:  # explicit version
         tag, value, next_offset = read_tlv(tbs, next_offset)
-    return value.hex().upper().lstrip("0") or "0"
+    # Whole bytes, as OpenSSL's BN_bn2hex prints them: only zero bytes are dropped.
+    return value.lstrip(b"\x00").hex().upper() or "00"
 
 
 def frame(kind, flags, stream, payload=b""):
