@@ -47,10 +47,7 @@ struct HTTP1Parser {
     private enum State {
         case head
         case fixedBody(Int)
-        case chunkSize
-        case chunkData(Int)
-        case chunkDataEnd
-        case trailers
+        case chunked
     }
 
     let limits: HTTPLimits
@@ -59,8 +56,8 @@ struct HTTP1Parser {
     private var state = State.head
     /// Where the search for the end of the head resumes, so a trickled head is scanned once.
     private var scanFrom = 0
+    private var chunked = ChunkedDecoder(maxBodyBytes: 0, maxTrailerBytes: 0)
     private var body: [UInt8] = []
-    private var trailerBytes = 0
 
     init(limits: HTTPLimits) {
         self.limits = limits
@@ -95,9 +92,9 @@ struct HTTP1Parser {
             switch head.framing {
             case .length(let length): state = .fixedBody(length)
             case .chunked:
-                state = .chunkSize
+                state = .chunked
+                chunked = ChunkedDecoder(maxBodyBytes: limits.maxBodyBytes, maxTrailerBytes: limits.maxHeaderBytes)
                 body = []
-                trailerBytes = 0
             }
             return .head(head)
         case .fixedBody(let length):
@@ -106,8 +103,12 @@ struct HTTP1Parser {
             offset += length
             finishRequest()
             return .body(result)
-        case .chunkSize, .chunkData, .chunkDataEnd, .trailers:
-            return try parseChunked()
+        case .chunked:
+            guard try chunked.decode(buffer, &offset, emit: { body.append(contentsOf: $0) }) else { return nil }
+            let result = body
+            body = []
+            finishRequest()
+            return .body(result)
         }
     }
 
@@ -287,16 +288,39 @@ struct HTTP1Parser {
         }
         return (String(decoding: methodBytes, as: UTF8.self), target, version)
     }
+}
 
-    // MARK: Chunked bodies
+/// Decodes a chunked body (RFC 9112 section 7.1) as its bytes arrive, for requests the
+/// server reads and responses the client reads. Chunk extensions and trailers are skipped.
+struct ChunkedDecoder {
+    private enum State {
+        case size
+        case data(Int)
+        case dataEnd
+        case trailers
+        case done
+    }
 
-    private mutating func parseChunked() throws(HTTPParseError) -> Event? {
+    private var state = State.size
+    private var decodedBytes = 0
+    private var trailerBytes = 0
+    let maxBodyBytes: Int
+    let maxTrailerBytes: Int
+
+    init(maxBodyBytes: Int, maxTrailerBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+        self.maxTrailerBytes = maxTrailerBytes
+    }
+
+    /// Decodes from `buffer[offset...]`, handing each piece of data to `emit` and moving
+    /// `offset` past what was used. Returns true once the body (and its trailers) ended.
+    mutating func decode(_ buffer: [UInt8], _ offset: inout Int, emit: (ArraySlice<UInt8>) -> Void) throws(HTTPParseError) -> Bool {
         while true {
             switch state {
-            case .chunkSize:
-                guard let lineEnd = findLineEnd(from: offset) else {
+            case .size:
+                guard let lineEnd = findLineEnd(buffer, from: offset) else {
                     if buffer.count - offset > 1024 { throw HTTPParseError(status: 400, message: "chunk size line too long") }
-                    return nil
+                    return false
                 }
                 var size = 0
                 var digits = 0
@@ -312,57 +336,57 @@ struct HTTP1Parser {
                     throw HTTPParseError(status: 400, message: "malformed chunk size")
                 }
                 offset = lineEnd.next
-                if body.count + size > limits.maxBodyBytes {
-                    throw HTTPParseError(status: 413, message: "request body exceeds the limit of \(limits.maxBodyBytes) bytes")
+                if decodedBytes + size > maxBodyBytes {
+                    throw HTTPParseError(status: 413, message: "request body exceeds the limit of \(maxBodyBytes) bytes")
                 }
-                state = size == 0 ? .trailers : .chunkData(size)
-            case .chunkData(let remaining):
+                state = size == 0 ? .trailers : .data(size)
+            case .data(let remaining):
                 let available = min(remaining, buffer.count - offset)
-                if available == 0 { return nil }
-                body.append(contentsOf: buffer[offset..<offset + available])
+                if available == 0 { return false }
+                emit(buffer[offset..<offset + available])
+                decodedBytes += available
                 offset += available
-                state = remaining == available ? .chunkDataEnd : .chunkData(remaining - available)
-            case .chunkDataEnd:
-                guard let lineEnd = findLineEnd(from: offset) else {
+                state = remaining == available ? .dataEnd : .data(remaining - available)
+            case .dataEnd:
+                guard let lineEnd = findLineEnd(buffer, from: offset) else {
                     if buffer.count - offset >= 2 { throw HTTPParseError(status: 400, message: "chunk data not followed by CRLF") }
-                    return nil
+                    return false
                 }
                 guard lineEnd.end == offset else { throw HTTPParseError(status: 400, message: "chunk data longer than its size") }
                 offset = lineEnd.next
-                state = .chunkSize
+                state = .size
             case .trailers:
-                guard let lineEnd = findLineEnd(from: offset) else {
-                    if trailerBytes + buffer.count - offset > limits.maxHeaderBytes {
-                        throw HTTPParseError(status: 431, message: "trailer fields exceed \(limits.maxHeaderBytes) bytes")
+                guard let lineEnd = findLineEnd(buffer, from: offset) else {
+                    if trailerBytes + buffer.count - offset > maxTrailerBytes {
+                        throw HTTPParseError(status: 431, message: "trailer fields exceed \(maxTrailerBytes) bytes")
                     }
-                    return nil
+                    return false
                 }
                 let isEmptyLine = lineEnd.end == offset
                 trailerBytes += lineEnd.next - offset
                 offset = lineEnd.next
                 if isEmptyLine {
-                    let result = body
-                    body = []
-                    finishRequest()
-                    return .body(result)
+                    state = .done
+                    return true
                 }
-            case .head, .fixedBody:
-                return nil
+            case .done:
+                return true
             }
         }
     }
+}
 
-    private func findLineEnd(from start: Int) -> (end: Int, next: Int)? {
-        var index = start
-        while index < buffer.count {
-            if buffer[index] == 0x0A {
-                let end = index > start && buffer[index - 1] == 0x0D ? index - 1 : index
-                return (end, index + 1)
-            }
-            index += 1
+/// The end of the line starting at `start` (before an optional CR) and where the next begins.
+func findLineEnd(_ buffer: [UInt8], from start: Int) -> (end: Int, next: Int)? {
+    var index = start
+    while index < buffer.count {
+        if buffer[index] == 0x0A {
+            let end = index > start && buffer[index - 1] == 0x0D ? index - 1 : index
+            return (end, index + 1)
         }
-        return nil
+        index += 1
     }
+    return nil
 }
 
 /// Splits a buffer into lines at LF, dropping a CR before it.
