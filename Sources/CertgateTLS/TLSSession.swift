@@ -77,6 +77,14 @@ public final class TLSSession {
     /// Whether this handshake resumed an earlier session.
     public var isResumed: Bool { SSL_session_reused(ssl) == 1 }
 
+    /// Why the peer's certificate was not trusted ("unable to get local issuer certificate"),
+    /// or nil when it was (or was not checked).
+    public var verificationFailure: String? {
+        let result = SSL_get_verify_result(ssl)
+        guard result != X509_V_OK else { return nil }
+        return String(cString: X509_verify_cert_error_string(result))
+    }
+
     private func interpret(_ result: Int32, _ operation: String) throws -> Status {
         let code = SSL_get_error(ssl, result)
         switch code {

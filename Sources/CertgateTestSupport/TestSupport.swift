@@ -59,11 +59,12 @@ public struct TestPKI: Sendable {
 
     /// Signs a new serving pair with this CA; returns the new serial number.
     @discardableResult
-    public func writeServingPair(certificateFile: String, keyFile: String, commonName: String = "localhost") throws -> String {
+    public func writeServingPair(certificateFile: String, keyFile: String, commonName: String = "localhost",
+                                 dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1", "::1"]) throws -> String {
         let now = Int64(Date().timeIntervalSince1970)
         let key = try PrivateKey.generate(.ecdsaP256)
         let certificate = try CertificateSigner.sign(
-            CertificateTemplate(commonName: commonName, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"],
+            CertificateTemplate(commonName: commonName, dnsNames: dnsNames, ipAddresses: ipAddresses,
                                 notBefore: now - 60, notAfter: now + 86400),
             subjectKey: key, issuer: (ca, caKey))
         try certificate.pem().write(toFile: certificateFile, atomically: true, encoding: .utf8)
