@@ -31,6 +31,10 @@ let package = Package(
         .target(name: "CertgateJSON"),
         .target(name: "CertgatePKI", dependencies: ["CertgateJSON"]),
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
+        .target(
+            name: "CertgateKube",
+            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", .product(name: "Yams", package: "Yams")]
+        ),
         .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", .product(name: "Yams", package: "Yams")]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet"]),
@@ -56,6 +60,13 @@ let package = Package(
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
         .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON"]),
         .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI", "CertgateHTTP"]),
+        .testTarget(
+            name: "CertgateKubeTests",
+            dependencies: [
+                "CertgateKube", "CertgateHTTP", "CertgateTLS", "CertgateTestSupport", "CertgateMetrics", "CertgateNet",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CertgateManifestsTests", dependencies: ["CertgateManifests", "CertgatePKI"]),
         .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
