@@ -16,6 +16,7 @@ public enum ClientSocket {
     /// Resolves `host` and connects to the first address that answers within `timeout`
     /// seconds. Returns a connected, non-blocking socket the caller owns.
     public static func connect(host: String, port: UInt16, timeout: Double) throws -> Int32 {
+        Signals.ignoreBrokenPipe()
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

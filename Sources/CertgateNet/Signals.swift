@@ -7,8 +7,9 @@ import Dispatch
 public enum Signals {
     /// OpenSSL writes to sockets itself (SSL_set_fd), so MSG_NOSIGNAL alone cannot keep a
     /// peer's reset from killing the process: SIGPIPE is ignored once for the whole process.
+    /// Every socket this module creates calls it, so no host program has to remember.
     public static func ignoreBrokenPipe() {
-        signal(SIGPIPE, SIG_IGN)
+        _ = brokenPipeIgnored
     }
 
     /// Calls `handler` (on a private queue) each time one of `signals` arrives.
@@ -24,3 +25,8 @@ public enum Signals {
         }
     }
 }
+
+/// Runs once, on first use, whichever thread gets there first.
+private let brokenPipeIgnored: Void = {
+    signal(SIGPIPE, SIG_IGN)
+}()

@@ -14,6 +14,7 @@ public final class ListeningSocket: Sendable {
 
     /// Binds and listens. IPv6 `::` accepts IPv4 too (dual stack); other IPv6 addresses are v6 only.
     public init(address: SocketAddress, backlog: Int32 = 1024) throws {
+        Signals.ignoreBrokenPipe()
         let domain = address.family == .ipv4 ? AF_INET : AF_INET6
         let fd = try Syscall.call("socket") { socket(domain, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
