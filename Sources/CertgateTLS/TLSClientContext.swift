@@ -1,5 +1,6 @@
 import COpenSSL
 import CertgateCrypto
+import CertgateNet
 
 /// How a TLS client trusts servers and presents itself (the Kubernetes API client).
 public struct TLSClientConfiguration: Sendable {
@@ -80,7 +81,8 @@ public final class TLSClientContext: @unchecked Sendable {
         guard let ssl = SSL_new(pointer) else { throw OpenSSLError.drain("creating a TLS session") }
         let session = TLSSession(takingOwnership: ssl)
         guard SSL_set_fd(ssl, descriptor) == 1 else { throw OpenSSLError.drain("attaching the TLS session to its socket") }
-        let isIPAddress = serverName.contains(":") || serverName.allSatisfy { $0.isNumber || $0 == "." }
+        // IP literals are checked against IP SANs and get no SNI (RFC 6066 section 3).
+        let isIPAddress = (try? SocketAddress(host: serverName, port: 0)) != nil
         if !isIPAddress {
             guard certgate_SSL_set_tlsext_host_name(ssl, serverName) == 1 else { throw OpenSSLError.drain("setting SNI \(serverName)") }
         }
