@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
         .target(
             name: "CertgateKube",
-            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", .product(name: "Yams", package: "Yams")]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),

@@ -45,7 +45,7 @@ public struct ObjectMetadata: Sendable, Equatable {
 }
 
 /// `spec` of a Pki, as written.
-public struct PkiSpec: Sendable, Equatable {
+public struct PkiSpec: Sendable, Equatable, Codable {
     public var serviceName: String?
     public var secretName: String?
     public var commonName: String?
@@ -76,7 +76,7 @@ public struct PkiSpec: Sendable, Equatable {
 }
 
 /// `spec.privateKey`.
-public struct PrivateKeySpec: Sendable, Equatable {
+public struct PrivateKeySpec: Sendable, Equatable, Codable {
     public var algorithm: String?
     public var size: Int?
 

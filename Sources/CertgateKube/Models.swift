@@ -1,0 +1,335 @@
+import CertgatePKI
+import FoundationEssentials
+
+// The parts of the Kubernetes API Certgate reads and writes, as Codable value types.
+// Optional fields stay optional: the API server omits what is unset, and a field Certgate
+// does not model is simply not sent back (use a merge patch to change part of an object).
+
+/// metadata of any object.
+public struct ObjectMeta: Codable, Sendable, Equatable {
+    public var name: String?
+    public var generateName: String?
+    public var namespace: String?
+    public var uid: String?
+    public var resourceVersion: String?
+    public var generation: Int64?
+    public var creationTimestamp: String?
+    public var deletionTimestamp: String?
+    public var labels: [String: String]?
+    public var annotations: [String: String]?
+    public var ownerReferences: [OwnerReference]?
+
+    public init(name: String? = nil, namespace: String? = nil, labels: [String: String]? = nil,
+                annotations: [String: String]? = nil, ownerReferences: [OwnerReference]? = nil) {
+        self.name = name
+        self.namespace = namespace
+        self.labels = labels
+        self.annotations = annotations
+        self.ownerReferences = ownerReferences
+    }
+}
+
+public struct OwnerReference: Codable, Sendable, Equatable {
+    public var apiVersion: String
+    public var kind: String
+    public var name: String
+    public var uid: String
+    public var controller: Bool?
+    public var blockOwnerDeletion: Bool?
+
+    public init(apiVersion: String, kind: String, name: String, uid: String, controller: Bool? = true, blockOwnerDeletion: Bool? = true) {
+        self.apiVersion = apiVersion
+        self.kind = kind
+        self.name = name
+        self.uid = uid
+        self.controller = controller
+        self.blockOwnerDeletion = blockOwnerDeletion
+    }
+}
+
+/// The API's error body (kind Status): what failed, why, and the HTTP code.
+public struct APIStatus: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+    public struct Details: Codable, Sendable, Equatable {
+        public var name: String?
+        public var group: String?
+        public var kind: String?
+        public var causes: [Cause]?
+        public var retryAfterSeconds: Int?
+
+        public init(name: String? = nil, group: String? = nil, kind: String? = nil, causes: [Cause]? = nil, retryAfterSeconds: Int? = nil) {
+            self.name = name
+            self.group = group
+            self.kind = kind
+            self.causes = causes
+            self.retryAfterSeconds = retryAfterSeconds
+        }
+    }
+
+    public struct Cause: Codable, Sendable, Equatable {
+        public var reason: String?
+        public var message: String?
+        public var field: String?
+    }
+
+    public var status: String?
+    public var message: String?
+    /// NotFound, AlreadyExists, Conflict, Invalid, Expired, Forbidden, Unauthorized, TooManyRequests...
+    public var reason: String?
+    public var details: Details?
+    public var code: Int
+
+    public init(code: Int, reason: String?, message: String?, details: Details? = nil) {
+        status = "Failure"
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+    }
+
+    public var description: String { "\(code) \(reason ?? "Failure"): \(message ?? "")" }
+}
+
+/// core/v1 Secret; `data` values are base64 on the wire.
+public struct Secret: Codable, Sendable, Equatable {
+    public var apiVersion = "v1"
+    public var kind = "Secret"
+    public var metadata: ObjectMeta
+    public var type: String?
+    public var data: [String: String]?
+
+    public init(metadata: ObjectMeta, type: String? = nil, data: [String: [UInt8]] = [:]) {
+        self.metadata = metadata
+        self.type = type
+        self.data = data.mapValues { Data($0).base64EncodedString() }
+    }
+
+    /// The decoded bytes of `data[key]`.
+    public func bytes(_ key: String) -> [UInt8]? {
+        data?[key].flatMap { Data(base64Encoded: $0) }.map(Array.init)
+    }
+}
+
+/// A reference to an object, as Events name what they are about.
+public struct ObjectReference: Codable, Sendable, Equatable {
+    public var apiVersion: String?
+    public var kind: String?
+    public var namespace: String?
+    public var name: String?
+    public var uid: String?
+    public var resourceVersion: String?
+    public var fieldPath: String?
+
+    public init(apiVersion: String?, kind: String?, namespace: String?, name: String?, uid: String?) {
+        self.apiVersion = apiVersion
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+    }
+}
+
+/// core/v1 Event, what `kubectl describe` lists.
+public struct Event: Codable, Sendable, Equatable {
+    public struct Source: Codable, Sendable, Equatable {
+        public var component: String?
+        public var host: String?
+        public init(component: String?) { self.component = component }
+    }
+
+    public var apiVersion = "v1"
+    public var kind = "Event"
+    public var metadata: ObjectMeta
+    public var involvedObject: ObjectReference
+    public var reason: String?
+    public var message: String?
+    /// Normal or Warning.
+    public var type: String?
+    public var count: Int?
+    public var firstTimestamp: String?
+    public var lastTimestamp: String?
+    public var source: Source?
+    public var reportingComponent: String?
+    public var reportingInstance: String?
+
+    public init(metadata: ObjectMeta, involvedObject: ObjectReference, reason: String, message: String, type: String,
+                count: Int = 1, firstTimestamp: String, lastTimestamp: String, component: String = "certgate") {
+        self.metadata = metadata
+        self.involvedObject = involvedObject
+        self.reason = reason
+        self.message = message
+        self.type = type
+        self.count = count
+        self.firstTimestamp = firstTimestamp
+        self.lastTimestamp = lastTimestamp
+        source = Source(component: component)
+        reportingComponent = component
+    }
+}
+
+/// core/v1 Pod, only the parts that name mounted Secrets.
+public struct Pod: Codable, Sendable, Equatable {
+    public struct Spec: Codable, Sendable, Equatable {
+        public var volumes: [Volume]?
+    }
+
+    public struct Volume: Codable, Sendable, Equatable {
+        public struct SecretSource: Codable, Sendable, Equatable { public var secretName: String? }
+        public struct Projected: Codable, Sendable, Equatable {
+            public struct Source: Codable, Sendable, Equatable {
+                public struct SecretProjection: Codable, Sendable, Equatable { public var name: String? }
+                public var secret: SecretProjection?
+            }
+            public var sources: [Source]?
+        }
+        public var name: String
+        public var secret: SecretSource?
+        public var projected: Projected?
+    }
+
+    public var metadata: ObjectMeta
+    public var spec: Spec?
+
+    /// Every Secret the pod mounts, through secret volumes and projected volumes.
+    public var mountedSecretNames: Set<String> {
+        var names = Set<String>()
+        for volume in spec?.volumes ?? [] {
+            if let name = volume.secret?.secretName { names.insert(name) }
+            for source in volume.projected?.sources ?? [] {
+                if let name = source.secret?.name { names.insert(name) }
+            }
+        }
+        return names
+    }
+}
+
+/// coordination.k8s.io/v1 Lease, for leader election.
+public struct Lease: Codable, Sendable, Equatable {
+    public struct Spec: Codable, Sendable, Equatable {
+        public var holderIdentity: String?
+        public var leaseDurationSeconds: Int?
+        public var acquireTime: String?
+        public var renewTime: String?
+        public var leaseTransitions: Int?
+
+        public init(holderIdentity: String?, leaseDurationSeconds: Int?, acquireTime: String?, renewTime: String?, leaseTransitions: Int?) {
+            self.holderIdentity = holderIdentity
+            self.leaseDurationSeconds = leaseDurationSeconds
+            self.acquireTime = acquireTime
+            self.renewTime = renewTime
+            self.leaseTransitions = leaseTransitions
+        }
+    }
+
+    public var apiVersion = "coordination.k8s.io/v1"
+    public var kind = "Lease"
+    public var metadata: ObjectMeta
+    public var spec: Spec?
+
+    public init(metadata: ObjectMeta, spec: Spec?) {
+        self.metadata = metadata
+        self.spec = spec
+    }
+}
+
+/// admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration: names and CA bundles
+/// (change a bundle with a patch, so fields not modelled here are kept).
+public struct ValidatingWebhookConfiguration: Codable, Sendable, Equatable {
+    public struct Webhook: Codable, Sendable, Equatable {
+        public struct ClientConfig: Codable, Sendable, Equatable {
+            public var url: String?
+            public var caBundle: String?
+        }
+        public var name: String
+        public var clientConfig: ClientConfig
+    }
+
+    public var metadata: ObjectMeta
+    public var webhooks: [Webhook]?
+}
+
+/// certgate.dev/v1 Pki with its status, as the reconciler reads and writes it.
+public struct PkiResource: Codable, Sendable, Equatable {
+    public struct Condition: Codable, Sendable, Equatable {
+        public var type: String
+        /// True, False or Unknown.
+        public var status: String
+        public var reason: String?
+        public var message: String?
+        public var lastTransitionTime: String?
+        public var observedGeneration: Int64?
+
+        public init(type: String, status: String, reason: String?, message: String?, lastTransitionTime: String?, observedGeneration: Int64?) {
+            self.type = type
+            self.status = status
+            self.reason = reason
+            self.message = message
+            self.lastTransitionTime = lastTransitionTime
+            self.observedGeneration = observedGeneration
+        }
+    }
+
+    public struct Status: Codable, Sendable, Equatable {
+        public var conditions: [Condition]?
+        public var notBefore: String?
+        public var notAfter: String?
+        public var renewalTime: String?
+        public var serialNumber: String?
+        public var secretName: String?
+        public var observedGeneration: Int64?
+
+        public init() {}
+    }
+
+    public var apiVersion = "certgate.dev/v1"
+    public var kind = "Pki"
+    public var metadata: ObjectMeta
+    public var spec: PkiSpec
+    public var status: Status?
+
+    public init(metadata: ObjectMeta, spec: PkiSpec, status: Status? = nil) {
+        self.metadata = metadata
+        self.spec = spec
+        self.status = status
+    }
+}
+
+/// A list envelope (PkiList, SecretList...) with its continue token for pagination.
+public struct ObjectList<Item: Codable & Sendable>: Codable, Sendable {
+    public struct ListMeta: Codable, Sendable, Equatable {
+        public var resourceVersion: String?
+        public var `continue`: String?
+        public var remainingItemCount: Int?
+    }
+
+    public var metadata: ListMeta
+    public var items: [Item]
+}
+
+/// One event of a watch stream.
+public enum WatchEvent<Item: Codable & Sendable>: Sendable {
+    case added(Item)
+    case modified(Item)
+    case deleted(Item)
+    /// Only metadata.resourceVersion is meaningful: where to resume.
+    case bookmark(resourceVersion: String)
+    /// The API server ended the watch with a Status (410 Expired asks for a relist).
+    case error(APIStatus)
+
+    /// Decodes one line of a watch stream.
+    public static func decode(_ line: [UInt8], decoder: JSONDecoder = JSONDecoder()) throws -> WatchEvent {
+        let data = Data(line)
+        let type = try decoder.decode(WatchEnvelope.self, from: data).type
+        switch type {
+        case "ADDED": return .added(try decoder.decode(WatchTyped<Item>.self, from: data).object)
+        case "MODIFIED": return .modified(try decoder.decode(WatchTyped<Item>.self, from: data).object)
+        case "DELETED": return .deleted(try decoder.decode(WatchTyped<Item>.self, from: data).object)
+        case "BOOKMARK": return .bookmark(resourceVersion: try decoder.decode(WatchTyped<WatchBookmark>.self, from: data).object.metadata.resourceVersion ?? "")
+        case "ERROR": return .error(try decoder.decode(WatchTyped<APIStatus>.self, from: data).object)
+        default: throw APIStatus(code: 500, reason: "InternalError", message: "unknown watch event type \(type)")
+        }
+    }
+}
+
+private struct WatchEnvelope: Decodable { let type: String }
+private struct WatchTyped<T: Decodable>: Decodable { let object: T }
+private struct WatchBookmark: Decodable { let metadata: ObjectMeta }

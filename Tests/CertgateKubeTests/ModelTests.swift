@@ -1,0 +1,96 @@
+import CertgateKube
+import CertgatePKI
+import Foundation
+import Testing
+
+let recordings = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/apiserver-1.28").standardized.path
+
+/// The body of a recorded `curl -i` exchange: what follows the last head (a POST's
+/// recording starts with an interim "100 Continue" head). JSON bodies hold no raw newlines.
+func recordedBody(_ name: String) throws -> Data {
+    let text = try String(contentsOfFile: "\(recordings)/\(name)", encoding: .utf8).replacingOccurrences(of: "\r\n", with: "\n")
+    guard let body = text.components(separatedBy: "\n\n").last(where: { $0.hasPrefix("{") }) else {
+        throw CocoaError(.fileReadCorruptFile)
+    }
+    return Data(body.utf8)
+}
+
+@Suite struct ModelTests {
+    let decoder = JSONDecoder()
+
+    @Test func decodesAPkiWithItsMetadataAndSpec() throws {
+        let pki = try decoder.decode(PkiResource.self, from: recordedBody("get-200.http"))
+        #expect(pki.metadata.name == "app1-pki")
+        #expect(pki.metadata.namespace == "app1")
+        #expect(pki.metadata.generation != nil)
+        #expect(pki.metadata.resourceVersion != nil)
+        #expect(pki.spec.serviceName == "app1")
+        #expect(pki.spec.privateKey == PrivateKeySpec(algorithm: "ECDSA", size: 256))
+    }
+
+    @Test func decodesTheAPIsErrorBodies() throws {
+        let notFound = try decoder.decode(APIStatus.self, from: recordedBody("get-404.http"))
+        #expect(notFound == APIStatus(code: 404, reason: "NotFound", message: "pkis.certgate.dev \"missing\" not found",
+                                      details: .init(name: "missing", group: "certgate.dev", kind: "pkis")))
+        let conflict = try decoder.decode(APIStatus.self, from: recordedBody("update-409-conflict.http"))
+        #expect(conflict.code == 409 && conflict.reason == "Conflict")
+        let expired = try decoder.decode(APIStatus.self, from: recordedBody("list-410-exact.http"))
+        #expect(expired.description == "410 Expired: The resourceVersion for the provided list is too old.")
+        let invalid = try decoder.decode(APIStatus.self, from: recordedBody("create-422-invalid.http"))
+        #expect(invalid.details?.causes?.map(\.field) == ["spec.dnsNames", "spec.privateKey.size"])
+    }
+
+    @Test func decodesAListPageWithItsContinueToken() throws {
+        let page = try decoder.decode(ObjectList<PkiResource>.self, from: recordedBody("list-pkis-limit1.http"))
+        #expect(page.items.count == 1)
+        #expect(page.metadata.remainingItemCount == 1)
+        #expect(page.metadata.continue?.hasPrefix("eyJ2Ijoi") == true)
+    }
+
+    @Test func decodesEventsSecretsAndLeases() throws {
+        let event = try decoder.decode(Event.self, from: recordedBody("event-create-201.http"))
+        #expect(event.involvedObject == ObjectReference(apiVersion: "certgate.dev/v1", kind: "Pki", namespace: "app1",
+                                                        name: "app1-pki", uid: "a13ebf5d-3f0e-4714-b942-ee596812bd99"))
+        #expect(event.reason == "Issued" && event.type == "Normal" && event.count == 1 && event.source?.component == "certgate")
+        let secret = try decoder.decode(Secret.self, from: recordedBody("secret-tls-create-201.http"))
+        #expect(secret.type == "kubernetes.io/tls")
+        #expect(secret.bytes("tls.crt").map { String(decoding: $0, as: UTF8.self).hasPrefix("-----BEGIN CERTIFICATE-----") } == true)
+        let lease = try decoder.decode(Lease.self, from: recordedBody("lease-create-201.http"))
+        #expect(lease.spec?.holderIdentity == "certgate-7d9f-1")
+    }
+
+    @Test func decodesEveryEventOfARecordedWatchStream() throws {
+        let lines = try String(contentsOfFile: "\(recordings)/watch-pkis.jsonl", encoding: .utf8).split(separator: "\n")
+        var kinds: [String] = []
+        for line in lines {
+            switch try WatchEvent<PkiResource>.decode(Array(line.utf8)) {
+            case .added(let pki): kinds.append("ADDED \(pki.metadata.name ?? "")")
+            case .modified(let pki): kinds.append("MODIFIED \(pki.metadata.name ?? "")")
+            case .deleted(let pki): kinds.append("DELETED \(pki.metadata.name ?? "")")
+            case .bookmark(let version): kinds.append("BOOKMARK \(version.isEmpty ? "?" : "rv")")
+            case .error(let status): kinds.append("ERROR \(status.code)")
+            }
+        }
+        #expect(kinds.count == 5)
+        #expect(kinds.first == "ADDED app1-watch")
+        #expect(kinds.contains("BOOKMARK rv"))
+        #expect(kinds.contains { $0.hasPrefix("DELETED ") })
+        let gone = #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (325)","reason":"Expired","code":410}}"#
+        guard case .error(let status) = try WatchEvent<PkiResource>.decode(Array(gone.utf8)) else { Issue.record("not an error"); return }
+        #expect(status.code == 410 && status.reason == "Expired")
+    }
+
+    @Test func findsTheSecretsAPodMounts() throws {
+        let json = #"{"metadata":{"name":"app1","namespace":"app1"},"spec":{"volumes":[{"name":"tls","secret":{"secretName":"app1-tls"}},{"name":"all","projected":{"sources":[{"secret":{"name":"app1-extra"}},{"configMap":{"name":"cm"}}]}},{"name":"tmp","emptyDir":{}}]}}"#
+        let pod = try decoder.decode(Pod.self, from: Data(json.utf8))
+        #expect(pod.mountedSecretNames == ["app1-tls", "app1-extra"])
+    }
+
+    @Test func aSecretEncodesItsDataAsBase64() throws {
+        let secret = Secret(metadata: ObjectMeta(name: "app1-tls", namespace: "app1"), type: "kubernetes.io/tls",
+                            data: ["tls.crt": Array("cert".utf8)])
+        let json = String(decoding: try JSONEncoder().encode(secret), as: UTF8.self)
+        #expect(json.contains(#""tls.crt":"Y2VydA==""#))
+        #expect(try JSONDecoder().decode(Secret.self, from: Data(json.utf8)).bytes("tls.crt") == Array("cert".utf8))
+    }
+}
