@@ -126,7 +126,7 @@ func writeKubeconfig(_ directory: TemporaryDirectory, _ pki: TestPKI, server: St
     @Test func aKubeconfigClientTalksToATLSServerThatChecksClientCertificates() throws {
         let directory = TemporaryDirectory()
         let pki = try TestPKI(in: directory)
-        let server = try MutualTLSServer(pki: pki)
+        let server = try LoopbackServer(pki: pki, requireClientCertificate: true)
         defer { server.stop() }
         let path = try writeKubeconfig(directory, pki, server: "https://localhost:\(server.port)")
         let client = try ClusterConfigurationLoader.kubeconfig(path: path).makeHTTPClient()

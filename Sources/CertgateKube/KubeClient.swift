@@ -1,0 +1,219 @@
+import CertgateHTTP
+import FoundationEssentials
+
+/// A kind of object the API serves: where its REST paths are.
+public struct Resource: Sendable, Equatable {
+    /// Empty for the core group (/api/v1).
+    public var group: String
+    public var version: String
+    public var plural: String
+    public var namespaced: Bool
+
+    public init(group: String, version: String, plural: String, namespaced: Bool = true) {
+        self.group = group
+        self.version = version
+        self.plural = plural
+        self.namespaced = namespaced
+    }
+
+    public static let pkis = Resource(group: "certgate.dev", version: "v1", plural: "pkis")
+    public static let secrets = Resource(group: "", version: "v1", plural: "secrets")
+    public static let events = Resource(group: "", version: "v1", plural: "events")
+    public static let pods = Resource(group: "", version: "v1", plural: "pods")
+    public static let leases = Resource(group: "coordination.k8s.io", version: "v1", plural: "leases")
+    public static let validatingWebhookConfigurations = Resource(group: "admissionregistration.k8s.io", version: "v1",
+                                                                 plural: "validatingwebhookconfigurations", namespaced: false)
+
+    /// /api/v1/namespaces/app1/secrets/app1-tls, /apis/certgate.dev/v1/pkis, ...
+    public func path(namespace: String?, name: String? = nil, subresource: String? = nil) -> String {
+        var path = group.isEmpty ? "/api/\(version)" : "/apis/\(group)/\(version)"
+        if namespaced, let namespace { path += "/namespaces/\(escapePathSegment(namespace))" }
+        path += "/\(plural)"
+        if let name { path += "/\(escapePathSegment(name))" }
+        if let subresource { path += "/\(subresource)" }
+        return path
+    }
+}
+
+/// Options of a list or watch.
+public struct ListOptions: Sendable, Equatable {
+    public var labelSelector: String?
+    public var fieldSelector: String?
+    public var limit: Int?
+    public var continueToken: String?
+    public var resourceVersion: String?
+
+    public init(labelSelector: String? = nil, fieldSelector: String? = nil, limit: Int? = nil,
+                continueToken: String? = nil, resourceVersion: String? = nil) {
+        self.labelSelector = labelSelector
+        self.fieldSelector = fieldSelector
+        self.limit = limit
+        self.continueToken = continueToken
+        self.resourceVersion = resourceVersion
+    }
+
+    var queryItems: [(String, String)] {
+        var items: [(String, String)] = []
+        if let labelSelector { items.append(("labelSelector", labelSelector)) }
+        if let fieldSelector { items.append(("fieldSelector", fieldSelector)) }
+        if let limit { items.append(("limit", String(limit))) }
+        if let continueToken { items.append(("continue", continueToken)) }
+        if let resourceVersion { items.append(("resourceVersion", resourceVersion)) }
+        return items
+    }
+}
+
+/// The Kubernetes API over HTTPS, one call at a time per thread (the reconciler's workers
+/// each wait on their own). API errors are thrown as ``APIStatus`` with the server's code,
+/// reason and message; transport failures as the HTTP client's errors.
+public final class KubeClient: Sendable {
+    private let http: HTTPClient
+    private let token: TokenSource?
+
+    public init(http: HTTPClient, token: TokenSource?) {
+        self.http = http
+        self.token = token
+    }
+
+    public convenience init(configuration: ClusterConfiguration) throws {
+        self.init(http: try configuration.makeHTTPClient(), token: configuration.token)
+    }
+
+    public func get<T: Decodable>(_ resource: Resource, namespace: String?, name: String, as type: T.Type = T.self) throws -> T {
+        try decode(try call("GET", resource.path(namespace: namespace, name: name)), T.self)
+    }
+
+    public func list<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
+                                            of type: T.Type = T.self) throws -> ObjectList<T> {
+        try decode(try call("GET", resource.path(namespace: namespace), query: options.queryItems), ObjectList<T>.self)
+    }
+
+    public func create<T: Codable>(_ resource: Resource, namespace: String?, _ object: T) throws -> T {
+        try decode(try call("POST", resource.path(namespace: namespace), body: try JSONEncoder().encode(object)), T.self)
+    }
+
+    /// PUT of the whole object; a stale metadata.resourceVersion is a 409 Conflict.
+    public func update<T: Codable>(_ resource: Resource, namespace: String?, name: String, _ object: T) throws -> T {
+        try decode(try call("PUT", resource.path(namespace: namespace, name: name), body: try JSONEncoder().encode(object)), T.self)
+    }
+
+    /// PUT to the status subresource (spec changes in it are ignored by the server).
+    public func updateStatus<T: Codable>(_ resource: Resource, namespace: String?, name: String, _ object: T) throws -> T {
+        try decode(try call("PUT", resource.path(namespace: namespace, name: name, subresource: "status"),
+                            body: try JSONEncoder().encode(object)), T.self)
+    }
+
+    /// An RFC 7386 merge patch (`patch` is the JSON document), optionally of a subresource.
+    public func mergePatch<T: Decodable>(_ resource: Resource, namespace: String?, name: String, subresource: String? = nil,
+                                         patch: [UInt8], as type: T.Type = T.self) throws -> T {
+        try decode(try call("PATCH", resource.path(namespace: namespace, name: name, subresource: subresource), body: Data(patch),
+                            contentType: "application/merge-patch+json"), T.self)
+    }
+
+    public func delete(_ resource: Resource, namespace: String?, name: String) throws {
+        _ = try call("DELETE", resource.path(namespace: namespace, name: name))
+    }
+
+    /// Watches from `options.resourceVersion`, calling `onEvent` for each event as it
+    /// arrives until the server ends the stream or `onEvent` returns false. No read timeout:
+    /// the caller restarts the watch (from the last resourceVersion it saw) when it ends.
+    public func watch<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
+                                             timeoutSeconds: Int = 300, of type: T.Type = T.self,
+                                             onEvent: (WatchEvent<T>) throws -> Bool) throws {
+        var query = options.queryItems
+        query.append(("watch", "true"))
+        query.append(("allowWatchBookmarks", "true"))
+        query.append(("timeoutSeconds", String(timeoutSeconds)))
+        let request = try makeRequest("GET", resource.path(namespace: namespace), query: query, body: nil, contentType: nil)
+        var pending: [UInt8] = []
+        var failure: APIStatus?
+        let decoder = JSONDecoder()
+        try http.stream(request) { head in
+            if head.status >= 300 { failure = APIStatus(code: head.status, reason: nil, message: nil) }
+            return true
+        } body: { piece in
+            pending.append(contentsOf: piece)
+            if failure != nil { return true }
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(pending[..<newline])
+                pending.removeSubrange(...newline)
+                if line.isEmpty { continue }
+                guard try onEvent(try WatchEvent<T>.decode(line, decoder: decoder)) else { return false }
+            }
+            return true
+        }
+        if let failure {
+            throw (try? JSONDecoder().decode(APIStatus.self, from: Data(pending))) ?? failure
+        }
+    }
+
+    // MARK: Requests
+
+    private func call(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,
+                      contentType: String? = "application/json") throws -> HTTPResponse {
+        var refreshed = false
+        while true {
+            let request = try makeRequest(method, path, query: query, body: body, contentType: contentType, refreshToken: refreshed)
+            let response = try http.send(request)
+            if response.status == 401, token != nil, !refreshed {
+                refreshed = true  // the token may have rotated since it was read
+                continue
+            }
+            guard (200..<300).contains(response.status) else { throw apiError(response) }
+            return response
+        }
+    }
+
+    private func makeRequest(_ method: String, _ path: String, query: [(String, String)], body: Data?,
+                             contentType: String?, refreshToken: Bool = false) throws -> HTTPRequest {
+        var headers: HTTPHeaders = ["accept": "application/json"]
+        if let token { headers.add("authorization", "Bearer \(try token.current(refresh: refreshToken))") }
+        if body != nil, let contentType { headers.add("content-type", contentType) }
+        let queryText = query.isEmpty ? nil : query.map { "\($0.0)=\(escapeQueryValue($0.1))" }.joined(separator: "&")
+        return HTTPRequest(method: method, path: path, query: queryText, headers: headers, body: body.map(Array.init) ?? [])
+    }
+
+    private func decode<T: Decodable>(_ response: HTTPResponse, _ type: T.Type) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(response.body))
+        } catch {
+            throw APIStatus(code: response.status, reason: "BadResponse", message: "the answer is not a \(T.self): \(error)")
+        }
+    }
+
+    private func apiError(_ response: HTTPResponse) -> APIStatus {
+        if let status = try? JSONDecoder().decode(APIStatus.self, from: Data(response.body)) { return status }
+        return APIStatus(code: response.status, reason: reasonPhrase(response.status),
+                         message: String(decoding: response.body.prefix(512), as: UTF8.self))
+    }
+}
+
+extension APIStatus {
+    public var isNotFound: Bool { code == 404 }
+    public var isConflict: Bool { code == 409 && reason == "Conflict" }
+    public var isAlreadyExists: Bool { code == 409 && reason == "AlreadyExists" }
+    /// The resourceVersion is too old: list again.
+    public var isGone: Bool { code == 410 }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+func escapeQueryValue(_ value: String) -> String {
+    var out = ""
+    for byte in value.utf8 {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            out.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            let hex = Array("0123456789ABCDEF".unicodeScalars)
+            out += "%"
+            out.unicodeScalars.append(hex[Int(byte >> 4)])
+            out.unicodeScalars.append(hex[Int(byte & 0xF)])
+        }
+    }
+    return out
+}
+
+func escapePathSegment(_ value: String) -> String {
+    escapeQueryValue(value)
+}
