@@ -208,6 +208,13 @@ final class Connection: EventHandler {
         flush()
     }
 
+    /// Sends what was queued outside a read (a streamed response's next piece).
+    func sendQueued() {
+        guard phase == .open else { return }
+        flush()
+        updateInterest()
+    }
+
     /// Continues reading after a pause (output drained, or a bounded read pass ended).
     func resumeReading() {
         guard phase == .open else { return }

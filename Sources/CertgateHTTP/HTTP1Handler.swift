@@ -14,6 +14,8 @@ final class HTTP1Handler: ProtocolHandler {
     private var bodyStarted: UInt64 = 0
     private var idleSince: UInt64
     private var closing = false
+    /// A streamed response in progress: later pipelined requests wait for it to end.
+    private var streaming: (stream: ResponseStream, chunked: Bool, keepAlive: Bool)?
 
     init(connection: Connection, now: UInt64) {
         self.connection = connection
@@ -23,6 +25,8 @@ final class HTTP1Handler: ProtocolHandler {
 
     private var server: HTTPServer { connection.context.server }
 
+    deinit { streaming?.stream.cancel() }
+
     func received(_ bytes: UnsafeRawBufferPointer) {
         guard !closing else { return }
         if headStarted == nil && head == nil { headStarted = monotonicNanoseconds() }
@@ -31,7 +35,7 @@ final class HTTP1Handler: ProtocolHandler {
     }
 
     private func processBufferedRequests() {
-        while !closing {
+        while !closing && streaming == nil {
             let event: HTTP1Parser.Event?
             do {
                 event = try parser.next()
@@ -58,6 +62,10 @@ final class HTTP1Handler: ProtocolHandler {
                 let response = server.respond(to: request, startedAt: start)
                 server.metrics.inFlight.add(-1)
                 let keepAlive = current.keepAlive && !connection.context.isShuttingDown
+                if let stream = response.stream, current.method != "HEAD" {
+                    startStreaming(response, stream, version: current.version, keepAlive: keepAlive)
+                    return
+                }
                 write(response, version: current.version, keepAlive: keepAlive, omitBody: current.method == "HEAD")
                 if !keepAlive {
                     closing = true
@@ -66,6 +74,43 @@ final class HTTP1Handler: ProtocolHandler {
             }
         }
         idleSince = monotonicNanoseconds()
+    }
+
+    /// Sends the head now and the body as the stream is written: chunked over HTTP/1.1,
+    /// delimited by closing the connection over HTTP/1.0.
+    private func startStreaming(_ response: HTTPResponse, _ stream: ResponseStream, version: HTTPVersion, keepAlive: Bool) {
+        let chunked = version == .http1_1
+        var head = response
+        head.body = []
+        if chunked { head.headers.add("transfer-encoding", "chunked") }
+        write(head, version: version, keepAlive: chunked && keepAlive, omitBody: true, omitLength: true)
+        streaming = (stream, chunked, chunked && keepAlive)
+        let handler = WeakLoopBox(self)
+        let loop = connection.context.loop
+        stream.attach { loop.execute { handler.value?.sendStreamed() } }
+    }
+
+    /// Moves what the stream has into the connection's queue (on the loop thread).
+    private func sendStreamed() {
+        guard let (stream, chunked, keepAlive) = streaming else { return }
+        let (pieces, finished) = stream.take()
+        for piece in pieces where !piece.isEmpty {
+            if chunked { connection.enqueue(String(piece.count, radix: 16) + "\r\n") }
+            connection.enqueue(piece)
+            if chunked { connection.enqueue("\r\n") }
+        }
+        if finished {
+            streaming = nil
+            if chunked { connection.enqueue("0\r\n\r\n") }
+            if keepAlive {
+                idleSince = monotonicNanoseconds()
+                processBufferedRequests()
+            } else {
+                closing = true
+                connection.close(afterDrain: true)
+            }
+        }
+        connection.sendQueued()
     }
 
     /// Answers a request the parser refused and closes: the stream cannot be trusted after it.
@@ -94,7 +139,7 @@ final class HTTP1Handler: ProtocolHandler {
     func outputDrained() {}
 
     func tick(now: UInt64) {
-        guard !closing else { return }
+        guard !closing, streaming == nil else { return }
         if head != nil {
             if now &- bodyStarted > server.timeouts.requestBody {
                 rejectAndClose(HTTPParseError(status: 408, message: "the request body did not arrive in time"))
@@ -110,6 +155,12 @@ final class HTTP1Handler: ProtocolHandler {
     }
 
     func beginShutdown() {
+        // A streamed response (a watch) ends now; its client reconnects elsewhere.
+        if let (stream, _, _) = streaming {
+            streaming = (stream, streaming!.chunked, false)
+            stream.finish()
+            return
+        }
         // Idle connections close now; one with a request in progress answers it with
         // "Connection: close" (the loop context reports shutting down) and closes then.
         if head == nil && !parser.isMidRequest && !connection.hasQueuedOutput {
@@ -118,7 +169,7 @@ final class HTTP1Handler: ProtocolHandler {
         }
     }
 
-    private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, omitBody: Bool) {
+    private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, omitBody: Bool, omitLength: Bool = false) {
         var head = version == .http1_0 ? "HTTP/1.0 " : "HTTP/1.1 "
         head += String(response.status)
         head += " "
@@ -130,7 +181,7 @@ final class HTTP1Handler: ProtocolHandler {
             head += value
             head += "\r\n"
         }
-        if response.status >= 200 && response.status != 204 && response.status != 304 {
+        if !omitLength && response.status >= 200 && response.status != 204 && response.status != 304 {
             head += "Content-Length: "
             head += String(response.body.count)
             head += "\r\n"

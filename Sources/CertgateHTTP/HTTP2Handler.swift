@@ -27,6 +27,9 @@ final class HTTP2Handler: ProtocolHandler {
         var counted = false
         var responseBody: [UInt8] = []
         var responseOffset = 0
+        /// A body written over time; DATA waits (deferred) while it has nothing new.
+        var live: ResponseStream?
+        var liveFinished = false
 
         init(id: Int32, started: UInt64) {
             self.id = id
@@ -83,6 +86,7 @@ final class HTTP2Handler: ProtocolHandler {
     }
 
     deinit {
+        for stream in streams.values { stream.live?.cancel() }
         if let session { nghttp2_session_del(session) }
     }
 
@@ -131,6 +135,8 @@ final class HTTP2Handler: ProtocolHandler {
 
     func beginShutdown() {
         goAway()
+        // Streamed answers (watches) end now, so the connection can close; clients reconnect.
+        for stream in streams.values { stream.live?.finish() }
         pump()
     }
 
@@ -269,7 +275,7 @@ final class HTTP2Handler: ProtocolHandler {
         guard let session else { return }
         var fields: [(String, String)] = [(":status", String(response.status))]
         for (name, value) in response.headers { fields.append((name, value)) }
-        if !response.headers.contains("content-length") {
+        if response.stream == nil && !response.headers.contains("content-length") {
             fields.append(("content-length", String(response.body.count)))
         }
         fields.append(("date", connection.context.dateHeader))
@@ -291,12 +297,34 @@ final class HTTP2Handler: ProtocolHandler {
             entries.append(nghttp2_nv(name: namePointer, value: valuePointer, namelen: name.utf8.count,
                                       valuelen: value.utf8.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
         }
-        if response.body.isEmpty {
+        if response.body.isEmpty && response.stream == nil {
             nghttp2_submit_response(session, stream.id, entries, entries.count, nil)
         } else {
             var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: readResponseBody)
             nghttp2_submit_response(session, stream.id, entries, entries.count, &provider)
         }
+        if let live = response.stream {
+            stream.live = live
+            let handler = WeakLoopBox(self)
+            let loop = connection.context.loop
+            let id = stream.id
+            live.attach { loop.execute { handler.value?.sendStreamed(streamID: id) } }
+        }
+    }
+
+    /// Moves what a streamed answer has into its DATA and sends it (on the loop thread).
+    private func sendStreamed(streamID: Int32) {
+        guard let session, let stream = streams[streamID], let live = stream.live else { return }
+        let (pieces, finished) = live.take()
+        if stream.responseOffset == stream.responseBody.count {
+            stream.responseBody.removeAll(keepingCapacity: true)
+            stream.responseOffset = 0
+        }
+        for piece in pieces { stream.responseBody.append(contentsOf: piece) }
+        if finished { stream.liveFinished = true }
+        nghttp2_session_resume_data(session, streamID)
+        pump()
+        connection.sendQueued()
     }
 
     fileprivate func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
@@ -306,14 +334,19 @@ final class HTTP2Handler: ProtocolHandler {
             return 0
         }
         let count = min(length, stream.responseBody.count - stream.responseOffset)
-        stream.responseBody.withUnsafeBufferPointer { body in
-            buffer.update(from: body.baseAddress! + stream.responseOffset, count: count)
+        if count > 0 {
+            stream.responseBody.withUnsafeBufferPointer { body in
+                buffer.update(from: body.baseAddress! + stream.responseOffset, count: count)
+            }
+            stream.responseOffset += count
         }
-        stream.responseOffset += count
-        if stream.responseOffset == stream.responseBody.count {
-            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            stream.responseBody = []
+        guard stream.responseOffset == stream.responseBody.count else { return count }
+        if stream.live != nil && !stream.liveFinished {
+            // Nothing more yet: nghttp2 waits until sendStreamed resumes this stream.
+            return count > 0 ? count : Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
+        flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+        stream.responseBody = []
         return count
     }
 
@@ -325,6 +358,7 @@ final class HTTP2Handler: ProtocolHandler {
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
+        stream.live?.cancel()
         releaseBody(of: stream)
         if stream.counted && !stream.answered {
             server.metrics.inFlight.add(-1)

@@ -240,6 +240,13 @@ struct UncheckedBox<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
+/// A weak reference to a loop-owned object, for work queued to that loop that must not
+/// keep it alive (a streamed response's wake-up after its connection closed).
+struct WeakLoopBox<Value: AnyObject>: @unchecked Sendable {
+    weak var value: Value?
+    init(_ value: Value) { self.value = value }
+}
+
 /// A server's state on one event loop: the connections it owns and the cached Date header.
 ///
 /// `@unchecked Sendable`: every property is used on `loop`'s thread only; other threads only

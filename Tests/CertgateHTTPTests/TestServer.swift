@@ -22,7 +22,8 @@ final class TestServer: @unchecked Sendable {
     private var stopped = false
 
     init(host: String = "127.0.0.1", requireClientCertificate: Bool = false,
-         configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws {
+         configure: (inout HTTPServerConfiguration) -> Void = { _ in },
+         extraRoutes: (inout Router) -> Void = { _ in }) throws {
         pki = try TestPKI(in: directory)
         serving = ServingCertificate(files: ServingCertificateFiles(
             certificateFile: pki.certificateFile, keyFile: pki.keyFile,
@@ -37,6 +38,7 @@ final class TestServer: @unchecked Sendable {
             response.headers.add("x-protocol", request.version.description)
             return response
         }
+        extraRoutes(&router)
         var configuration = HTTPServerConfiguration(name: "webhook", addresses: [try SocketAddress(host: host, port: 0)], tls: serving)
         configuration.timeouts.linger = 0.5
         configure(&configuration)
