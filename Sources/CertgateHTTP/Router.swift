@@ -7,6 +7,8 @@ public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPResponse
 /// Exact-path routing with per-method handlers; answers 404 and 405 itself.
 public struct Router: Sendable {
     private var routes: [String: [String: HTTPHandler]] = [:]
+    /// Answers paths no route names (for servers with dynamic paths, such as a test API server).
+    public var fallback: HTTPHandler?
 
     public init() {}
 
@@ -23,7 +25,7 @@ public struct Router: Sendable {
 
     public func respond(to request: HTTPRequest) -> HTTPResponse {
         guard let methods = routes[request.path] else {
-            return .error(404, "no handler for \(request.path)")
+            return fallback?(request) ?? .error(404, "no handler for \(request.path)")
         }
         if let handler = methods[request.method] {
             return handler(request)
