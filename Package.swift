@@ -55,6 +55,14 @@ let package = Package(
         ),
         // Helpers shared by the test targets (certificates, processes); not part of the product.
         .target(name: "CertgateTestSupport", dependencies: ["CertgateCrypto"]),
+        // An in-process Kubernetes API server for the client and reconciler tests; not shipped.
+        .target(
+            name: "CertgateKubeTesting",
+            dependencies: [
+                "CertgateKube", "CertgateHTTP", "CertgateTLS", "CertgateNet", "CertgateMetrics", "CertgateCrypto", "CertgateTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
@@ -63,7 +71,7 @@ let package = Package(
         .testTarget(
             name: "CertgateKubeTests",
             dependencies: [
-                "CertgateKube", "CertgateHTTP", "CertgateTLS", "CertgateTestSupport", "CertgateMetrics", "CertgateNet",
+                "CertgateKube", "CertgateKubeTesting", "CertgateHTTP", "CertgateTLS", "CertgateTestSupport", "CertgateMetrics", "CertgateNet",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

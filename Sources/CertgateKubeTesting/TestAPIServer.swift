@@ -1,0 +1,503 @@
+import CertgateCrypto
+import CertgateHTTP
+import CertgateKube
+import CertgateMetrics
+import CertgateNet
+import CertgateTLS
+import CertgateTestSupport
+import Foundation
+import Logging
+
+/// An in-process Kubernetes API server for tests: HTTPS on loopback, objects in memory, the
+/// real paths and wire format (JSON, Status errors, resourceVersion, watch streams).
+///
+/// What it does as kube-apiserver 1.28 does: a cluster-wide resourceVersion counter; uid,
+/// creationTimestamp and (for pkis) generation set on create; 409 AlreadyExists on create,
+/// 409 Conflict on a stale update, 422 on an update without resourceVersion, 404 on a
+/// missing object; generation bumped on spec changes only; the status subresource of pkis
+/// (status ignored on the main resource, only status taken on /status); merge patch;
+/// delete answered with Status Success; label (equality) and field selectors
+/// (metadata.name/namespace, involvedObject.*); limit and continue; bearer-token
+/// authentication (401); watches from a resourceVersion with history replay, live events,
+/// a BOOKMARK after the replay, and 410 Expired (an ERROR event) before the compaction point.
+/// Faults on demand: ``failNext(_:status:retryAfter:)``, ``dropWatches()``, ``compact()``.
+public final class TestAPIServer: @unchecked Sendable {
+    // @unchecked: all mutable state is guarded by `lock`; the HTTP server calls in from loop threads.
+    public let pki: TestPKI
+    public let token: String
+    public private(set) var port: UInt16 = 0
+    private let directory: TemporaryDirectory
+    private let group: EventLoopGroup
+    private var server: HTTPServer!
+    private let lock = NSLock()
+    private var objects: [String: [String: Any]] = [:]
+    private var history: [(version: Int, type: String, key: String, object: [String: Any])] = []
+    private var resourceVersion = 100
+    private var compactedBelow = 0
+    private var watchers: [Watcher] = []
+    private var failures: [(status: Int, retryAfter: Int?)] = []
+    /// Requests served, for tests to inspect ("GET /api/v1/namespaces/app1/secrets/x").
+    public private(set) var requests: [String] = []
+
+    struct Watcher {
+        let kind: ResourceKind
+        let namespace: String?
+        let selector: Selector
+        let stream: ResponseStream
+    }
+
+    public init(token: String = "test-token") throws {
+        directory = TemporaryDirectory()
+        pki = try TestPKI(in: directory)
+        self.token = token
+        let serving = ServingCertificate(files: ServingCertificateFiles(certificateFile: pki.certificateFile, keyFile: pki.keyFile))
+        if let error = serving.reload() { throw error }
+        group = try EventLoopGroup(count: 1, namePrefix: "test-apiserver")
+        var router = Router()
+        router.fallback = { [unowned self] in self.handle($0) }
+        var logger = Logger(label: "test-apiserver")
+        logger.logLevel = .critical
+        server = HTTPServer(configuration: HTTPServerConfiguration(name: "apiserver", addresses: [try SocketAddress(host: "127.0.0.1", port: 0)], tls: serving),
+                            router: router, group: group, metrics: ServerMetrics(registry: MetricsRegistry()), logger: logger)
+        port = try server.start()[0].port
+    }
+
+    /// How a client reaches this server with its token.
+    public func clusterConfiguration(token: String? = nil) -> ClusterConfiguration {
+        ClusterConfiguration(host: "127.0.0.1", port: port, tls: TLSClientConfiguration(trustRoots: [pki.ca]),
+                             token: TokenSource(token: token ?? self.token), source: "test API server")
+    }
+
+    public func stop() {
+        dropWatches()
+        server.shutdown(gracePeriod: 1)
+        group.stopAndWait()
+    }
+
+    // MARK: Faults
+
+    /// The next `count` requests are answered with `status` (429 or 5xx) and Retry-After.
+    public func failNext(_ count: Int, status: Int, retryAfter: Int? = nil) {
+        locked { failures += Array(repeating: (status, retryAfter), count: count) }
+    }
+
+    /// Ends every open watch, as a restarted API server or a dropped connection would.
+    public func dropWatches() {
+        let open = locked { () -> [Watcher] in
+            let open = watchers
+            watchers.removeAll()
+            return open
+        }
+        for watcher in open { watcher.stream.finish() }
+    }
+
+    /// Forgets history: lists and watches from an older resourceVersion get 410 Expired.
+    public func compact() {
+        locked { compactedBelow = resourceVersion + 1 }
+    }
+
+    /// The stored object, as JSON.
+    public func object(_ resource: Resource, namespace: String?, name: String) -> [String: Any]? {
+        locked { objects[key(ResourceKind(resource), namespace, name)] }
+    }
+
+    public var currentResourceVersion: Int { locked { resourceVersion } }
+
+    // MARK: Requests
+
+    private func handle(_ request: HTTPRequest) -> HTTPResponse {
+        locked { requests.append("\(request.method) \(request.path)") }
+        guard request.headers["authorization"] == "Bearer \(token)" else {
+            return status(401, "Unauthorized", "Unauthorized")
+        }
+        if let failure = locked({ failures.isEmpty ? nil : failures.removeFirst() }) {
+            var response = status(failure.status, failure.status == 429 ? "TooManyRequests" : "InternalError",
+                                  "injected failure", retryAfter: failure.retryAfter)
+            if let retryAfter = failure.retryAfter { response.headers.add("retry-after", String(retryAfter)) }
+            return response
+        }
+        guard let target = Target(path: request.path) else {
+            return status(404, "NotFound", "the server could not find the requested resource")
+        }
+        switch (request.method, target.name, target.subresource) {
+        case ("GET", nil, nil):
+            return request.queryValue("watch") == "true" ? watch(target, request) : list(target, request)
+        case ("GET", let name?, nil): return get(target, name)
+        case ("POST", nil, nil): return create(target, request.body)
+        case ("PUT", let name?, let sub): return update(target, name, sub, request.body, patch: false)
+        case ("PATCH", let name?, let sub): return update(target, name, sub, request.body, patch: true)
+        case ("DELETE", let name?, nil): return delete(target, name)
+        default: return status(405, "MethodNotAllowed", "\(request.method) is not supported on \(request.path)")
+        }
+    }
+
+    private func get(_ target: Target, _ name: String) -> HTTPResponse {
+        guard let object = locked({ objects[key(target.kind, target.namespace, name)] }) else {
+            return notFound(target.kind, name)
+        }
+        return json(200, object)
+    }
+
+    private func list(_ target: Target, _ request: HTTPRequest) -> HTTPResponse {
+        if let since = request.queryValue("resourceVersion").flatMap(Int.init), since > 0, since < locked({ compactedBelow }) {
+            return status(410, "Expired", "The resourceVersion for the provided list is too old.")
+        }
+        let selector = Selector(request)
+        let (items, version) = locked { () -> ([[String: Any]], Int) in
+            let matching = objects.filter { $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.value) }
+                .sorted { $0.key < $1.key }.map(\.value)
+            return (matching, resourceVersion)
+        }
+        let offset = request.queryValue("continue").flatMap { Int($0) } ?? 0
+        let limit = request.queryValue("limit").flatMap(Int.init) ?? items.count
+        let page = Array(items.dropFirst(offset).prefix(limit))
+        var metadata: [String: Any] = ["resourceVersion": String(version)]
+        if offset + page.count < items.count {
+            metadata["continue"] = String(offset + page.count)
+            metadata["remainingItemCount"] = items.count - offset - page.count
+        }
+        return json(200, ["kind": target.kind.kind + "List", "apiVersion": target.kind.apiVersion, "metadata": metadata, "items": page])
+    }
+
+    private func watch(_ target: Target, _ request: HTTPRequest) -> HTTPResponse {
+        let stream = ResponseStream()
+        let selector = Selector(request)
+        let since = request.queryValue("resourceVersion").flatMap(Int.init) ?? 0
+        let bookmarks = request.queryValue("allowWatchBookmarks") == "true"
+        let replay = locked { () -> [[String: Any]]? in
+            if since > 0 && since < compactedBelow { return nil }
+            let events: [[String: Any]]
+            if since == 0 {
+                // No resourceVersion: the current state as ADDED events, as the real server does.
+                events = objects.filter { $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.value) }
+                    .sorted { $0.key < $1.key }.map { ["type": "ADDED", "object": $0.value] as [String: Any] }
+            } else {
+                events = history.filter { $0.version > since && $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.object) }
+                    .map { ["type": $0.type, "object": $0.object] as [String: Any] }
+            }
+            watchers.append(Watcher(kind: target.kind, namespace: target.namespace, selector: selector, stream: stream))
+            var all = events
+            if bookmarks {
+                all.append(["type": "BOOKMARK", "object": ["kind": target.kind.kind, "apiVersion": target.kind.apiVersion,
+                                                           "metadata": ["resourceVersion": String(resourceVersion)]]])
+            }
+            return all
+        }
+        guard let replay else {
+            stream.write(line(["type": "ERROR", "object": statusObject(410, "Expired", "too old resource version: \(since) (\(currentResourceVersion))")]))
+            stream.finish()
+            return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
+        }
+        for event in replay { stream.write(line(event)) }
+        if let seconds = request.queryValue("timeoutSeconds").flatMap(Double.init) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [weak self] in
+                self?.locked { self?.watchers.removeAll { $0.stream === stream } }
+                stream.finish()
+            }
+        }
+        return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
+    }
+
+    private func create(_ target: Target, _ body: [UInt8]) -> HTTPResponse {
+        guard var object = parse(body) else { return status(400, "BadRequest", "the body is not a JSON object") }
+        var metadata = object["metadata"] as? [String: Any] ?? [:]
+        guard let name = (metadata["name"] as? String) ?? (metadata["generateName"] as? String).map({ $0 + randomSuffix() }) else {
+            return invalid(target.kind, "", "metadata.name", "name or generateName is required")
+        }
+        return locked { () -> HTTPResponse in
+            let objectKey = key(target.kind, target.namespace, name)
+            if objects[objectKey] != nil {
+                return status(409, "AlreadyExists", "\(target.kind.qualified) \"\(name)\" already exists",
+                              details: ["name": name, "group": target.kind.group, "kind": target.kind.plural])
+            }
+            resourceVersion += 1
+            metadata["name"] = name
+            if target.kind.namespaced { metadata["namespace"] = target.namespace }
+            metadata["uid"] = UUID().uuidString.lowercased()
+            metadata["resourceVersion"] = String(resourceVersion)
+            metadata["creationTimestamp"] = timestamp()
+            if target.kind.hasStatus {
+                metadata["generation"] = 1
+                object["status"] = nil
+            }
+            object["metadata"] = metadata
+            object["apiVersion"] = target.kind.apiVersion
+            object["kind"] = target.kind.kind
+            objects[objectKey] = object
+            record("ADDED", objectKey, object)
+            return json(201, object)
+        }
+    }
+
+    private func update(_ target: Target, _ name: String, _ subresource: String?, _ body: [UInt8], patch: Bool) -> HTTPResponse {
+        guard subresource == nil || (subresource == "status" && target.kind.hasStatus) else {
+            return status(404, "NotFound", "the server could not find the requested resource")
+        }
+        guard let incoming = parse(body) else { return status(400, "BadRequest", "the body is not a JSON object") }
+        return locked { () -> HTTPResponse in
+            let objectKey = key(target.kind, target.namespace, name)
+            guard let stored = objects[objectKey] else { return notFound(target.kind, name) }
+            var storedMetadata = stored["metadata"] as? [String: Any] ?? [:]
+            var next: [String: Any]
+            if patch {
+                next = mergePatch(stored, incoming)
+            } else {
+                guard let version = (incoming["metadata"] as? [String: Any])?["resourceVersion"] as? String else {
+                    return invalid(target.kind, name, "metadata.resourceVersion", "must be specified for an update")
+                }
+                guard version == storedMetadata["resourceVersion"] as? String else {
+                    return status(409, "Conflict", "Operation cannot be fulfilled on \(target.kind.qualified) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again",
+                                  details: ["name": name, "group": target.kind.group, "kind": target.kind.plural])
+                }
+                next = incoming
+            }
+            if target.kind.hasStatus {
+                if subresource == "status" {
+                    // Only status changes through /status.
+                    var kept = stored
+                    kept["status"] = next["status"]
+                    next = kept
+                } else {
+                    next["status"] = stored["status"]
+                    if !jsonEqual(stored["spec"], next["spec"]) {
+                        storedMetadata["generation"] = (storedMetadata["generation"] as? Int ?? 0) + 1
+                    }
+                }
+            }
+            // Server-owned metadata stays the server's; labels, annotations and owners follow the client.
+            var metadata = next["metadata"] as? [String: Any] ?? [:]
+            for field in ["name", "namespace", "uid", "creationTimestamp", "generation"] { metadata[field] = storedMetadata[field] }
+            resourceVersion += 1
+            metadata["resourceVersion"] = String(resourceVersion)
+            next["metadata"] = metadata
+            next["apiVersion"] = target.kind.apiVersion
+            next["kind"] = target.kind.kind
+            objects[objectKey] = next
+            record("MODIFIED", objectKey, next)
+            return json(200, next)
+        }
+    }
+
+    private func delete(_ target: Target, _ name: String) -> HTTPResponse {
+        locked { () -> HTTPResponse in
+            let objectKey = key(target.kind, target.namespace, name)
+            guard var stored = objects.removeValue(forKey: objectKey) else { return notFound(target.kind, name) }
+            resourceVersion += 1
+            var metadata = stored["metadata"] as? [String: Any] ?? [:]
+            metadata["resourceVersion"] = String(resourceVersion)
+            stored["metadata"] = metadata
+            record("DELETED", objectKey, stored)
+            return json(200, ["kind": "Status", "apiVersion": "v1", "metadata": [:] as [String: Any], "status": "Success",
+                              "details": ["name": name, "group": target.kind.group, "kind": target.kind.plural, "uid": metadata["uid"] ?? ""]])
+        }
+    }
+
+    /// Appends to history and tells matching watchers. Called with the lock held.
+    private func record(_ type: String, _ objectKey: String, _ object: [String: Any]) {
+        history.append((resourceVersion, type, objectKey, object))
+        let event = line(["type": type, "object": object])
+        for watcher in watchers where objectKey.hasPrefix(prefix(watcher.kind, watcher.namespace)) && watcher.selector.matches(object) {
+            watcher.stream.write(event)
+        }
+        watchers.removeAll { $0.stream.isCancelled }
+    }
+
+    // MARK: Wire helpers
+
+    private func status(_ code: Int, _ reason: String, _ message: String, details: [String: Any]? = nil, retryAfter: Int? = nil) -> HTTPResponse {
+        var object = statusObject(code, reason, message)
+        if var details {
+            if let retryAfter { details["retryAfterSeconds"] = retryAfter }
+            object["details"] = details
+        } else if let retryAfter {
+            object["details"] = ["retryAfterSeconds": retryAfter]
+        }
+        return json(code, object)
+    }
+
+    private func statusObject(_ code: Int, _ reason: String, _ message: String) -> [String: Any] {
+        ["kind": "Status", "apiVersion": "v1", "metadata": [:] as [String: Any], "status": "Failure", "message": message, "reason": reason, "code": code]
+    }
+
+    private func notFound(_ kind: ResourceKind, _ name: String) -> HTTPResponse {
+        status(404, "NotFound", "\(kind.qualified) \"\(name)\" not found", details: ["name": name, "group": kind.group, "kind": kind.plural])
+    }
+
+    private func invalid(_ kind: ResourceKind, _ name: String, _ field: String, _ message: String) -> HTTPResponse {
+        status(422, "Invalid", "\(kind.kind) \"\(name)\" is invalid: \(field): Invalid value: \(message)",
+               details: ["name": name, "group": kind.group, "kind": kind.kind,
+                         "causes": [["reason": "FieldValueInvalid", "message": "Invalid value: \(message)", "field": field]]])
+    }
+
+    private func json(_ code: Int, _ object: [String: Any]) -> HTTPResponse {
+        .json(code, Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data()))
+    }
+
+    private func line(_ object: [String: Any]) -> [UInt8] {
+        Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data()) + [0x0A]
+    }
+
+    private func parse(_ body: [UInt8]) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+}
+
+/// What the server knows of each resource it serves.
+struct ResourceKind: Equatable {
+    let group: String
+    let version: String
+    let plural: String
+    let kind: String
+    let namespaced: Bool
+    /// Has a status subresource and a generation (the CRD of pkis).
+    let hasStatus: Bool
+
+    var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
+    /// How the API server names it in messages: "pkis.certgate.dev", "secrets".
+    var qualified: String { group.isEmpty ? plural : "\(plural).\(group)" }
+
+    static let all: [ResourceKind] = [
+        ResourceKind(group: "certgate.dev", version: "v1", plural: "pkis", kind: "Pki", namespaced: true, hasStatus: true),
+        ResourceKind(group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, hasStatus: false),
+        ResourceKind(group: "", version: "v1", plural: "events", kind: "Event", namespaced: true, hasStatus: false),
+        ResourceKind(group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true, hasStatus: false),
+        ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true, hasStatus: false),
+        ResourceKind(group: "admissionregistration.k8s.io", version: "v1", plural: "validatingwebhookconfigurations",
+                     kind: "ValidatingWebhookConfiguration", namespaced: false, hasStatus: false),
+    ]
+
+    init(group: String, version: String, plural: String, kind: String, namespaced: Bool, hasStatus: Bool) {
+        self.group = group
+        self.version = version
+        self.plural = plural
+        self.kind = kind
+        self.namespaced = namespaced
+        self.hasStatus = hasStatus
+    }
+
+    init(_ resource: Resource) {
+        self = ResourceKind.all.first { $0.group == resource.group && $0.plural == resource.plural }!
+    }
+}
+
+/// A request path taken apart: /apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME[/SUB]].
+struct Target {
+    let kind: ResourceKind
+    let namespace: String?
+    let name: String?
+    let subresource: String?
+
+    init?(path: String) {
+        var parts = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        let group: String
+        if parts.first == "api" {
+            group = ""
+            parts.removeFirst(2)
+        } else if parts.first == "apis", parts.count >= 3 {
+            group = parts[1]
+            parts.removeFirst(3)
+        } else {
+            return nil
+        }
+        var namespace: String?
+        if parts.first == "namespaces", parts.count >= 3 {
+            namespace = parts[1]
+            parts.removeFirst(2)
+        }
+        guard let plural = parts.first, let kind = ResourceKind.all.first(where: { $0.group == group && $0.plural == plural }) else { return nil }
+        self.kind = kind
+        self.namespace = kind.namespaced ? namespace : nil
+        name = parts.count > 1 ? parts[1] : nil
+        subresource = parts.count > 2 ? parts[2] : nil
+    }
+}
+
+/// labelSelector (k=v, k==v, k!=v, k, !k) and fieldSelector (metadata.name, metadata.namespace,
+/// involvedObject.*), comma-separated terms all of which must hold.
+struct Selector {
+    private var labelTerms: [(key: String, value: String?, equal: Bool)] = []
+    private var fieldTerms: [(path: [String], value: String, equal: Bool)] = []
+
+    init(_ request: HTTPRequest) {
+        for term in (request.queryValue("labelSelector")?.removingPercentEncoding ?? "").split(separator: ",").map(String.init) where !term.isEmpty {
+            if let range = term.range(of: "!=") {
+                labelTerms.append((String(term[..<range.lowerBound]), String(term[range.upperBound...]), false))
+            } else if let range = term.range(of: "=") {
+                labelTerms.append((String(term[..<range.lowerBound]), String(term[range.upperBound...]).replacingOccurrences(of: "=", with: ""), true))
+            } else if term.hasPrefix("!") {
+                labelTerms.append((String(term.dropFirst()), nil, false))
+            } else {
+                labelTerms.append((term, nil, true))
+            }
+        }
+        for term in (request.queryValue("fieldSelector")?.removingPercentEncoding ?? "").split(separator: ",").map(String.init) where !term.isEmpty {
+            let equal = !term.contains("!=")
+            let pieces = term.components(separatedBy: equal ? "=" : "!=").filter { !$0.isEmpty }
+            guard pieces.count == 2 else { continue }
+            fieldTerms.append((pieces[0].split(separator: ".").map(String.init), pieces[1], equal))
+        }
+    }
+
+    func matches(_ object: [String: Any]) -> Bool {
+        let labels = (object["metadata"] as? [String: Any])?["labels"] as? [String: String] ?? [:]
+        for term in labelTerms {
+            let actual = labels[term.key]
+            let holds = term.value.map { actual == $0 } ?? (actual != nil)
+            if holds != term.equal { return false }
+        }
+        for term in fieldTerms {
+            var current: Any? = object
+            for step in term.path { current = (current as? [String: Any])?[step] }
+            if ((current as? String) == term.value) != term.equal { return false }
+        }
+        return true
+    }
+}
+
+private func key(_ kind: ResourceKind, _ namespace: String?, _ name: String) -> String {
+    prefix(kind, namespace) + name
+}
+
+/// Keys of one resource (in one namespace, or all when nil) start with this.
+private func prefix(_ kind: ResourceKind, _ namespace: String?) -> String {
+    kind.namespaced ? "\(kind.plural)/\(namespace.map { $0 + "/" } ?? "")" : "\(kind.plural)//"
+}
+
+/// RFC 7386: objects merge, null deletes, anything else replaces.
+func mergePatch(_ target: [String: Any], _ patch: [String: Any]) -> [String: Any] {
+    var result = target
+    for (key, value) in patch {
+        if value is NSNull {
+            result[key] = nil
+        } else if let patchObject = value as? [String: Any] {
+            result[key] = mergePatch(result[key] as? [String: Any] ?? [:], patchObject)
+        } else {
+            result[key] = value
+        }
+    }
+    return result
+}
+
+private func jsonEqual(_ a: Any?, _ b: Any?) -> Bool {
+    switch (a, b) {
+    case (nil, nil): return true
+    case (let a?, let b?): return NSDictionary(dictionary: ["v": a]).isEqual(to: ["v": b])
+    default: return false
+    }
+}
+
+private func timestamp() -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime]
+    return formatter.string(from: Date())
+}
+
+private func randomSuffix() -> String {
+    String((0..<5).map { _ in "bcdfghjklmnpqrstvwxz2456789".randomElement()! })
+}

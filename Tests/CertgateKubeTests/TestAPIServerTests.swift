@@ -1,0 +1,179 @@
+import CertgateHTTP
+import CertgateKube
+import CertgateKubeTesting
+import CertgatePKI
+import Foundation
+import Synchronization
+import Testing
+
+func samplePki(_ name: String, labels: [String: String]? = nil) -> PkiResource {
+    PkiResource(metadata: ObjectMeta(name: name, namespace: "app1", labels: labels),
+                spec: PkiSpec(serviceName: "app1", dnsNames: ["\(name).app1.svc"], duration: "2160h"))
+}
+
+/// Collects watch events on a thread of its own until stopped or the stream ends.
+final class WatchRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [String] = []
+    private var failure: Error?
+    private var stopped = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(_ client: KubeClient, resourceVersion: String?) {
+        DispatchQueue.global().async { [self] in
+            do {
+                try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: resourceVersion), of: PkiResource.self) { event in
+                    let text: String
+                    switch event {
+                    case .added(let pki): text = "ADDED \(pki.metadata.name!)"
+                    case .modified(let pki): text = "MODIFIED \(pki.metadata.name!) gen=\(pki.metadata.generation ?? 0)"
+                    case .deleted(let pki): text = "DELETED \(pki.metadata.name!)"
+                    case .bookmark: text = "BOOKMARK"
+                    case .error(let status): text = "ERROR \(status.code)"
+                    }
+                    return lock.withLock {
+                        events.append(text)
+                        return !stopped
+                    }
+                }
+            } catch {
+                lock.withLock { failure = error }
+            }
+            finished.signal()
+        }
+    }
+
+    var seen: [String] { lock.withLock { events } }
+    var error: Error? { lock.withLock { failure } }
+
+    /// Waits until `predicate` holds for the events seen, up to 10 seconds.
+    func wait(until predicate: ([String]) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if predicate(seen) { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return false
+    }
+
+    func waitForEnd() -> Bool { finished.wait(timeout: .now() + 10) == .success }
+}
+
+@Suite struct TestAPIServerTests {
+    @Test func objectsLiveAndChangeAsOnARealAPIServer() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+
+        let created = try client.create(.pkis, namespace: "app1", samplePki("app1-pki"))
+        #expect(created.metadata.generation == 1)
+        #expect(created.metadata.uid?.count == 36)
+        let firstVersion = created.metadata.resourceVersion!
+        #expect { try client.create(.pkis, namespace: "app1", samplePki("app1-pki")) } throws: { error in
+            (error as? APIStatus)?.isAlreadyExists == true && "\(error)" == "409 AlreadyExists: pkis.certgate.dev \"app1-pki\" already exists"
+        }
+
+        var changed = created
+        changed.spec.duration = "720h"
+        let updated = try client.update(.pkis, namespace: "app1", name: "app1-pki", changed)
+        #expect(updated.metadata.generation == 2, "a spec change bumps generation")
+        #expect(updated.metadata.resourceVersion != firstVersion)
+        #expect { try client.update(.pkis, namespace: "app1", name: "app1-pki", changed) } throws: { ($0 as? APIStatus)?.isConflict == true }
+
+        var withStatus = updated
+        withStatus.status = PkiResource.Status()
+        withStatus.status?.secretName = "app1-tls"
+        withStatus.spec.duration = "1h"  // ignored through /status
+        let statusUpdated = try client.updateStatus(.pkis, namespace: "app1", name: "app1-pki", withStatus)
+        #expect(statusUpdated.status?.secretName == "app1-tls")
+        #expect(statusUpdated.spec.duration == "720h")
+        #expect(statusUpdated.metadata.generation == 2, "status does not bump generation")
+
+        let patched = try client.mergePatch(.pkis, namespace: "app1", name: "app1-pki",
+                                            patch: Array(#"{"metadata":{"labels":{"team":"payments"}},"status":{"secretName":"ignored"}}"#.utf8),
+                                            as: PkiResource.self)
+        #expect(patched.metadata.labels == ["team": "payments"])
+        #expect(patched.status?.secretName == "app1-tls", "status is not patched through the main resource")
+
+        try client.delete(.pkis, namespace: "app1", name: "app1-pki")
+        #expect { try client.get(.pkis, namespace: "app1", name: "app1-pki", as: PkiResource.self) } throws: { error in
+            "\(error)" == "404 NotFound: pkis.certgate.dev \"app1-pki\" not found"
+        }
+    }
+
+    @Test func anUpdateWithoutResourceVersionIsInvalidAndAWrongTokenIsUnauthorized() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        var pki = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        pki.metadata.resourceVersion = nil
+        #expect { try client.update(.pkis, namespace: "app1", name: "a", pki) } throws: { ($0 as? APIStatus)?.code == 422 }
+        let stranger = try KubeClient(configuration: api.clusterConfiguration(token: "wrong"))
+        #expect { try stranger.get(.pkis, namespace: "app1", name: "a", as: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 401 }
+    }
+
+    @Test func listsFilterBySelectorsAndPage() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        for (name, team) in [("a", "x"), ("b", "y"), ("c", "x")] {
+            _ = try client.create(.pkis, namespace: "app1", samplePki(name, labels: ["team": team]))
+        }
+        _ = try client.create(.secrets, namespace: "app1", Secret(metadata: ObjectMeta(name: "s", namespace: "app1")))
+        let team = try client.list(.pkis, namespace: "app1", options: ListOptions(labelSelector: "team=x"), of: PkiResource.self)
+        #expect(team.items.map { $0.metadata.name! } == ["a", "c"])
+        let byName = try client.list(.pkis, namespace: "app1", options: ListOptions(fieldSelector: "metadata.name=b"), of: PkiResource.self)
+        #expect(byName.items.map { $0.metadata.name! } == ["b"])
+        let first = try client.list(.pkis, namespace: "app1", options: ListOptions(limit: 2), of: PkiResource.self)
+        #expect(first.items.count == 2 && first.metadata.remainingItemCount == 1)
+        let rest = try client.list(.pkis, namespace: "app1", options: ListOptions(limit: 2, continueToken: first.metadata.continue), of: PkiResource.self)
+        #expect(rest.items.map { $0.metadata.name! } == ["c"])
+        #expect(rest.metadata.continue == nil)
+    }
+
+    @Test func watchesReplayFromAResourceVersionThenFollowLiveChanges() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let start = try client.list(.pkis, namespace: "app1", of: PkiResource.self).metadata.resourceVersion
+        let created = try client.create(.pkis, namespace: "app1", samplePki("w"))
+        let watch = WatchRecorder(client, resourceVersion: start)
+        #expect(watch.wait { $0 == ["ADDED w", "BOOKMARK"] }, "\(watch.seen)")
+
+        var changed = created
+        changed.spec.duration = "48h"
+        _ = try client.update(.pkis, namespace: "app1", name: "w", changed)
+        try client.delete(.pkis, namespace: "app1", name: "w")
+        #expect(watch.wait { $0.suffix(2) == ["MODIFIED w gen=2", "DELETED w"] }, "\(watch.seen)")
+
+        api.dropWatches()
+        #expect(watch.waitForEnd(), "a dropped watch ends for the caller, who restarts it")
+        #expect(watch.error == nil)
+    }
+
+    @Test func aWatchFromBeforeTheCompactionGets410AndSoDoesAList() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let old = try client.create(.pkis, namespace: "app1", samplePki("old")).metadata.resourceVersion
+        _ = try client.create(.pkis, namespace: "app1", samplePki("new"))
+        api.compact()
+        let watch = WatchRecorder(client, resourceVersion: old)
+        #expect(watch.waitForEnd())
+        #expect(watch.seen == ["ERROR 410"])
+        #expect { try client.list(.pkis, namespace: "app1", options: ListOptions(resourceVersion: old), of: PkiResource.self) }
+            throws: { ($0 as? APIStatus)?.isGone == true }
+    }
+
+    @Test func injectedFailuresCarryRetryAfter() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        api.failNext(1, status: 429, retryAfter: 2)
+        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { error in
+            let status = error as? APIStatus
+            return status?.code == 429 && status?.details?.retryAfterSeconds == 2
+        }
+        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty, "only the next request fails")
+    }
+}
