@@ -24,6 +24,37 @@ public struct HTTPClientConfiguration: Sendable {
     }
 }
 
+/// Lets another thread end a streaming call (an informer stopping its watch): the socket
+/// is shut down, which wakes the waiting reader at once.
+public final class StreamCancellation: Sendable {
+    private let state = Mutex<(descriptor: Int32?, cancelled: Bool)>((nil, false))
+
+    public init() {}
+
+    public func cancel() {
+        let descriptor = state.withLock { state -> Int32? in
+            state.cancelled = true
+            return state.descriptor
+        }
+        if let descriptor { SocketIO.shutdownBoth(descriptor) }
+    }
+
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// Returns false when already cancelled.
+    func attach(_ descriptor: Int32) -> Bool {
+        state.withLock { state in
+            guard !state.cancelled else { return false }
+            state.descriptor = descriptor
+            return true
+        }
+    }
+
+    func detach() {
+        state.withLock { $0.descriptor = nil }
+    }
+}
+
 /// A request that failed in the client: it could not connect, verify the server, send or
 /// read in time. An HTTP error status is not a failure here; callers read the status.
 public struct HTTPClientError: Error, CustomStringConvertible, Sendable {
@@ -67,8 +98,9 @@ public final class HTTPClient: Sendable {
     /// Sends `request` and hands the response's body to `body` as it arrives, with no read
     /// timeout (a watch). `head` sees the status first; either returning false stops the
     /// stream and closes its connection. Returns when the server ends the response.
-    public func stream(_ request: HTTPRequest, head: (HTTPResponse) throws -> Bool, body: ([UInt8]) throws -> Bool) throws {
-        try exchange(request, deadline: .max) { parsed in
+    public func stream(_ request: HTTPRequest, cancellation: StreamCancellation? = nil,
+                       head: (HTTPResponse) throws -> Bool, body: ([UInt8]) throws -> Bool) throws {
+        try exchange(request, deadline: .max, cancellation: cancellation) { parsed in
             try head(HTTPResponse(status: parsed.status, headers: parsed.headers))
         } body: { piece in
             try body(piece)
@@ -79,23 +111,32 @@ public final class HTTPClient: Sendable {
         monotonicNanoseconds() + UInt64(max(0.001, seconds) * 1e9)
     }
 
-    private func exchange(_ request: HTTPRequest, deadline: UInt64,
+    private func exchange(_ request: HTTPRequest, deadline: UInt64, cancellation: StreamCancellation? = nil,
                           head: (HTTP1ResponseParser.Head) throws -> Bool, body: ([UInt8]) throws -> Bool) throws {
         let idempotent = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(request.method)
         var attempt = 0
         while true {
             attempt += 1
             let (connection, reused) = try checkOut(deadline: deadline)
+            if let cancellation {
+                // A cancelled stream's connection is shut down, so it never goes back to the pool.
+                guard cancellation.attach(connection.descriptor) else {
+                    checkIn(connection)
+                    return
+                }
+            }
+            defer { cancellation?.detach() }
             do {
                 let keepAlive = try connection.exchange(serialize(request), bodyless: request.method == "HEAD",
                                                         deadline: deadline, head: head, body: body)
-                if keepAlive { checkIn(connection) } else { connection.close() }
+                if keepAlive && !(cancellation?.isCancelled ?? false) { checkIn(connection) } else { connection.close() }
                 return
             } catch let failure as ConnectionFailure where failure.beforeResponse && reused && idempotent && attempt == 1 {
                 connection.close()
                 continue
             } catch let failure as ConnectionFailure {
                 connection.close()
+                if cancellation?.isCancelled == true { return }
                 throw failure.error
             } catch {
                 connection.close()
@@ -147,7 +188,7 @@ struct ConnectionFailure: Error {
 /// One client connection, used by one request at a time.
 /// `@unchecked Sendable`: it moves between threads only through the client's locked pool.
 final class ClientConnection: @unchecked Sendable {
-    private let descriptor: Int32
+    let descriptor: Int32
     private let tls: TLSSession?
     private let target: String
     private var closed = false

@@ -119,6 +119,7 @@ public final class KubeClient: Sendable {
     /// the caller restarts the watch (from the last resourceVersion it saw) when it ends.
     public func watch<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                                              timeoutSeconds: Int = 300, of type: T.Type = T.self,
+                                             cancellation: StreamCancellation? = nil,
                                              onEvent: (WatchEvent<T>) throws -> Bool) throws {
         var query = options.queryItems
         query.append(("watch", "true"))
@@ -128,7 +129,7 @@ public final class KubeClient: Sendable {
         var pending: [UInt8] = []
         var failure: APIStatus?
         let decoder = JSONDecoder()
-        try http.stream(request) { head in
+        try http.stream(request, cancellation: cancellation) { head in
             if head.status >= 300 { failure = APIStatus(code: head.status, reason: nil, message: nil) }
             return true
         } body: { piece in

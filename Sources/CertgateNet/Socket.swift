@@ -92,6 +92,11 @@ public enum SocketIO {
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
     }
 
+    /// Shuts both directions, waking any thread blocked on the socket (used to cancel).
+    public static func shutdownBoth(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+
     public static func close(_ fd: Int32) {
         _ = Glibc.close(fd)
     }
