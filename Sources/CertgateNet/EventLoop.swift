@@ -191,3 +191,11 @@ private func startThread(name: String, _ body: @escaping () -> Void) -> pthread_
     pthread_setname_np(thread, String(name.prefix(15)))
     return thread
 }
+
+/// Runs `body` on a new named thread that nobody joins (long-running workers such as an
+/// informer's list-and-watch loop).
+public func spawnDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) {
+    if let thread = startThread(name: name, body) {
+        pthread_detach(thread)
+    }
+}

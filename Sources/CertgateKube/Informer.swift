@@ -1,0 +1,188 @@
+import CertgateHTTP
+import CertgateNet
+import FoundationEssentials
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An object with metadata, which is all an informer needs to cache it.
+public protocol KubeObject: Codable, Sendable {
+    var metadata: ObjectMeta { get }
+}
+
+extension PkiResource: KubeObject {}
+extension Secret: KubeObject {}
+extension Pod: KubeObject {}
+extension Lease: KubeObject {}
+extension Event: KubeObject {}
+
+/// What an informer tells its owner. Called on the informer's thread, one at a time.
+public struct InformerHandlers<Object: KubeObject>: Sendable {
+    public var onAdd: @Sendable (Object) -> Void
+    public var onUpdate: @Sendable (_ old: Object, _ new: Object) -> Void
+    public var onDelete: @Sendable (Object) -> Void
+
+    public init(onAdd: @escaping @Sendable (Object) -> Void = { _ in },
+                onUpdate: @escaping @Sendable (Object, Object) -> Void = { _, _ in },
+                onDelete: @escaping @Sendable (Object) -> Void = { _ in }) {
+        self.onAdd = onAdd
+        self.onUpdate = onUpdate
+        self.onDelete = onDelete
+    }
+}
+
+/// Keeps a local copy of one resource (in one namespace, or all) current, as client-go's
+/// shared informer does: list, then watch from the list's resourceVersion; a watch that ends
+/// is started again from the last resourceVersion seen (no event lost or repeated), a 410
+/// Gone lists again (and tells the handlers what changed meanwhile), an unreachable server
+/// is retried with exponential backoff and jitter, and every `resyncInterval` each cached
+/// object is handed to onUpdate again.
+public final class Informer<Object: KubeObject>: @unchecked Sendable {
+    // @unchecked: `cache`, `synced` and `stopped` are behind `state`; the rest is immutable.
+    private let client: KubeClient
+    private let resource: Resource
+    private let namespace: String?
+    private let options: ListOptions
+    private let handlers: InformerHandlers<Object>
+    private let resyncInterval: Double
+    private let state = Mutex<(cache: [String: Object], synced: Bool, stopped: Bool)>(([:], false, false))
+    private let cancellation = Mutex<StreamCancellation?>(nil)
+    private let finished = Mutex<Bool>(false)
+    /// How many times the informer listed (for tests and logs).
+    public var listCount: Int { lists.load(ordering: .relaxed) }
+    private let lists = Atomic<Int>(0)
+
+    public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
+                resyncInterval: Double = 600, handlers: InformerHandlers<Object>) {
+        self.client = client
+        self.resource = resource
+        self.namespace = namespace
+        self.options = options
+        self.handlers = handlers
+        self.resyncInterval = resyncInterval
+    }
+
+    /// Starts listing and watching on a thread of its own.
+    public func start() {
+        spawnDetachedThread(name: "informer-\(resource.plural)") { [self] in run() }
+    }
+
+    /// Stops the watch at once; handlers are not called afterwards.
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        cancellation.withLock { $0?.cancel() }
+    }
+
+    /// True once the first list has filled the cache.
+    public var hasSynced: Bool { state.withLock { $0.synced } }
+
+    public func get(namespace: String?, name: String) -> Object? {
+        state.withLock { $0.cache[Informer.key(namespace, name)] }
+    }
+
+    public var objects: [Object] { state.withLock { Array($0.cache.values) } }
+
+    private var isStopped: Bool { state.withLock { $0.stopped } }
+
+    private func run() {
+        var backoff = 0.2
+        var lastResync = Date()
+        while !isStopped {
+            do {
+                var version = try relist()
+                backoff = 0.2
+                while !isStopped {
+                    if Date().timeIntervalSince(lastResync) >= resyncInterval {
+                        for object in objects { handlers.onUpdate(object, object) }
+                        lastResync = Date()
+                    }
+                    version = try watch(from: version)
+                }
+            } catch let status as APIStatus where status.isGone {
+                continue  // the resourceVersion is too old: list again
+            } catch {
+                guard !isStopped else { break }
+                // Unreachable or failing: wait, doubling up to 30 s, with up to 50% jitter.
+                let delay = backoff * (1 + Double.random(in: 0..<0.5))
+                var remaining = delay
+                while remaining > 0 && !isStopped {
+                    usleep(50_000)
+                    remaining -= 0.05
+                }
+                backoff = min(backoff * 2, 30)
+            }
+        }
+    }
+
+    /// Lists every page and brings the cache (and the handlers) up to date. Returns the
+    /// resourceVersion to watch from.
+    private func relist() throws -> String {
+        var items: [Object] = []
+        var page = options
+        page.limit = 500
+        var version = ""
+        repeat {
+            let list = try client.list(resource, namespace: namespace, options: page, of: Object.self)
+            items += list.items
+            version = list.metadata.resourceVersion ?? version
+            page.continueToken = list.metadata.continue
+        } while page.continueToken != nil
+        lists.wrappingAdd(1, ordering: .relaxed)
+        var fresh: [String: Object] = [:]
+        for item in items { fresh[Informer.key(item.metadata.namespace, item.metadata.name ?? "")] = item }
+        let old = state.withLock { state -> [String: Object] in
+            let old = state.cache
+            state.cache = fresh
+            state.synced = true
+            return old
+        }
+        for (key, object) in fresh.sorted(by: { $0.key < $1.key }) {
+            if let before = old[key] {
+                if before.metadata.resourceVersion != object.metadata.resourceVersion { handlers.onUpdate(before, object) }
+            } else {
+                handlers.onAdd(object)
+            }
+        }
+        for (key, object) in old where fresh[key] == nil { handlers.onDelete(object) }
+        return version
+    }
+
+    /// Watches until the server ends the stream; returns the last resourceVersion seen.
+    private func watch(from start: String) throws -> String {
+        var version = start
+        let handle = StreamCancellation()
+        cancellation.withLock { $0 = handle }
+        if isStopped { return version }
+        // client-go picks a random timeout so that many watchers do not reconnect together.
+        try client.watch(resource, namespace: namespace, options: ListOptions(labelSelector: options.labelSelector,
+                                                                              fieldSelector: options.fieldSelector, resourceVersion: version),
+                         timeoutSeconds: Int.random(in: 300...600), of: Object.self, cancellation: handle) { event in
+            switch event {
+            case .added(let object), .modified(let object):
+                let key = Informer.key(object.metadata.namespace, object.metadata.name ?? "")
+                let before = state.withLock { state -> Object? in
+                    let before = state.cache[key]
+                    state.cache[key] = object
+                    return before
+                }
+                if let before { handlers.onUpdate(before, object) } else { handlers.onAdd(object) }
+                version = object.metadata.resourceVersion ?? version
+            case .deleted(let object):
+                _ = state.withLock { $0.cache.removeValue(forKey: Informer.key(object.metadata.namespace, object.metadata.name ?? "")) }
+                handlers.onDelete(object)
+                version = object.metadata.resourceVersion ?? version
+            case .bookmark(let resourceVersion):
+                version = resourceVersion
+            case .error(let status):
+                throw status
+            }
+            return !isStopped
+        }
+        return version
+    }
+
+    private static func key(_ namespace: String?, _ name: String) -> String {
+        "\(namespace ?? "")/\(name)"
+    }
+}

@@ -1,0 +1,126 @@
+import CertgateKube
+import CertgateKubeTesting
+import CertgatePKI
+import Foundation
+import Testing
+
+/// Handler calls in order, as "add x", "update x", "delete x".
+final class HandlerLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String] = []
+
+    var handlers: InformerHandlers<PkiResource> {
+        InformerHandlers(onAdd: { [self] in append("add \($0.metadata.name!)") },
+                         onUpdate: { [self] old, new in append("update \(new.metadata.name!)\(old.metadata.resourceVersion == new.metadata.resourceVersion ? " (resync)" : "")") },
+                         onDelete: { [self] in append("delete \($0.metadata.name!)") })
+    }
+
+    private func append(_ entry: String) { lock.withLock { entries.append(entry) } }
+    var all: [String] { lock.withLock { entries } }
+
+    func wait(for expected: [String], timeout: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if all == expected { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return all == expected
+    }
+}
+
+@Suite struct InformerTests {
+    @Test func syncsThenFollowsAndSurvivesDroppedWatchesWithoutLosingOrRepeatingEvents() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let x = try client.create(.pkis, namespace: "app1", samplePki("x"))
+        let log = HandlerLog()
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add x"]))
+        #expect(informer.hasSynced)
+
+        api.dropWatches()
+        _ = try client.create(.pkis, namespace: "app1", samplePki("y"))
+        var changed = x
+        changed.spec.duration = "48h"
+        _ = try client.update(.pkis, namespace: "app1", name: "x", changed)
+        api.dropWatches()
+        try client.delete(.pkis, namespace: "app1", name: "y")
+        #expect(log.wait(for: ["add x", "add y", "update x", "delete y"]), "\(log.all)")
+        #expect(informer.listCount == 1, "a dropped watch resumes from its resourceVersion without listing again")
+        #expect(informer.get(namespace: "app1", name: "x")?.spec.duration == "48h")
+        #expect(informer.get(namespace: "app1", name: "y") == nil)
+    }
+
+    @Test func relistsAfter410WithoutRepeatingWhatItAlreadyTold() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        let log = HandlerLog()
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add a"]))
+        _ = try client.create(.pkis, namespace: "app1", samplePki("b"))
+        try client.delete(.pkis, namespace: "app1", name: "a")
+        #expect(log.wait(for: ["add a", "add b", "delete a"]), "\(log.all)")
+
+        // The history it would resume from is gone: the next watch gets 410 and it lists again.
+        api.compact()
+        api.dropWatches()
+        let deadline = Date().addingTimeInterval(10)
+        while informer.listCount < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(informer.listCount == 2)
+        _ = try client.create(.pkis, namespace: "app1", samplePki("c"))
+        #expect(log.wait(for: ["add a", "add b", "delete a", "add c"]), "the relist repeated nothing: \(log.all)")
+        #expect(informer.objects.map { $0.metadata.name! }.sorted() == ["b", "c"])
+    }
+
+    @Test func keepsTryingWhileTheServerFails() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        api.failNext(3, status: 503, retryAfter: 1)
+        let log = HandlerLog()
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add a"], timeout: 15), "backs off and lists once the server answers")
+    }
+
+    @Test func stopsAtOnceAndCallsNoHandlerAfterwards() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let log = HandlerLog()
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        informer.start()
+        let deadline = Date().addingTimeInterval(10)
+        while !informer.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        informer.stop()
+        Thread.sleep(forTimeInterval: 0.3)
+        _ = try client.create(.pkis, namespace: "app1", samplePki("late"))
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(log.all.isEmpty, "\(log.all)")
+    }
+
+    @Test func resyncHandsEveryObjectToOnUpdateAgain() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        let log = HandlerLog()
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", resyncInterval: 0.2, handlers: log.handlers)
+        informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add a"]))
+        // The resync is checked between watches: end the current one.
+        Thread.sleep(forTimeInterval: 0.3)
+        api.dropWatches()
+        #expect(log.wait(for: ["add a", "update a (resync)"]), "\(log.all)")
+    }
+}
