@@ -17,7 +17,7 @@ extension Pod: KubeObject {}
 extension Lease: KubeObject {}
 extension Event: KubeObject {}
 
-/// What an informer tells its owner. Called on the informer's thread, one at a time.
+/// What an informer tells its owner. Called one at a time, never concurrently.
 public struct InformerHandlers<Object: KubeObject>: Sendable {
     public var onAdd: @Sendable (Object) -> Void
     public var onUpdate: @Sendable (_ old: Object, _ new: Object) -> Void
@@ -37,7 +37,7 @@ public struct InformerHandlers<Object: KubeObject>: Sendable {
 /// is started again from the last resourceVersion seen (no event lost or repeated), a 410
 /// Gone lists again (and tells the handlers what changed meanwhile), an unreachable server
 /// is retried with exponential backoff and jitter, and every `resyncInterval` each cached
-/// object is handed to onUpdate again.
+/// object is handed to onUpdate again (on a timer of its own).
 public final class Informer<Object: KubeObject>: @unchecked Sendable {
     // @unchecked: `cache`, `synced` and `stopped` are behind `state`; the rest is immutable.
     private let client: KubeClient
@@ -52,6 +52,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// How many times the informer listed (for tests and logs).
     public var listCount: Int { lists.load(ordering: .relaxed) }
     private let lists = Atomic<Int>(0)
+    /// Handlers are called under this lock: the watch and the resync timer both call them.
+    private let delivery = Mutex<Void>(())
 
     public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                 resyncInterval: Double = 600, handlers: InformerHandlers<Object>) {
@@ -66,6 +68,26 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// Starts listing and watching on a thread of its own.
     public func start() {
         spawnDetachedThread(name: "informer-\(resource.plural)") { [self] in run() }
+        spawnDetachedThread(name: "resync-\(resource.plural)") { [self] in resyncPeriodically() }
+    }
+
+    /// Every `resyncInterval`, hands each cached object to onUpdate again, so an owner that
+    /// missed acting on something (a failed reconcile) gets another chance.
+    private func resyncPeriodically() {
+        var waited = 0.0
+        while !isStopped {
+            usleep(50_000)
+            waited += 0.05
+            guard waited >= resyncInterval else { continue }
+            waited = 0
+            deliver { for object in objects.sorted(by: { ($0.metadata.name ?? "") < ($1.metadata.name ?? "") }) { handlers.onUpdate(object, object) } }
+        }
+    }
+
+    private func deliver(_ body: () -> Void) {
+        delivery.withLock { _ in
+            if !isStopped { body() }
+        }
     }
 
     /// Stops the watch at once; handlers are not called afterwards.
@@ -87,16 +109,11 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
 
     private func run() {
         var backoff = 0.2
-        var lastResync = Date()
         while !isStopped {
             do {
                 var version = try relist()
                 backoff = 0.2
                 while !isStopped {
-                    if Date().timeIntervalSince(lastResync) >= resyncInterval {
-                        for object in objects { handlers.onUpdate(object, object) }
-                        lastResync = Date()
-                    }
                     version = try watch(from: version)
                 }
             } catch let status as APIStatus where status.isGone {
@@ -137,14 +154,16 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
             state.synced = true
             return old
         }
-        for (key, object) in fresh.sorted(by: { $0.key < $1.key }) {
-            if let before = old[key] {
-                if before.metadata.resourceVersion != object.metadata.resourceVersion { handlers.onUpdate(before, object) }
-            } else {
-                handlers.onAdd(object)
+        deliver {
+            for (key, object) in fresh.sorted(by: { $0.key < $1.key }) {
+                if let before = old[key] {
+                    if before.metadata.resourceVersion != object.metadata.resourceVersion { handlers.onUpdate(before, object) }
+                } else {
+                    handlers.onAdd(object)
+                }
             }
+            for (key, object) in old.sorted(by: { $0.key < $1.key }) where fresh[key] == nil { handlers.onDelete(object) }
         }
-        for (key, object) in old where fresh[key] == nil { handlers.onDelete(object) }
         return version
     }
 
@@ -166,11 +185,11 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
                     state.cache[key] = object
                     return before
                 }
-                if let before { handlers.onUpdate(before, object) } else { handlers.onAdd(object) }
+                deliver { if let before { handlers.onUpdate(before, object) } else { handlers.onAdd(object) } }
                 version = object.metadata.resourceVersion ?? version
             case .deleted(let object):
                 _ = state.withLock { $0.cache.removeValue(forKey: Informer.key(object.metadata.namespace, object.metadata.name ?? "")) }
-                handlers.onDelete(object)
+                deliver { handlers.onDelete(object) }
                 version = object.metadata.resourceVersion ?? version
             case .bookmark(let resourceVersion):
                 version = resourceVersion
