@@ -20,7 +20,8 @@ import Logging
 /// (metadata.name/namespace, involvedObject.*); limit and continue; bearer-token
 /// authentication (401); watches from a resourceVersion with history replay, live events,
 /// a BOOKMARK after the replay, and 410 Expired (an ERROR event) before the compaction point.
-/// Faults on demand: ``failNext(_:status:retryAfter:)``, ``dropWatches()``, ``compact()``.
+/// Faults on demand: ``failNext(_:status:retryAfter:)``, ``stallNext(seconds:)``,
+/// ``dropWatches()``, ``compact()``.
 public final class TestAPIServer: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `lock`; the HTTP server calls in from loop threads.
     public let pki: TestPKI
@@ -36,6 +37,7 @@ public final class TestAPIServer: @unchecked Sendable {
     private var compactedBelow = 0
     private var watchers: [Watcher] = []
     private var failures: [(status: Int, retryAfter: Int?)] = []
+    private var stalls: [Double] = []
     /// Requests served, for tests to inspect ("GET /api/v1/namespaces/app1/secrets/x").
     public private(set) var requests: [String] = []
 
@@ -81,6 +83,12 @@ public final class TestAPIServer: @unchecked Sendable {
         locked { failures += Array(repeating: (status, retryAfter), count: count) }
     }
 
+    /// The next request is answered only after `seconds` (its head at once, its body then),
+    /// as an overloaded API server would; the server keeps serving others meanwhile.
+    public func stallNext(seconds: Double) {
+        locked { stalls.append(seconds) }
+    }
+
     /// Ends every open watch, as a restarted API server or a dropped connection would.
     public func dropWatches() {
         let open = locked { () -> [Watcher] in
@@ -116,6 +124,19 @@ public final class TestAPIServer: @unchecked Sendable {
             if let retryAfter = failure.retryAfter { response.headers.add("retry-after", String(retryAfter)) }
             return response
         }
+        if let delay = locked({ stalls.isEmpty ? nil : stalls.removeFirst() }) {
+            let answer = route(request)
+            let stream = ResponseStream()
+            DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
+                stream.write(answer.body)
+                stream.finish()
+            }
+            return HTTPResponse(status: answer.status, headers: answer.headers, stream: stream)
+        }
+        return route(request)
+    }
+
+    private func route(_ request: HTTPRequest) -> HTTPResponse {
         guard let target = Target(path: request.path) else {
             return status(404, "NotFound", "the server could not find the requested resource")
         }

@@ -1,5 +1,6 @@
 import CertgateHTTP
 import CertgateKube
+import CertgateNet
 import CertgateKubeTesting
 import CertgatePKI
 import Foundation
@@ -163,6 +164,18 @@ final class WatchRecorder: @unchecked Sendable {
         #expect(watch.seen == ["ERROR 410"])
         #expect { try client.list(.pkis, namespace: "app1", options: ListOptions(resourceVersion: old), of: PkiResource.self) }
             throws: { ($0 as? APIStatus)?.isGone == true }
+    }
+
+    @Test func aStalledRequestHitsTheClientsTimeoutAndTheNextOneIsServed() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let configuration = api.clusterConfiguration()
+        let client = KubeClient(http: try configuration.makeHTTPClient(requestTimeout: 0.5), token: configuration.token)
+        api.stallNext(seconds: 2)
+        let started = Date()
+        #expect(throws: TimeoutError.self) { try client.list(.pkis, namespace: "app1", of: PkiResource.self) }
+        #expect(Date().timeIntervalSince(started) < 1.5)
+        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty)
     }
 
     @Test func injectedFailuresCarryRetryAfter() throws {
