@@ -93,7 +93,13 @@ final class HTTP1Handler: ProtocolHandler {
     /// Moves what the stream has into the connection's queue (on the loop thread).
     private func sendStreamed() {
         guard let (stream, chunked, keepAlive) = streaming else { return }
-        let (pieces, finished) = stream.take()
+        let (pieces, finished, aborted) = stream.take()
+        if aborted {
+            streaming = nil
+            closing = true
+            connection.close()
+            return
+        }
         for piece in pieces where !piece.isEmpty {
             if chunked { connection.enqueue(String(piece.count, radix: 16) + "\r\n") }
             connection.enqueue(piece)

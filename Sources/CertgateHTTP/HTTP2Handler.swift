@@ -315,7 +315,14 @@ final class HTTP2Handler: ProtocolHandler {
     /// Moves what a streamed answer has into its DATA and sends it (on the loop thread).
     private func sendStreamed(streamID: Int32) {
         guard let session, let stream = streams[streamID], let live = stream.live else { return }
-        let (pieces, finished) = live.take()
+        let (pieces, finished, aborted) = live.take()
+        if aborted {
+            // The stream is cut off, as a broken proxy would; the connection and its other streams stay.
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_INTERNAL_ERROR.rawValue)
+            pump()
+            connection.sendQueued()
+            return
+        }
         if stream.responseOffset == stream.responseBody.count {
             stream.responseBody.removeAll(keepingCapacity: true)
             stream.responseOffset = 0

@@ -10,6 +10,7 @@ public final class ResponseStream: Sendable {
     private struct State {
         var pending: [[UInt8]] = []
         var finished = false
+        var aborted = false
         var cancelled = false
         var wake: (@Sendable () -> Void)?
     }
@@ -41,6 +42,18 @@ public final class ResponseStream: Sendable {
         wake?()
     }
 
+    /// Closes the connection without ending the body, as a failing server or network would
+    /// (for test servers); the client sees the response cut off.
+    public func abort() {
+        let wake = state.withLock { state -> (@Sendable () -> Void)? in
+            guard !state.finished else { return nil }
+            state.aborted = true
+            state.finished = true
+            return state.wake
+        }
+        wake?()
+    }
+
     /// True once the client has gone or the server is shutting the connection.
     public var isCancelled: Bool { state.withLock { $0.cancelled } }
 
@@ -55,12 +68,13 @@ public final class ResponseStream: Sendable {
         if ready { wake() }
     }
 
-    /// What to send now, and whether the body ends after it.
-    func take() -> (chunks: [[UInt8]], finished: Bool) {
+    /// What to send now, whether the body ends after it, and whether it ends by cutting the
+    /// connection (``abort()``).
+    func take() -> (chunks: [[UInt8]], finished: Bool, aborted: Bool) {
         state.withLock { state in
             let chunks = state.pending
             state.pending.removeAll()
-            return (chunks, state.finished)
+            return (chunks, state.finished, state.aborted)
         }
     }
 

@@ -89,14 +89,17 @@ public final class TestAPIServer: @unchecked Sendable {
         locked { stalls.append(seconds) }
     }
 
-    /// Ends every open watch, as a restarted API server or a dropped connection would.
-    public func dropWatches() {
+    /// Ends every open watch: cleanly (as a watch timeout does), or `abruptly` by closing
+    /// the connection mid-stream (as a crashed API server or a broken network does).
+    public func dropWatches(abruptly: Bool = false) {
         let open = locked { () -> [Watcher] in
             let open = watchers
             watchers.removeAll()
             return open
         }
-        for watcher in open { watcher.stream.finish() }
+        for watcher in open {
+            if abruptly { watcher.stream.abort() } else { watcher.stream.finish() }
+        }
     }
 
     /// Forgets history: lists and watches from an older resourceVersion get 410 Expired.

@@ -54,6 +54,26 @@ final class HandlerLog: @unchecked Sendable {
         #expect(informer.get(namespace: "app1", name: "y") == nil)
     }
 
+    @Test func aConnectionCutMidWatchRecoversWithoutLosingOrRepeatingEvents() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        let log = HandlerLog()
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add a"]))
+        api.dropWatches(abruptly: true)
+        _ = try client.create(.pkis, namespace: "app1", samplePki("b"))
+        try client.delete(.pkis, namespace: "app1", name: "a")
+        // Whether the relist or the new watch tells it, the handlers hear each change once.
+        #expect(log.wait(for: ["add a", "add b", "delete a"]), "\(log.all)")
+        _ = try client.create(.pkis, namespace: "app1", samplePki("c"))
+        #expect(log.wait(for: ["add a", "add b", "delete a", "add c"]), "\(log.all)")
+        #expect(informer.objects.map { $0.metadata.name! }.sorted() == ["b", "c"])
+    }
+
     @Test func relistsAfter410WithoutRepeatingWhatItAlreadyTold() throws {
         let api = try TestAPIServer()
         defer { api.stop() }
