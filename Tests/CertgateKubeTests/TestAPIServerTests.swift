@@ -113,6 +113,20 @@ final class WatchRecorder: @unchecked Sendable {
         #expect { try stranger.get(.pkis, namespace: "app1", name: "a", as: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 401 }
     }
 
+    @Test func aClientThatTrustsAnotherCAIsRefusedBeforeSendingAnything() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        var configuration = api.clusterConfiguration()
+        let other = try TestAPIServer()
+        defer { other.stop() }
+        configuration.tls = other.clusterConfiguration().tls
+        let client = try KubeClient(configuration: configuration)
+        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { error in
+            "\(error)".contains("(unable to get local issuer certificate)")
+        }
+        #expect(api.requests.isEmpty, "the token never reached a server it could not verify")
+    }
+
     @Test func listsFilterBySelectorsAndPage() throws {
         let api = try TestAPIServer()
         defer { api.stop() }
