@@ -28,6 +28,19 @@ final class HandlerLog: @unchecked Sendable {
     }
 }
 
+/// A test API server holding one Pki "a", and an informer on app1's pkis that has told its
+/// handlers about it.
+func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Informer<PkiResource>) {
+    let api = try TestAPIServer()
+    let client = try KubeClient(configuration: api.clusterConfiguration())
+    _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+    let log = HandlerLog()
+    let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+    informer.start()
+    #expect(log.wait(for: ["add a"]))
+    return (api, client, log, informer)
+}
+
 @Suite struct InformerTests {
     @Test func syncsThenFollowsAndSurvivesDroppedWatchesWithoutLosingOrRepeatingEvents() throws {
         let api = try TestAPIServer()
@@ -55,15 +68,8 @@ final class HandlerLog: @unchecked Sendable {
     }
 
     @Test func aConnectionCutMidWatchRecoversWithoutLosingOrRepeatingEvents() throws {
-        let api = try TestAPIServer()
-        defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration())
-        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
-        let log = HandlerLog()
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
-        informer.start()
-        defer { informer.stop() }
-        #expect(log.wait(for: ["add a"]))
+        let (api, client, log, informer) = try informerOverOnePki()
+        defer { informer.stop(); api.stop() }
         api.dropWatches(abruptly: true)
         _ = try client.create(.pkis, namespace: "app1", samplePki("b"))
         try client.delete(.pkis, namespace: "app1", name: "a")
@@ -75,15 +81,8 @@ final class HandlerLog: @unchecked Sendable {
     }
 
     @Test func relistsAfter410WithoutRepeatingWhatItAlreadyTold() throws {
-        let api = try TestAPIServer()
-        defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration())
-        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
-        let log = HandlerLog()
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
-        informer.start()
-        defer { informer.stop() }
-        #expect(log.wait(for: ["add a"]))
+        let (api, client, log, informer) = try informerOverOnePki()
+        defer { informer.stop(); api.stop() }
         _ = try client.create(.pkis, namespace: "app1", samplePki("b"))
         try client.delete(.pkis, namespace: "app1", name: "a")
         #expect(log.wait(for: ["add a", "add b", "delete a"]), "\(log.all)")
