@@ -4,13 +4,6 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A clock the test moves by hand.
-final class ManualClock: Sendable {
-    private let now = Mutex<Double>(1000)
-    func read() -> Double { now.withLock { $0 } }
-    func advance(_ seconds: Double) { now.withLock { $0 += seconds } }
-}
-
 @Suite struct RetryRateLimiterTests {
     @Test func backsOffPerItemExponentiallyUpToTheMaximum() {
         var limiter = RetryRateLimiter(baseDelay: 0.005, maxDelay: 1000, ratePerSecond: 1e9, burst: 1e9)

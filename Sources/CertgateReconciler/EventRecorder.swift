@@ -1,0 +1,119 @@
+import CertgateKube
+import CertgateNet
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Normal or Warning, as `kubectl describe` shows them.
+public enum EventType: String, Sendable {
+    case normal = "Normal"
+    case warning = "Warning"
+}
+
+/// Writes core/v1 Events the way client-go's recorder does, so `kubectl describe` shows
+/// "Warning  InvalidSpec  1m (x24 over 1d)  certgate  ...":
+///
+/// - the same event again (same object, type, reason and message) patches `count` and
+///   `lastTimestamp` of the Event already written instead of creating another;
+/// - each object gets a burst of 25 writes, then one per 5 minutes (client-go's spam filter);
+/// - involvedObject carries apiVersion, kind, namespace, name and uid (kubectl matches all);
+/// - messages are capped at 1 KiB and PEM blocks are never written (no key material).
+///
+/// Failures to write are returned, not thrown: an Event is never worth failing a reconcile.
+public final class EventRecorder: Sendable {
+    private struct Written {
+        var namespace: String
+        var name: String
+        var count: Int
+        var firstTimestamp: String
+    }
+
+    private struct Bucket {
+        var tokens: Double
+        var updated: Double
+    }
+
+    private let client: KubeClient
+    private let component: String
+    private let clock: @Sendable () -> Double
+    private let burst: Double
+    private let refillSeconds: Double
+    private let written = Mutex<[String: Written]>([:])
+    private let buckets = Mutex<[String: Bucket]>([:])
+
+    /// - Parameter clock: wall-clock seconds since 1970 (replaceable in tests).
+    public init(client: KubeClient, component: String = "certgate", burst: Int = 25, refillSeconds: Double = 300,
+                clock: @escaping @Sendable () -> Double = { Double(time(nil)) }) {
+        self.client = client
+        self.component = component
+        self.clock = clock
+        self.burst = Double(burst)
+        self.refillSeconds = refillSeconds
+    }
+
+    /// Records an event about `object`. Returns the error if the API refused it, and nil
+    /// when it was written or deliberately dropped by the spam filter.
+    @discardableResult
+    public func record(_ object: ObjectReference, _ type: EventType, reason: String, message: String) -> Error? {
+        let now = clock()
+        let objectKey = [object.apiVersion, object.kind, object.namespace, object.name, object.uid].map { $0 ?? "" }.joined(separator: "/")
+        guard takeToken(objectKey, now: now) else { return nil }
+        let text = EventRecorder.sanitized(message)
+        let eventKey = [objectKey, type.rawValue, reason, text].joined(separator: "\u{0}")
+        let timestamp = formatUTC(Int(now), "%Y-%m-%dT%H:%M:%SZ")
+        do {
+            if let previous = written.withLock({ $0[eventKey] }) {
+                do {
+                    let patch = #"{"count":\#(previous.count + 1),"lastTimestamp":"\#(timestamp)"}"#
+                    _ = try client.mergePatch(.events, namespace: previous.namespace, name: previous.name, patch: Array(patch.utf8), as: Event.self)
+                    written.withLock { $0[eventKey]?.count = previous.count + 1 }
+                    return nil
+                } catch let status as APIStatus where status.isNotFound {
+                    // The Event expired (the API server keeps them an hour): start a new one.
+                    written.withLock { $0[eventKey] = nil }
+                }
+            }
+            let namespace = object.namespace ?? "default"
+            let name = "\(object.name ?? "object").\(String(UInt64(now * 1e9), radix: 16))"
+            let event = Event(metadata: ObjectMeta(name: name, namespace: namespace), involvedObject: object, reason: reason,
+                              message: text, type: type.rawValue, count: 1, firstTimestamp: timestamp, lastTimestamp: timestamp,
+                              component: component)
+            _ = try client.create(.events, namespace: namespace, event)
+            written.withLock { $0[eventKey] = Written(namespace: namespace, name: name, count: 1, firstTimestamp: timestamp) }
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Token bucket per object: `burst` writes, then one per `refillSeconds`.
+    private func takeToken(_ key: String, now: Double) -> Bool {
+        buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) / refillSeconds)
+            bucket.updated = now
+            guard bucket.tokens >= 1 else {
+                buckets[key] = bucket
+                return false
+            }
+            bucket.tokens -= 1
+            buckets[key] = bucket
+            return true
+        }
+    }
+
+    /// At most 1 KiB, and no PEM block (a certificate or, worse, a key) ever reaches an Event.
+    static func sanitized(_ message: String) -> String {
+        var text = message
+        if let begin = text.range(of: "-----BEGIN") {
+            text = String(text[..<begin.lowerBound]) + "[PEM data removed]"
+        }
+        if text.utf8.count > 1024 {
+            var cut = text.utf8.prefix(1021)
+            while String(cut) == nil { cut = cut.dropLast() }
+            text = String(cut)! + "..."
+        }
+        return text
+    }
+}

@@ -1,0 +1,82 @@
+import CertgateKube
+import CertgateKubeTesting
+@testable import CertgateReconciler
+import Foundation
+import Synchronization
+import Testing
+
+let pkiReference = ObjectReference(apiVersion: "certgate.dev/v1", kind: "Pki", namespace: "app1", name: "app1-pki",
+                                   uid: "a13ebf5d-3f0e-4714-b942-ee596812bd99")
+
+func events(_ client: KubeClient) throws -> [Event] {
+    try client.list(.events, namespace: "app1", options: ListOptions(fieldSelector: "involvedObject.name=app1-pki"), of: Event.self).items
+}
+
+@Suite struct EventRecorderTests {
+    @Test func aRepeatedEventCountsUpOnTheSameObject() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let clock = ManualClock(start: 1_795_000_000)
+        let recorder = EventRecorder(client: client, clock: { clock.read() })
+        let message = "spec.serviceName: \"appp1\" is not in the allowed names [app1 app2] for namespace app1 (did you mean \"app1\"?)"
+        #expect(recorder.record(pkiReference, .warning, reason: "InvalidSpec", message: message) == nil)
+        clock.advance(60)
+        #expect(recorder.record(pkiReference, .warning, reason: "InvalidSpec", message: message) == nil)
+        let written = try events(client)
+        #expect(written.count == 1)
+        let event = try #require(written.first)
+        #expect(event.count == 2)
+        #expect(event.involvedObject == pkiReference, "kubectl describe matches kind, name, namespace and uid")
+        #expect(event.type == "Warning" && event.reason == "InvalidSpec" && event.message == message)
+        #expect(event.source?.component == "certgate" && event.reportingComponent == "certgate")
+        #expect(event.firstTimestamp == "2026-11-18T11:06:40Z")
+        #expect(event.lastTimestamp == "2026-11-18T11:07:40Z")
+        #expect(event.metadata.name?.hasPrefix("app1-pki.") == true)
+
+        #expect(recorder.record(pkiReference, .normal, reason: "Issued", message: "Issued certificate for app1.app1.svc") == nil)
+        #expect(try events(client).count == 2, "a different event is a new object")
+    }
+
+    @Test func aFloodIsCutToABurstOf25ThenOneEveryFiveMinutes() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let clock = ManualClock(start: 1_795_000_000)
+        let recorder = EventRecorder(client: client, clock: { clock.read() })
+        for _ in 0..<40 { recorder.record(pkiReference, .warning, reason: "IssuerNotReady", message: "the CA Secret certgate/certgate-ca does not exist") }
+        #expect(try events(client).first?.count == 25)
+        clock.advance(299)
+        recorder.record(pkiReference, .warning, reason: "IssuerNotReady", message: "the CA Secret certgate/certgate-ca does not exist")
+        #expect(try events(client).first?.count == 25)
+        clock.advance(2)
+        recorder.record(pkiReference, .warning, reason: "IssuerNotReady", message: "the CA Secret certgate/certgate-ca does not exist")
+        #expect(try events(client).first?.count == 26)
+    }
+
+    @Test func anEventDeletedMeanwhileIsWrittenAgain() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let recorder = EventRecorder(client: client)
+        recorder.record(pkiReference, .warning, reason: "SecretConflict", message: "Secret app1-tls belongs to another owner")
+        let first = try #require(try events(client).first)
+        try client.delete(.events, namespace: "app1", name: first.metadata.name!)
+        #expect(recorder.record(pkiReference, .warning, reason: "SecretConflict", message: "Secret app1-tls belongs to another owner") == nil)
+        #expect(try events(client).map(\.count) == [1])
+    }
+
+    @Test func messagesCarryNoPEMAndStayUnder1KiB() {
+        #expect(EventRecorder.sanitized("bad key: -----BEGIN PRIVATE KEY-----\nMIIE...") == "bad key: [PEM data removed]")
+        let long = EventRecorder.sanitized(String(repeating: "é", count: 2000))
+        #expect(long.utf8.count <= 1024 && long.hasSuffix("..."))
+    }
+}
+
+/// A clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let now: Mutex<Double>
+    init(start: Double = 1000) { now = Mutex(start) }
+    func read() -> Double { now.withLock { $0 } }
+    func advance(_ seconds: Double) { now.withLock { $0 += seconds } }
+}
