@@ -9,24 +9,32 @@ public struct CertificateTemplate: Sendable {
         case serverAuth, clientAuth
     }
 
+    /// keyUsage bits a leaf may ask for beyond digitalSignature, which TLS always needs.
+    public enum KeyUsage: String, Sendable, CaseIterable {
+        case keyEncipherment
+    }
+
     public var commonName: String?
     public var dnsNames: [String]
     public var ipAddresses: [String]
     /// A CA certificate (basicConstraints CA:TRUE, keyCertSign) rather than a leaf.
     public var isCertificateAuthority: Bool
     public var extendedKeyUsages: [Usage]
+    /// Extra keyUsage bits; keyEncipherment is only written for RSA keys, the only ones that use it.
+    public var keyUsages: [KeyUsage]
     /// Validity start and end, in seconds since 1970.
     public var notBefore: Int64
     public var notAfter: Int64
 
     public init(commonName: String?, dnsNames: [String] = [], ipAddresses: [String] = [],
                 isCertificateAuthority: Bool = false, extendedKeyUsages: [Usage] = [.serverAuth],
-                notBefore: Int64, notAfter: Int64) {
+                keyUsages: [KeyUsage] = [.keyEncipherment], notBefore: Int64, notAfter: Int64) {
         self.commonName = commonName
         self.dnsNames = dnsNames
         self.ipAddresses = ipAddresses
         self.isCertificateAuthority = isCertificateAuthority
         self.extendedKeyUsages = extendedKeyUsages
+        self.keyUsages = keyUsages
         self.notBefore = notBefore
         self.notAfter = notAfter
     }
@@ -96,7 +104,7 @@ public enum CertificateSigner {
         } else {
             result.append((NID_basic_constraints, "critical,CA:FALSE"))
             // Key encipherment only means something for RSA key transport.
-            if case .rsa = keyAlgorithm {
+            if case .rsa = keyAlgorithm, template.keyUsages.contains(.keyEncipherment) {
                 result.append((NID_key_usage, "critical,digitalSignature,keyEncipherment"))
             } else {
                 result.append((NID_key_usage, "critical,digitalSignature"))
