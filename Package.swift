@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "CertgateNet", dependencies: ["CLinux"]),
         .target(name: "CertgateMetrics"),
         .target(name: "CertgateJSON"),
-        .target(name: "CertgatePKI", dependencies: ["CertgateJSON"]),
+        .target(name: "CertgatePKI", dependencies: ["CertgateJSON", "CertgateCrypto"]),
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
         .target(
             name: "CertgateKube",
@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
-        .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON"]),
+        .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI", "CertgateHTTP"]),
         .testTarget(
             name: "CertgateKubeTests",
