@@ -1,0 +1,251 @@
+import CertgateCrypto
+import CertgateKube
+import CertgateNet
+import CertgatePKI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Brings one Pki's Secret and status in line with its spec, as one synchronous step per
+/// key (the work queue's workers call it). Errors found after admission reach the owner
+/// as Events on the Pki and on the pods that mount its Secret, and as a Ready=False
+/// condition; nothing is written to a Secret that another owner holds.
+public final class PkiReconciler: Sendable {
+    /// What the worker should do with the key next.
+    public enum Outcome: Equatable, Sendable {
+        /// Done; look again after this many seconds (renewal), or when the object changes.
+        case done(requeueAfter: Double?)
+        /// A transient failure (conflict, API error): retry with backoff.
+        case retry(String)
+    }
+
+    private let client: KubeClient
+    private let events: EventRecorder
+    private let policy: @Sendable () -> Policy?
+    private let bootstrapCA: Bool
+    private let clock: @Sendable () -> Int64
+
+    /// - Parameters:
+    ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.
+    ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
+    public init(client: KubeClient, events: EventRecorder, policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false,
+                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
+        self.client = client
+        self.events = events
+        self.policy = policy
+        self.bootstrapCA = bootstrapCA
+        self.clock = clock
+    }
+
+    public static let issuerRetrySeconds = 30.0
+
+    public func reconcile(namespace: String, name: String) -> Outcome {
+        do {
+            return try reconcileOrThrow(namespace: namespace, name: name)
+        } catch let status as APIStatus where status.isConflict {
+            return .retry("conflict: \(status.message ?? "")")
+        } catch {
+            return .retry("\(error)")
+        }
+    }
+
+    private func reconcileOrThrow(namespace: String, name: String) throws -> Outcome {
+        let pki: PkiResource
+        do {
+            pki = try client.get(.pkis, namespace: namespace, name: name, as: PkiResource.self)
+        } catch let status as APIStatus where status.isNotFound {
+            return .done(requeueAfter: nil)  // deleted; its Secret goes with it (ownerReference)
+        }
+        guard let policy = policy() else { return .retry("no policy has loaded") }
+        let reference = ObjectReference(apiVersion: pki.apiVersion, kind: pki.kind, namespace: namespace, name: name, uid: pki.metadata.uid)
+        let secretName = pki.spec.secretName ?? name
+
+        // Objects admitted before the webhook existed, or before the policy changed.
+        let judgement = judge(Pki(metadata: ObjectMetadata(name: name, namespace: namespace), spec: pki.spec), namespace: namespace, policy: policy)
+        guard judgement.isAllowed else {
+            try fail(pki, reference, secretName, reason: "InvalidSpec", message: judgement.message)
+            return .done(requeueAfter: nil)
+        }
+
+        let issuerName = pki.spec.issuer ?? policy.defaultIssuer
+        guard let issuerSecret = policy.issuers[issuerName] else {
+            try fail(pki, reference, secretName, reason: "IssuerNotReady", message: "issuer \"\(issuerName)\" is not in the policy")
+            return .done(requeueAfter: PkiReconciler.issuerRetrySeconds)
+        }
+        let authority: CertificateAuthority
+        switch try loadAuthority(issuerSecret) {
+        case .success(let loaded): authority = loaded
+        case .failure(let problem):
+            try fail(pki, reference, secretName, reason: "IssuerNotReady", message: "issuer \"\(issuerName)\": \(problem.message)")
+            return .done(requeueAfter: PkiReconciler.issuerRetrySeconds)
+        }
+
+        let existing: Secret?
+        do {
+            existing = try client.get(.secrets, namespace: namespace, name: secretName, as: Secret.self)
+        } catch let status as APIStatus where status.isNotFound {
+            existing = nil
+        }
+        if let existing, !isOwned(existing, by: pki) {
+            let owner = existing.metadata.ownerReferences?.first { $0.controller == true }.map { "\($0.kind) \($0.name)" } ?? "nobody"
+            try fail(pki, reference, secretName, reason: "SecretConflict",
+                     message: "Secret \(secretName) already exists and is controlled by \(owner); set spec.secretName to another name")
+            return .done(requeueAfter: nil)
+        }
+
+        let now = clock()
+        let current = existing.flatMap { currentCertificate($0, authority: authority) }
+        let specChanged = pki.status?.observedGeneration != pki.metadata.generation
+        if let current, !specChanged, now < current.renewalTime(pki.spec, policy) {
+            // Nothing to do until renewal, but a status lost or stale is written again.
+            if pki.status?.serialNumber != current.certificate.serialNumberHex {
+                try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(current.certificate),
+                                certificate: current.certificate, renewal: current.renewalTime(pki.spec, policy), secretName: secretName)
+            }
+            return .done(requeueAfter: Double(current.renewalTime(pki.spec, policy) - now))
+        }
+
+        let keep = pki.spec.rotationPolicy == "Never" ? current?.key : nil
+        let issued = try Issuance.issue(pki.spec, policy: policy, by: authority, now: now, reusing: keep)
+        let owner = OwnerReference(apiVersion: pki.apiVersion, kind: pki.kind, name: name, uid: pki.metadata.uid ?? "")
+        var secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: ["certgate.dev/pki": name],
+                                                 ownerReferences: [owner]),
+                            type: "kubernetes.io/tls",
+                            data: ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8),
+                                   "ca.crt": Array(issued.caPEM.utf8)])
+        if let existing {
+            secret.metadata.resourceVersion = existing.metadata.resourceVersion
+            secret.metadata.labels = (existing.metadata.labels ?? [:]).merging(secret.metadata.labels ?? [:]) { $1 }
+            _ = try client.update(.secrets, namespace: namespace, name: secretName, secret)
+        } else {
+            _ = try client.create(.secrets, namespace: namespace, secret)
+        }
+        let leaf = try Certificate(pem: Array(issued.certificateChainPEM.utf8))
+        try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(leaf), certificate: leaf,
+                        renewal: issued.renewalTime, secretName: secretName)
+        let renewed = current != nil && !specChanged
+        let names = (pki.spec.dnsNames ?? []).first ?? pki.spec.commonName ?? (pki.spec.ipAddresses ?? []).first ?? name
+        try announce(reference, namespace: namespace, secretName: secretName, .normal, reason: renewed ? "Renewed" : "Issued",
+                     message: "\(renewed ? "Renewed" : "Issued") certificate for \(names) (serial \(issued.serialNumber)), valid until "
+                        + "\(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), in Secret \(secretName)")
+        return .done(requeueAfter: Double(issued.renewalTime - now))
+    }
+
+    // MARK: Pieces
+
+    private struct AuthorityProblem: Error { let message: String }
+
+    private func loadAuthority(_ reference: SecretReference) throws -> Result<CertificateAuthority, AuthorityProblem> {
+        let secret: Secret
+        do {
+            secret = try client.get(.secrets, namespace: reference.namespace, name: reference.name, as: Secret.self)
+        } catch let status as APIStatus where status.isNotFound {
+            guard bootstrapCA else {
+                return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not exist"))
+            }
+            return .success(try bootstrap(reference))
+        }
+        guard let certificatePEM = secret.bytes("tls.crt"), let keyPEM = secret.bytes("tls.key") else {
+            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) has no tls.crt and tls.key"))
+        }
+        do {
+            let certificate = try Certificate(pem: certificatePEM)
+            let key = try PrivateKey(pem: keyPEM)
+            guard certificate.matches(key) else {
+                return .failure(AuthorityProblem(message: "tls.key of \(reference.namespace)/\(reference.name) does not match its tls.crt"))
+            }
+            return .success(CertificateAuthority(certificate: certificate, key: key))
+        } catch {
+            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not parse: \(error)"))
+        }
+    }
+
+    /// A self-signed CA (ECDSA P-256, ten years) written to the issuer's Secret.
+    private func bootstrap(_ reference: SecretReference) throws -> CertificateAuthority {
+        let now = clock()
+        let key = try PrivateKey.generate(.ecdsaP256)
+        let certificate = try CertificateSigner.sign(
+            CertificateTemplate(commonName: "certgate \(reference.name)", isCertificateAuthority: true,
+                                notBefore: now - Issuance.backdate, notAfter: now + 10 * 365 * 86400),
+            subjectKey: key)
+        let secret = Secret(metadata: ObjectMeta(name: reference.name, namespace: reference.namespace, labels: ["app.kubernetes.io/name": "certgate"]),
+                            type: "kubernetes.io/tls",
+                            data: ["tls.crt": Array(try certificate.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)])
+        do {
+            _ = try client.create(.secrets, namespace: reference.namespace, secret)
+        } catch let status as APIStatus where status.isAlreadyExists {
+            // Another replica made it first: use theirs on the next pass.
+            throw status
+        }
+        return CertificateAuthority(certificate: certificate, key: key)
+    }
+
+    private func isOwned(_ secret: Secret, by pki: PkiResource) -> Bool {
+        secret.metadata.ownerReferences?.contains { $0.controller == true && $0.uid == pki.metadata.uid } ?? false
+    }
+
+    private struct CurrentCertificate {
+        let certificate: Certificate
+        let key: PrivateKey
+
+        func renewalTime(_ spec: PkiSpec, _ policy: Policy) -> Int64 {
+            let duration = spec.duration.flatMap(parseGoDuration) ?? policy.defaultDuration
+            let renewBefore = Int64(spec.renewBefore.flatMap(parseGoDuration) ?? duration / 3)
+            return certificate.notAfter - renewBefore
+        }
+    }
+
+    /// The Secret's certificate, if it is one this CA signed for this key; nil means issue again
+    /// (a Secret edited by hand, or a CA that changed).
+    private func currentCertificate(_ secret: Secret, authority: CertificateAuthority) -> CurrentCertificate? {
+        guard let chainPEM = secret.bytes("tls.crt"), let keyPEM = secret.bytes("tls.key"), let caPEM = secret.bytes("ca.crt"),
+              let chain = try? Certificate.chain(pem: chainPEM), let leaf = chain.first, let key = try? PrivateKey(pem: keyPEM),
+              leaf.matches(key), (try? authority.certificate.pem()).map({ Array($0.utf8) }) == caPEM else { return nil }
+        return CurrentCertificate(certificate: leaf, key: key)
+    }
+
+    private func readyMessage(_ certificate: Certificate) -> String {
+        "Certificate is valid until \(formatUTC(Int(certificate.notAfter), "%Y-%m-%dT%H:%M:%SZ"))"
+    }
+
+    /// Ready=False with the reason, a Warning Event on the Pki and its pods.
+    private func fail(_ pki: PkiResource, _ reference: ObjectReference, _ secretName: String, reason: String, message: String) throws {
+        try writeStatus(pki, ready: false, reason: reason, message: message, certificate: nil, renewal: nil, secretName: nil)
+        try announce(reference, namespace: reference.namespace ?? "default", secretName: secretName, .warning, reason: reason, message: message)
+    }
+
+    private func announce(_ reference: ObjectReference, namespace: String, secretName: String, _ type: EventType, reason: String, message: String) throws {
+        events.record(reference, type, reason: reason, message: message)
+        let pods = try client.list(.pods, namespace: namespace, of: Pod.self).items
+        for pod in pods where pod.mountedSecretNames.contains(secretName) {
+            let podReference = ObjectReference(apiVersion: "v1", kind: "Pod", namespace: namespace, name: pod.metadata.name, uid: pod.metadata.uid)
+            events.record(podReference, type, reason: reason, message: "Pki \(reference.name ?? ""): \(message)")
+        }
+    }
+
+    private func writeStatus(_ pki: PkiResource, ready: Bool, reason: String, message: String, certificate: Certificate?,
+                             renewal: Int64?, secretName: String?) throws {
+        let now = formatUTC(Int(clock()), "%Y-%m-%dT%H:%M:%SZ")
+        var updated = pki
+        var status = pki.status ?? PkiResource.Status()
+        let previous = status.conditions?.first { $0.type == "Ready" }
+        let readyStatus = ready ? "True" : "False"
+        let transition = previous?.status == readyStatus ? previous?.lastTransitionTime ?? now : now
+        status.conditions = [
+            PkiResource.Condition(type: "Ready", status: readyStatus, reason: reason, message: message,
+                                  lastTransitionTime: transition, observedGeneration: pki.metadata.generation),
+            PkiResource.Condition(type: "Issuing", status: "False", reason: reason, message: ready ? "Up to date" : message,
+                                  lastTransitionTime: now, observedGeneration: pki.metadata.generation),
+        ]
+        status.observedGeneration = pki.metadata.generation
+        if let certificate {
+            status.notBefore = formatUTC(Int(certificate.notBefore), "%Y-%m-%dT%H:%M:%SZ")
+            status.notAfter = formatUTC(Int(certificate.notAfter), "%Y-%m-%dT%H:%M:%SZ")
+            status.serialNumber = certificate.serialNumberHex
+            status.secretName = secretName
+        }
+        if let renewal { status.renewalTime = formatUTC(Int(renewal), "%Y-%m-%dT%H:%M:%SZ") }
+        updated.status = status
+        _ = try client.updateStatus(.pkis, namespace: pki.metadata.namespace, name: pki.metadata.name ?? "", updated)
+    }
+}

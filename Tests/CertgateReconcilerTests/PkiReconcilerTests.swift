@@ -1,0 +1,171 @@
+import CertgateCrypto
+import CertgateKube
+import CertgateKubeTesting
+import CertgatePKI
+@testable import CertgateReconciler
+import CertgateTestSupport
+import Foundation
+import Testing
+
+let examplePolicy = Policy(namespaces: ["app1": ["app1", "app2"]], maximumDuration: 8760 * 3600, defaultDuration: 2160 * 3600)
+
+/// A test API server, a client, and a reconciler with a clock the test moves.
+struct Rig {
+    let api: TestAPIServer
+    let client: KubeClient
+    let clock: ManualClock
+    let reconciler: PkiReconciler
+
+    init(bootstrapCA: Bool = true) throws {
+        api = try TestAPIServer()
+        client = try KubeClient(configuration: api.clusterConfiguration())
+        let clock = ManualClock(start: Double(Int64(Date().timeIntervalSince1970)))
+        self.clock = clock
+        reconciler = PkiReconciler(client: client, events: EventRecorder(client: client, clock: { clock.read() }),
+                                   policy: { examplePolicy }, bootstrapCA: bootstrapCA, clock: { Int64(clock.read()) })
+    }
+
+    @discardableResult
+    func createPki(_ name: String = "app1-pki", serviceName: String = "app1", secretName: String? = nil) throws -> PkiResource {
+        try client.create(.pkis, namespace: "app1", PkiResource(
+            metadata: ObjectMeta(name: name, namespace: "app1"),
+            spec: PkiSpec(serviceName: serviceName, secretName: secretName, dnsNames: ["\(serviceName).app1.svc"], duration: "2160h",
+                          privateKey: PrivateKeySpec(algorithm: "ECDSA", size: 256), usages: ["server auth"])))
+    }
+
+    func pki(_ name: String = "app1-pki") throws -> PkiResource { try client.get(.pkis, namespace: "app1", name: name, as: PkiResource.self) }
+    func secret(_ name: String = "app1-pki") throws -> Secret { try client.get(.secrets, namespace: "app1", name: name, as: Secret.self) }
+    func reconcile(_ name: String = "app1-pki") -> PkiReconciler.Outcome { reconciler.reconcile(namespace: "app1", name: name) }
+
+    /// "Type Reason: message" of the Events about `kind` `name`, oldest first.
+    func events(about kind: String, _ name: String) throws -> [String] {
+        try client.list(.events, namespace: "app1", options: ListOptions(fieldSelector: "involvedObject.kind=\(kind),involvedObject.name=\(name)"),
+                        of: Event.self).items.sorted { ($0.metadata.name ?? "") < ($1.metadata.name ?? "") }
+            .map { "\($0.type ?? "") \($0.reason ?? ""): \($0.message ?? "")" }
+    }
+
+    func ready(_ name: String = "app1-pki") throws -> PkiResource.Condition? {
+        try pki(name).status?.conditions?.first { $0.type == "Ready" }
+    }
+}
+
+@Suite struct PkiReconcilerTests {
+    @Test func issuesASecretTheApplicationCanUseAndSaysSoOnThePkiAndItsPods() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        let pki = try rig.createPki()
+        _ = try rig.client.create(.pods, namespace: "app1", try JSONDecoder().decode(Pod.self, from: Data(
+            #"{"metadata":{"name":"app1","namespace":"app1"},"spec":{"volumes":[{"name":"tls","secret":{"secretName":"app1-pki"}}]}}"#.utf8)))
+
+        guard case .done(let requeue?) = rig.reconcile() else { Issue.record("not done"); return }
+        #expect(abs(requeue - 1440 * 3600) < 10, "renewal at two thirds of 2160h")
+
+        let secret = try rig.secret()
+        #expect(secret.type == "kubernetes.io/tls")
+        #expect(secret.metadata.ownerReferences == [OwnerReference(apiVersion: "certgate.dev/v1", kind: "Pki", name: "app1-pki", uid: pki.metadata.uid!)])
+        #expect(secret.metadata.labels?["certgate.dev/pki"] == "app1-pki")
+        let directory = TemporaryDirectory()
+        try Data(secret.bytes("tls.crt")!).write(to: URL(fileURLWithPath: directory.file("tls.crt")))
+        try Data(secret.bytes("ca.crt")!).write(to: URL(fileURLWithPath: directory.file("ca.crt")))
+        #expect(try runProcess("openssl", ["verify", "-CAfile", directory.file("ca.crt"), directory.file("tls.crt")]).stdout.contains("OK"))
+        let leaf = try Certificate(pem: secret.bytes("tls.crt")!)
+        #expect(leaf.matches(try PrivateKey(pem: secret.bytes("tls.key")!)))
+        #expect(rig.api.object(.secrets, namespace: "certgate", name: "certgate-ca") != nil, "the issuer's CA was bootstrapped")
+
+        let status = try rig.pki().status
+        #expect(status?.serialNumber == leaf.serialNumberHex)
+        #expect(status?.secretName == "app1-pki")
+        #expect(status?.observedGeneration == 1)
+        #expect(try rig.ready()?.status == "True")
+        let issued = try rig.events(about: "Pki", "app1-pki")
+        #expect(issued.count == 1 && issued[0].hasPrefix("Normal Issued: Issued certificate for app1.app1.svc (serial \(leaf.serialNumberHex))"), "\(issued)")
+        #expect(try rig.events(about: "Pod", "app1").first?.hasPrefix("Normal Issued: Pki app1-pki: Issued certificate") == true)
+    }
+
+    @Test func leavesAGoodCertificateAloneThenRenewsItAtRenewalTime() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        _ = rig.reconcile()
+        let first = try rig.pki().status?.serialNumber
+        _ = rig.reconcile()
+        #expect(try rig.pki().status?.serialNumber == first, "nothing changed, nothing issued")
+        rig.clock.advance(1441 * 3600)
+        _ = rig.reconcile()
+        let renewed = try rig.pki().status?.serialNumber
+        #expect(renewed != first)
+        #expect(try rig.events(about: "Pki", "app1-pki").last?.hasPrefix("Normal Renewed: Renewed certificate") == true)
+    }
+
+    @Test func aSpecChangeIssuesAgainAndADeletedSecretIsRestored() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        _ = rig.reconcile()
+        var pki = try rig.pki()
+        let first = pki.status?.serialNumber
+        pki.spec.duration = "720h"
+        _ = try rig.client.update(.pkis, namespace: "app1", name: "app1-pki", pki)
+        _ = rig.reconcile()
+        #expect(try rig.pki().status?.serialNumber != first)
+        #expect(try rig.pki().status?.observedGeneration == 2)
+        let leaf = try Certificate(pem: try rig.secret().bytes("tls.crt")!)
+        #expect(leaf.notAfter - leaf.notBefore == 720 * 3600 + 300)
+
+        try rig.client.delete(.secrets, namespace: "app1", name: "app1-pki")
+        _ = rig.reconcile()
+        #expect(try rig.secret().bytes("tls.crt") != nil, "restored")
+    }
+
+    @Test func anInvalidSpecIsReportedWithTheWebhooksMessage() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki(serviceName: "appp1")
+        #expect(rig.reconcile() == .done(requeueAfter: nil))
+        let message = "spec.serviceName: \"appp1\" is not in the allowed names [app1 app2] for namespace app1 (did you mean \"app1\"?)"
+        #expect(try rig.ready()?.status == "False")
+        #expect(try rig.ready()?.reason == "InvalidSpec")
+        #expect(try rig.ready()?.message == message)
+        #expect(try rig.events(about: "Pki", "app1-pki") == ["Warning InvalidSpec: \(message)"])
+        #expect(rig.api.object(.secrets, namespace: "app1", name: "app1-pki") == nil)
+    }
+
+    @Test func aSecretSomeoneElseOwnsIsNeverOverwritten() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        _ = try rig.client.create(.secrets, namespace: "app1", Secret(metadata: ObjectMeta(name: "app1-tls", namespace: "app1"), data: ["x": [1]]))
+        try rig.createPki(secretName: "app1-tls")
+        _ = rig.reconcile()
+        #expect(try rig.secret("app1-tls").data == ["x": "AQ=="], "untouched")
+        #expect(try rig.ready()?.reason == "SecretConflict")
+        #expect(try rig.events(about: "Pki", "app1-pki") == ["Warning SecretConflict: Secret app1-tls already exists and is controlled by nobody; set spec.secretName to another name"])
+    }
+
+    @Test func waitsForAMissingCAAndIssuesOnceItAppears() throws {
+        let rig = try Rig(bootstrapCA: false)
+        defer { rig.api.stop() }
+        try rig.createPki()
+        #expect(rig.reconcile() == .done(requeueAfter: PkiReconciler.issuerRetrySeconds))
+        #expect(try rig.ready()?.reason == "IssuerNotReady")
+        #expect(try rig.events(about: "Pki", "app1-pki") == ["Warning IssuerNotReady: issuer \"default\": the CA Secret certgate/certgate-ca does not exist"])
+
+        let key = try PrivateKey.generate(.ecdsaP256)
+        let ca = try CertificateSigner.sign(CertificateTemplate(commonName: "platform CA", isCertificateAuthority: true, notBefore: 0,
+                                                                notAfter: Int64(Date().timeIntervalSince1970) + 86400 * 3650), subjectKey: key)
+        _ = try rig.client.create(.secrets, namespace: "certgate", Secret(metadata: ObjectMeta(name: "certgate-ca", namespace: "certgate"),
+                                                                          type: "kubernetes.io/tls",
+                                                                          data: ["tls.crt": Array(try ca.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)]))
+        _ = rig.reconcile()
+        #expect(try rig.ready()?.status == "True")
+        #expect(try Certificate.chain(pem: try rig.secret().bytes("tls.crt")!).last?.commonName == "platform CA")
+    }
+
+    @Test func aConflictIsRetried() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        rig.api.failNext(1, status: 409)
+        guard case .retry = rig.reconcile() else { Issue.record("expected a retry"); return }
+        guard case .done = rig.reconcile() else { Issue.record("expected done"); return }
+    }
+}
