@@ -106,7 +106,13 @@ public final class PkiReconciler: Sendable {
         }
 
         let keep = pki.spec.rotationPolicy == "Never" ? current?.key : nil
-        let issued = try Issuance.issue(pki.spec, policy: policy, by: authority, now: now, reusing: keep)
+        let issued: IssuedCertificate
+        do {
+            issued = try Issuance.issue(pki.spec, policy: policy, by: authority, now: now, reusing: keep)
+        } catch {
+            try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
+            return .retry("issuance failed: \(error)")
+        }
         let owner = OwnerReference(apiVersion: pki.apiVersion, kind: pki.kind, name: name, uid: pki.metadata.uid ?? "")
         var secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: ["certgate.dev/pki": name],
                                                  ownerReferences: [owner]),
@@ -231,11 +237,14 @@ public final class PkiReconciler: Sendable {
         let previous = status.conditions?.first { $0.type == "Ready" }
         let readyStatus = ready ? "True" : "False"
         let transition = previous?.status == readyStatus ? previous?.lastTransitionTime ?? now : now
+        let issuingMessage = ready ? "Up to date" : message
+        let previousIssuing = status.conditions?.first { $0.type == "Issuing" }
         status.conditions = [
             PkiResource.Condition(type: "Ready", status: readyStatus, reason: reason, message: message,
                                   lastTransitionTime: transition, observedGeneration: pki.metadata.generation),
-            PkiResource.Condition(type: "Issuing", status: "False", reason: reason, message: ready ? "Up to date" : message,
-                                  lastTransitionTime: now, observedGeneration: pki.metadata.generation),
+            PkiResource.Condition(type: "Issuing", status: "False", reason: reason, message: issuingMessage,
+                                  lastTransitionTime: previousIssuing?.status == "False" ? previousIssuing?.lastTransitionTime ?? now : now,
+                                  observedGeneration: pki.metadata.generation),
         ]
         status.observedGeneration = pki.metadata.generation
         if let certificate {
@@ -245,6 +254,8 @@ public final class PkiReconciler: Sendable {
             status.secretName = secretName
         }
         if let renewal { status.renewalTime = formatUTC(Int(renewal), "%Y-%m-%dT%H:%M:%SZ") }
+        // An unchanged status is not written: each write is a watch event and another reconcile.
+        guard status != pki.status else { return }
         updated.status = status
         _ = try client.updateStatus(.pkis, namespace: pki.metadata.namespace, name: pki.metadata.name ?? "", updated)
     }
