@@ -1,0 +1,100 @@
+import CertgateKube
+import CertgateNet
+import Synchronization
+
+/// Runs the reconcile step for every Pki: informers on pkis and Secrets feed a work queue,
+/// and a fixed number of workers reconcile one key each at a time.
+///
+/// A Pki is queued when it is added, when its spec or metadata changes (not when only its
+/// status does: that is the reconciler's own write), and on the informer's resync; a
+/// Secret owned by a Pki queues its owner when it changes or goes away (so a Secret edited
+/// or deleted by hand is restored); a Secret that an issuer names queues every Pki (so
+/// Pkis waiting for their CA are issued as soon as it appears).
+public final class PkiController: Sendable {
+    private let queue: WorkQueue
+    private let reconciler: PkiReconciler
+    private let workers: Int
+    private let pkis: Informer<PkiResource>
+    private let secrets: Informer<Secret>
+    private let running = Atomic<Int>(0)
+    private let reconciles = Atomic<Int>(0)
+
+    /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
+    public init(client: KubeClient, reconciler: PkiReconciler, workers: Int = 4, resyncInterval: Double = 600,
+                rateLimiter: RetryRateLimiter = RetryRateLimiter(),
+                isIssuerSecret: @escaping @Sendable (String, String) -> Bool = { _, _ in false }) {
+        let queue = WorkQueue(rateLimiter: rateLimiter)
+        self.queue = queue
+        self.reconciler = reconciler
+        self.workers = max(1, workers)
+        let enqueue: @Sendable (ObjectMeta) -> Void = { queue.add("\($0.namespace ?? "")/\($0.name ?? "")") }
+        pkis = Informer(client: client, resource: .pkis, namespace: nil, resyncInterval: resyncInterval,
+                        handlers: InformerHandlers(
+                            onAdd: { enqueue($0.metadata) },
+                            onUpdate: { old, new in
+                                // Only status changed (our own write): nothing to do. A resync hands
+                                // the same object twice, which is queued to be looked at again.
+                                if old.metadata.resourceVersion != new.metadata.resourceVersion,
+                                   old.metadata.generation == new.metadata.generation,
+                                   old.metadata.labels == new.metadata.labels, old.metadata.annotations == new.metadata.annotations {
+                                    return
+                                }
+                                enqueue(new.metadata)
+                            },
+                            onDelete: { _ in }))
+        let pkiInformer = pkis
+        let secretChanged: @Sendable (Secret) -> Void = { secret in
+            if let owner = secret.metadata.ownerReferences?.first(where: { $0.controller == true && $0.kind == "Pki" }) {
+                queue.add("\(secret.metadata.namespace ?? "")/\(owner.name)")
+            }
+            if isIssuerSecret(secret.metadata.namespace ?? "", secret.metadata.name ?? "") {
+                for pki in pkiInformer.objects { enqueue(pki.metadata) }
+            }
+        }
+        secrets = Informer(client: client, resource: .secrets, namespace: nil, resyncInterval: resyncInterval,
+                           handlers: InformerHandlers(onAdd: secretChanged, onUpdate: { _, new in secretChanged(new) }, onDelete: secretChanged))
+    }
+
+    /// Starts the informers and the workers.
+    public func start() {
+        pkis.start()
+        secrets.start()
+        for index in 0..<workers {
+            spawnDetachedThread(name: "reconcile-\(index)") { [self] in work() }
+        }
+    }
+
+    /// Stops taking work; workers finish the key they hold.
+    public func stop() {
+        pkis.stop()
+        secrets.stop()
+        queue.shutDown()
+    }
+
+    /// True once both informers have listed (for /readyz).
+    public var hasSynced: Bool { pkis.hasSynced && secrets.hasSynced }
+
+    /// Keys waiting now.
+    public var queueDepth: Int { queue.count }
+
+    /// Reconcile steps run so far.
+    public var reconcileCount: Int { reconciles.load(ordering: .relaxed) }
+
+    private func work() {
+        running.wrappingAdd(1, ordering: .relaxed)
+        defer { running.wrappingSubtract(1, ordering: .relaxed) }
+        while let key = queue.next() {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            let outcome = parts.count == 2 ? reconciler.reconcile(namespace: parts[0], name: parts[1]) : .done(requeueAfter: nil)
+            reconciles.wrappingAdd(1, ordering: .relaxed)
+            switch outcome {
+            case .done(let requeueAfter):
+                queue.forget(key)
+                if let requeueAfter { queue.add(key, after: max(1, requeueAfter)) }
+            case .retry:
+                queue.addRateLimited(key)
+            }
+            queue.done(key)
+        }
+    }
+}
