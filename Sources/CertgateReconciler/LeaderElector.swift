@@ -1,0 +1,198 @@
+import CertgateKube
+import CertgateNet
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Only one replica reconciles at a time: the holder of a coordination.k8s.io/v1 Lease,
+/// elected as client-go's leaderelection does it.
+///
+/// A candidate takes the Lease when it does not exist, when its holder let it go, or when
+/// the holder has not renewed it for `leaseDuration` as seen by this candidate's own clock
+/// (clocks of different nodes are never compared). The leader renews every `retryPeriod`;
+/// if it cannot renew within `renewDeadline`, or finds someone else holding the Lease, it
+/// stops leading at once. ``stop()`` releases the Lease so another replica takes over
+/// without waiting for it to expire.
+public final class LeaderElector: Sendable {
+    /// client-go's defaults: 15 s, 10 s, 2 s.
+    public struct Timing: Sendable {
+        public var leaseDuration: Double = 15
+        public var renewDeadline: Double = 10
+        public var retryPeriod: Double = 2
+        public init(leaseDuration: Double = 15, renewDeadline: Double = 10, retryPeriod: Double = 2) {
+            self.leaseDuration = leaseDuration
+            self.renewDeadline = renewDeadline
+            self.retryPeriod = retryPeriod
+        }
+    }
+
+    public let identity: String
+    private let client: KubeClient
+    private let namespace: String
+    private let name: String
+    private let timing: Timing
+    private let onStartedLeading: @Sendable () -> Void
+    private let onStoppedLeading: @Sendable () -> Void
+    private struct State {
+        var leading = false
+        var stopped = false
+        /// The Lease record last seen (holder and renew time), and when it last changed by our clock.
+        var observedHolder: String?
+        var observedRecord: String?
+        var observedAt = 0.0
+    }
+
+    private let state = Mutex(State())
+
+    public init(client: KubeClient, namespace: String, name: String = "certgate-leader", identity: String, timing: Timing = Timing(),
+                onStartedLeading: @escaping @Sendable () -> Void, onStoppedLeading: @escaping @Sendable () -> Void) {
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.timing = timing
+        self.onStartedLeading = onStartedLeading
+        self.onStoppedLeading = onStoppedLeading
+    }
+
+    public var isLeader: Bool { state.withLock { $0.leading } }
+
+    public func start() {
+        spawnDetachedThread(name: "leader-election") { [self] in run() }
+    }
+
+    /// Stops campaigning; a leader stops leading and releases the Lease.
+    public func stop() {
+        let wasLeading = state.withLock { state -> Bool in
+            state.stopped = true
+            let leading = state.leading
+            state.leading = false
+            return leading
+        }
+        if wasLeading {
+            onStoppedLeading()
+            release()
+        }
+    }
+
+    private var stopped: Bool { state.withLock { $0.stopped } }
+
+    private func run() {
+        while !stopped {
+            if tryAcquireOrRenew() {
+                let started = state.withLock { state -> Bool in
+                    guard !state.stopped, !state.leading else { return false }
+                    state.leading = true
+                    return true
+                }
+                if started { onStartedLeading() }
+                renewWhileLeading()
+            }
+            sleep(timing.retryPeriod)
+        }
+    }
+
+    /// Renews every retryPeriod; returns when leadership is lost or the elector stopped.
+    private func renewWhileLeading() {
+        var lastRenewal = now()
+        while !stopped {
+            sleep(timing.retryPeriod)
+            if stopped { return }
+            if tryAcquireOrRenew() {
+                lastRenewal = now()
+                continue
+            }
+            // Someone else holds it, or the API did not answer in time: stop at once either way
+            // once the deadline passed, or immediately if another holder is recorded.
+            let heldByOther = state.withLock { ($0.observedHolder ?? "") != identity && !($0.observedHolder ?? "").isEmpty }
+            if heldByOther || now() - lastRenewal >= timing.renewDeadline {
+                let wasLeading = state.withLock { state -> Bool in
+                    let leading = state.leading
+                    state.leading = false
+                    return leading
+                }
+                if wasLeading { onStoppedLeading() }
+                return
+            }
+        }
+    }
+
+    /// One attempt to create, take over or renew the Lease.
+    private func tryAcquireOrRenew() -> Bool {
+        let timestamp = microTime()
+        do {
+            var lease: Lease
+            do {
+                lease = try client.get(.leases, namespace: namespace, name: name, as: Lease.self)
+            } catch let status as APIStatus where status.isNotFound {
+                let fresh = Lease(metadata: ObjectMeta(name: name, namespace: namespace),
+                                  spec: Lease.Spec(holderIdentity: identity, leaseDurationSeconds: Int(timing.leaseDuration.rounded(.up)),
+                                                   acquireTime: timestamp, renewTime: timestamp, leaseTransitions: 0))
+                _ = try client.create(.leases, namespace: namespace, fresh)
+                _ = observe(identity, record: "\(identity)|\(timestamp)")
+                return true
+            }
+            let holder = lease.spec?.holderIdentity ?? ""
+            let expired = observe(holder, record: "\(holder)|\(lease.spec?.renewTime ?? "")")
+            if !holder.isEmpty && holder != identity && !expired {
+                return false  // a live Lease someone else holds
+            }
+            var spec = lease.spec ?? Lease.Spec(holderIdentity: nil, leaseDurationSeconds: nil, acquireTime: nil, renewTime: nil, leaseTransitions: 0)
+            if holder != identity {
+                spec.acquireTime = timestamp
+                spec.leaseTransitions = (spec.leaseTransitions ?? 0) + 1
+            }
+            spec.holderIdentity = identity
+            spec.leaseDurationSeconds = Int(timing.leaseDuration.rounded(.up))
+            spec.renewTime = timestamp
+            lease.spec = spec
+            _ = try client.update(.leases, namespace: namespace, name: name, lease)
+            _ = observe(identity, record: "\(identity)|\(timestamp)")
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Notes the record seen; returns whether it has not changed for a whole leaseDuration.
+    private func observe(_ holder: String, record: String) -> Bool {
+        let time = now()
+        return state.withLock { state in
+            state.observedHolder = holder
+            if state.observedRecord != record {
+                state.observedRecord = record
+                state.observedAt = time
+            }
+            return time - state.observedAt >= timing.leaseDuration
+        }
+    }
+
+    /// Gives the Lease up (holder cleared, 1 s duration), as client-go's ReleaseOnCancel does.
+    private func release() {
+        guard var lease = try? client.get(.leases, namespace: namespace, name: name, as: Lease.self),
+              lease.spec?.holderIdentity == identity else { return }
+        lease.spec?.holderIdentity = ""
+        lease.spec?.leaseDurationSeconds = 1
+        lease.spec?.renewTime = microTime()
+        _ = try? client.update(.leases, namespace: namespace, name: name, lease)
+    }
+
+    private func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+
+    private func sleep(_ seconds: Double) {
+        var remaining = seconds
+        while remaining > 0 && !stopped {
+            usleep(UInt32(min(0.05, remaining) * 1_000_000))
+            remaining -= 0.05
+        }
+    }
+
+    /// RFC 3339 with microseconds, as Lease times are written.
+    private func microTime() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        let micros = String(spec.tv_nsec / 1000)
+        return formatUTC(spec.tv_sec, "%Y-%m-%dT%H:%M:%S") + "." + String(repeating: "0", count: 6 - micros.count) + micros + "Z"
+    }
+}
