@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "certgate",
             dependencies: [
-                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgatePKI", "CertgateWebhook", "CertgateManifests",
+                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,6 +87,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "certgateTests", dependencies: ["certgate", "CertgateCrypto", "CertgateTestSupport"]),
+        .testTarget(name: "certgateTests", dependencies: ["certgate", "CertgateCrypto", "CertgateTestSupport", "CertgateKube", "CertgateKubeTesting", "CertgatePKI"]),
     ]
 )

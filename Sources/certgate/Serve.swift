@@ -80,6 +80,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Offer only HTTP/1.1 in ALPN.")
     var disableHttp2 = false
 
+    @OptionGroup(title: "Reconciler")
+    var reconciler: ReconcilerOptions
+
     func validate() throws {
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json, not \"\(logFormat)\"") }
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -158,6 +161,8 @@ struct Serve: ParsableCommand {
         readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(files.certificateFile)" : nil }
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
         readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
+        let runner = try ReconcilerRunner.start(options: reconciler, policy: { policySource.value }, logger: logger)
+        readiness.add("reconciler") { runner?.readinessProblem }
         try webhook.start()
 
         var metricsServer: HTTPServer?
@@ -186,6 +191,7 @@ struct Serve: ParsableCommand {
             }
         }
         stop.wait()
+        runner?.stop()
         webhook.shutdown(gracePeriod: parseGoDuration(shutdownGracePeriod)!)
         metricsServer?.shutdown(gracePeriod: 1)
         serving.stopWatching()

@@ -1,0 +1,164 @@
+import ArgumentParser
+import CertgateKube
+import CertgateNet
+import CertgatePKI
+import CertgateReconciler
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The reconciler's flags, named as Kubernetes components name them.
+struct ReconcilerOptions: ParsableArguments {
+    @Option(name: .customLong("reconcile"), help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
+    var reconcile = true
+
+    @Option(help: "Path to a kubeconfig. Default: $KUBECONFIG, the pod's service account, then ~/.kube/config.")
+    var kubeconfig: String?
+
+    @Option(help: "The kubeconfig context to use (default: its current-context).")
+    var context: String?
+
+    @Flag(help: "Accept a kubeconfig cluster with insecure-skip-tls-verify (development only).")
+    var allowInsecureKubeconfig = false
+
+    @Flag(help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
+    var bootstrapCa = false
+
+    @Option(help: "Concurrent reconcile workers.")
+    var workers = 4
+
+    @Option(name: .customLong("leader-elect"), help: "Reconcile only while holding the leader Lease (every replica serves the webhook).")
+    var leaderElect = true
+
+    @Option(help: "Namespace of the leader Lease. Default: the pod's namespace, or default outside a cluster.")
+    var leaderElectionNamespace: String?
+
+    @Option(help: "Go duration a Lease stays valid without renewal.")
+    var leaseDuration = "15s"
+
+    @Option(help: "Go duration within which the leader must renew, or stop reconciling.")
+    var renewDeadline = "10s"
+
+    @Option(help: "Go duration between attempts to acquire or renew the Lease.")
+    var retryPeriod = "2s"
+
+    func validate() throws {
+        for (flag, value) in [("--lease-duration", leaseDuration), ("--renew-deadline", renewDeadline), ("--retry-period", retryPeriod)]
+        where parseGoDuration(value) == nil {
+            throw ValidationError("\(flag): \"\(value)\" is not a duration such as 15s")
+        }
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+    }
+}
+
+/// The reconciler as `serve` runs it: a controller per leadership term.
+final class ReconcilerRunner: Sendable {
+    private let controller = Mutex<PkiController?>(nil)
+    private let elector: LeaderElector?
+    private let makeController: @Sendable () -> PkiController
+    private let logger: Logger
+
+    /// Returns nil (after one log line) when no cluster configuration exists at all, so
+    /// `serve` runs the webhook alone on a machine without a cluster.
+    static func start(options: ReconcilerOptions, policy: @escaping @Sendable () -> Policy?, logger: Logger) throws -> ReconcilerRunner? {
+        guard options.reconcile else {
+            logger.info("--reconcile=false: serving the webhook only")
+            return nil
+        }
+        let environment = ProcessEnvironment.variables
+        let configuration: ClusterConfiguration
+        do {
+            configuration = try ClusterConfigurationLoader.load(kubeconfig: options.kubeconfig, context: options.context,
+                                                                allowInsecure: options.allowInsecureKubeconfig, environment: environment)
+        } catch let error as ClusterConfigurationError where options.kubeconfig == nil && error.message.hasPrefix("no Kubernetes configuration found") {
+            logger.warning("no cluster configuration found; serving the webhook only (pass --kubeconfig to reconcile)")
+            return nil
+        }
+        let client = try KubeClient(configuration: configuration)
+        let recorder = EventRecorder(client: client)
+        let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa)
+        let workers = options.workers
+        let makeController: @Sendable () -> PkiController = {
+            PkiController(client: client, reconciler: reconciler, workers: workers, isIssuerSecret: { namespace, name in
+                policy()?.issuers.values.contains { $0.namespace == namespace && $0.name == name } ?? false
+            })
+        }
+        logger.info("reconciling", metadata: ["cluster": "\(configuration.source)", "leader_elect": "\(options.leaderElect)"])
+        return ReconcilerRunner(client: client, options: options, makeController: makeController, logger: logger)
+    }
+
+    private init(client: KubeClient, options: ReconcilerOptions, makeController: @escaping @Sendable () -> PkiController, logger: Logger) {
+        self.makeController = makeController
+        self.logger = logger
+        guard options.leaderElect else {
+            elector = nil
+            beginTerm()
+            return
+        }
+        let namespace = options.leaderElectionNamespace
+            ?? readWholeFile("\(ClusterConfigurationLoader.serviceAccountDirectory)/namespace").map { String(decoding: $0, as: UTF8.self) }
+            ?? "default"
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count)
+        let identity = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let timing = LeaderElector.Timing(leaseDuration: parseGoDuration(options.leaseDuration)!, renewDeadline: parseGoDuration(options.renewDeadline)!,
+                                          retryPeriod: parseGoDuration(options.retryPeriod)!)
+        let box = WeakRunner()
+        elector = LeaderElector(client: client, namespace: namespace.trimmingCharacters(), identity: identity, timing: timing,
+                                onStartedLeading: { box.runner?.beginTerm() }, onStoppedLeading: { box.runner?.endTerm() })
+        box.runner = self
+        elector?.start()
+    }
+
+    /// Ready when not leading (the webhook serves) or once the informers have listed.
+    var readinessProblem: String? {
+        guard let controller = controller.withLock({ $0 }) else { return nil }
+        return controller.hasSynced ? nil : "the reconciler's informers have not synced yet"
+    }
+
+    private func beginTerm() {
+        let fresh = makeController()
+        controller.withLock { $0 = fresh }
+        fresh.start()
+        logger.info("reconciler started (leader)")
+    }
+
+    private func endTerm() {
+        let old = controller.withLock { controller -> PkiController? in
+            let old = controller
+            controller = nil
+            return old
+        }
+        old?.stop()
+        logger.info("reconciler stopped (not leader)")
+    }
+
+    /// Stops reconciling and releases the Lease (SIGTERM).
+    func stop() {
+        if let elector { elector.stop() } else { endTerm() }
+    }
+}
+
+/// Breaks the reference cycle between the runner and its elector's callbacks.
+private final class WeakRunner: @unchecked Sendable {
+    // Set once during ReconcilerRunner.init, before the elector starts; read afterwards.
+    weak var runner: ReconcilerRunner?
+}
+
+/// The process environment without Foundation.
+enum ProcessEnvironment {
+    static var variables: [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+}
