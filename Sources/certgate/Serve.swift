@@ -15,7 +15,7 @@ import Glibc
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2) and metrics over plain HTTP.",
+        abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2), reconcile Pkis when a cluster is configured, and serve metrics over plain HTTP.",
         discussion: """
         With no --tls-cert-file and --tls-key-file, a development CA and serving certificate are \
         made in ./certs (as `certgate certs init` would) and used. Certificate, key and client CA \
