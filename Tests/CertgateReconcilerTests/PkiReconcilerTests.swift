@@ -130,6 +130,26 @@ struct Rig {
         #expect(rig.api.object(.secrets, namespace: "app1", name: "app1-pki") == nil)
     }
 
+    @Test func theTypoAdmittedWithoutAWebhookIsReportedOnThePodAndRepeatsCountUp() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki(serviceName: "appp1")
+        _ = try rig.client.create(.pods, namespace: "app1", try JSONDecoder().decode(Pod.self, from: Data(
+            #"{"metadata":{"name":"app1","namespace":"app1"},"spec":{"volumes":[{"name":"all","projected":{"sources":[{"secret":{"name":"app1-pki"}}]}}]}}"#.utf8)))
+        for _ in 0..<3 {
+            _ = rig.reconcile()
+            rig.clock.advance(60)
+        }
+        let onPod = try rig.client.list(.events, namespace: "app1", options: ListOptions(fieldSelector: "involvedObject.kind=Pod,involvedObject.name=app1"),
+                                        of: Event.self).items
+        #expect(onPod.count == 1, "repeats raise count instead of adding Events")
+        #expect(onPod.first?.count == 3)
+        #expect(onPod.first?.message?.hasPrefix("Pki app1-pki: spec.serviceName: \"appp1\" is not in the allowed names") == true)
+        #expect(onPod.first?.involvedObject.uid != nil)
+        let onPki = try rig.client.list(.events, namespace: "app1", options: ListOptions(fieldSelector: "involvedObject.kind=Pki"), of: Event.self).items
+        #expect(onPki.map(\.count) == [3])
+    }
+
     @Test func aSecretSomeoneElseOwnsIsNeverOverwritten() throws {
         let rig = try Rig()
         defer { rig.api.stop() }
