@@ -64,6 +64,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // scripts/bench-reconciler: the shipped binary against the test API server; not shipped.
+        .executableTarget(
+            name: "certgate-reconcile-bench",
+            dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateTestSupport"]
+        ),
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),

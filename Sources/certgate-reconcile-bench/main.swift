@@ -1,0 +1,78 @@
+// Benchmark of the reconciler as it ships: the test API server (in this process) holds N
+// Pkis; `certgate serve --kubeconfig` (another process) reconciles them. Prints the time
+// from its start until every Pki is Ready with its Secret, and its resident memory then.
+//
+//   certgate-reconcile-bench CERTGATE_BINARY [PKIS]
+import CertgateKube
+import CertgateKubeTesting
+import CertgatePKI
+import CertgateTestSupport
+import Foundation
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 2 else {
+    FileHandle.standardError.write(Data("usage: certgate-reconcile-bench CERTGATE_BINARY [PKIS]\n".utf8))
+    exit(2)
+}
+let binary = arguments[1]
+let count = arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000
+
+let api = try TestAPIServer()
+let client = try KubeClient(configuration: api.clusterConfiguration())
+let directory = TemporaryDirectory()
+let ca = try Data(contentsOf: URL(fileURLWithPath: api.pki.caFile)).base64EncodedString()
+try """
+    apiVersion: v1
+    kind: Config
+    current-context: bench
+    clusters: [{name: bench, cluster: {server: "https://127.0.0.1:\(api.port)", certificate-authority-data: \(ca)}}]
+    contexts: [{name: bench, context: {cluster: bench, user: bench}}]
+    users: [{name: bench, user: {token: \(api.token)}}]
+    """.write(toFile: directory.file("kubeconfig"), atomically: true, encoding: .utf8)
+
+for index in 0..<count {
+    _ = try client.create(.pkis, namespace: "app1", PkiResource(
+        metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
+        spec: PkiSpec(serviceName: "app1", dnsNames: ["pki-\(index).app1.svc"], privateKey: PrivateKeySpec(algorithm: "ECDSA", size: 256))))
+}
+
+let process = Process()
+process.executableURL = URL(fileURLWithPath: binary)
+process.arguments = ["serve", "--address", "127.0.0.1", "--port", "0", "--metrics-address", "0", "--log-level", "warning",
+                     "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
+                     "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-elect=false", "--workers", "4"]
+process.standardOutput = FileHandle.nullDevice
+process.standardError = FileHandle.nullDevice
+let started = Date()
+try process.run()
+
+func readyCount() -> Int {
+    var ready = 0
+    for index in 0..<count {
+        guard let object = api.object(.pkis, namespace: "app1", name: "pki-\(index)"),
+              let conditions = (object["status"] as? [String: Any])?["conditions"] as? [[String: Any]],
+              conditions.contains(where: { $0["type"] as? String == "Ready" && $0["status"] as? String == "True" }),
+              api.object(.secrets, namespace: "app1", name: "pki-\(index)") != nil else { continue }
+        ready += 1
+    }
+    return ready
+}
+
+let deadline = Date().addingTimeInterval(600)
+var ready = 0
+while ready < count && Date() < deadline {
+    Thread.sleep(forTimeInterval: 0.05)
+    ready = readyCount()
+}
+let elapsed = Date().timeIntervalSince(started)
+func status(_ field: String) -> String {
+    let text = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").first { $0.hasPrefix(field + ":") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "?" } ?? "?"
+}
+let rss = (Double(status("VmRSS")) ?? 0) / 1024
+let peak = (Double(status("VmHWM")) ?? 0) / 1024
+process.terminate()
+process.waitUntilExit()
+api.stop()
+print("pkis: \(count), ready: \(ready), seconds to all Ready: \(String(format: "%.2f", elapsed)), certgate RSS MiB: \(String(format: "%.1f", rss)) (peak \(String(format: "%.1f", peak)))")
+exit(ready == count ? 0 : 1)
