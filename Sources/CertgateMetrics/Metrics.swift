@@ -17,6 +17,13 @@ public final class MetricsRegistry: Sendable {
         register(Gauge(name: name, help: help, labelNames: labels))
     }
 
+    /// A gauge whose values are computed when scraped (queue depth, time until an expiry):
+    /// `values` returns label values and the number for each.
+    public func computedGauge(_ name: String, help: String, labels: [String] = [],
+                              values: @escaping @Sendable () -> [([String], Double)]) {
+        _ = register(ComputedGauge(name: name, help: help, labelNames: labels, values: values))
+    }
+
     public func histogram(_ name: String, help: String, labels: [String] = [], buckets: [Double]) -> Histogram {
         register(Histogram(name: name, help: help, labelNames: labels, buckets: buckets))
     }
@@ -135,6 +142,29 @@ extension ValueFamily.Child {
     /// For gauges.
     public func set(_ newValue: Double) { update { $0 = newValue } }
     public func add(_ amount: Double) { update { $0 += amount } }
+}
+
+/// A gauge computed at scrape time.
+final class ComputedGauge: MetricFamily {
+    let name: String
+    let help: String
+    let type = "gauge"
+    private let labelNames: [String]
+    private let values: @Sendable () -> [([String], Double)]
+
+    init(name: String, help: String, labelNames: [String], values: @escaping @Sendable () -> [([String], Double)]) {
+        self.name = name
+        self.help = help
+        self.labelNames = labelNames
+        self.values = values
+    }
+
+    func render(into out: inout String) {
+        for (labelValues, value) in values().sorted(by: { $0.0.lexicographicallyPrecedes($1.0) }) {
+            let labels = zip(labelNames, labelValues).map { "\($0)=\"\(escapeLabel($1))\"" }.joined(separator: ",")
+            out += "\(name)\(labels.isEmpty ? "" : "{\(labels)}") \(formatValue(value))\n"
+        }
+    }
 }
 
 /// Observations counted into cumulative buckets (request latency).
