@@ -11,6 +11,12 @@ public protocol KubeObject: Codable, Sendable {
     var metadata: ObjectMeta { get }
 }
 
+/// Any object reduced to its metadata: an informer of these caches names, labels and
+/// owners without the data (a Secret informer need not hold every certificate and key).
+public struct ObjectMetadataOnly: KubeObject, Equatable {
+    public var metadata: ObjectMeta
+}
+
 extension PkiResource: KubeObject {}
 extension Secret: KubeObject {}
 extension Pod: KubeObject {}

@@ -15,7 +15,8 @@ public final class PkiController: Sendable {
     private let reconciler: PkiReconciler
     private let workers: Int
     private let pkis: Informer<PkiResource>
-    private let secrets: Informer<Secret>
+    /// Metadata only: owners and names are all the controller reads, and Secrets are large.
+    private let secrets: Informer<ObjectMetadataOnly>
     private let running = Atomic<Int>(0)
     private let reconciles = Atomic<Int>(0)
 
@@ -43,7 +44,7 @@ public final class PkiController: Sendable {
                             },
                             onDelete: { _ in }))
         let pkiInformer = pkis
-        let secretChanged: @Sendable (Secret) -> Void = { secret in
+        let secretChanged: @Sendable (ObjectMetadataOnly) -> Void = { secret in
             if let owner = secret.metadata.ownerReferences?.first(where: { $0.controller == true && $0.kind == "Pki" }) {
                 queue.add("\(secret.metadata.namespace ?? "")/\(owner.name)")
             }
