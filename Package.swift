@@ -35,7 +35,7 @@ let package = Package(
             name: "CertgateKube",
             dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", .product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateKube", "CertgatePKI", "CertgateCrypto"]),
+        .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics"]),
         .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", .product(name: "Yams", package: "Yams")]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet"]),
@@ -81,7 +81,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport"]),
+        .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport", "CertgateMetrics"]),
         .testTarget(name: "CertgateManifestsTests", dependencies: ["CertgateManifests", "CertgatePKI"]),
         .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),

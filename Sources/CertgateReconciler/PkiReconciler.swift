@@ -24,12 +24,14 @@ public final class PkiReconciler: Sendable {
     private let policy: @Sendable () -> Policy?
     private let bootstrapCA: Bool
     private let clock: @Sendable () -> Int64
+    private let metrics: ReconcilerMetrics?
 
     /// - Parameters:
     ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.
     ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
     public init(client: KubeClient, events: EventRecorder, policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false,
-                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
+                metrics: ReconcilerMetrics? = nil, clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
+        self.metrics = metrics
         self.client = client
         self.events = events
         self.policy = policy
@@ -40,13 +42,16 @@ public final class PkiReconciler: Sendable {
     public static let issuerRetrySeconds = 30.0
 
     public func reconcile(namespace: String, name: String) -> Outcome {
+        let outcome: Outcome
         do {
-            return try reconcileOrThrow(namespace: namespace, name: name)
+            outcome = try reconcileOrThrow(namespace: namespace, name: name)
         } catch let status as APIStatus where status.isConflict {
-            return .retry("conflict: \(status.message ?? "")")
+            outcome = .retry("conflict: \(status.message ?? "")")
         } catch {
-            return .retry("\(error)")
+            outcome = .retry("\(error)")
         }
+        if case .done = outcome { metrics?.reconciles.labels("done").increment() } else { metrics?.reconciles.labels("retry").increment() }
+        return outcome
     }
 
     private func reconcileOrThrow(namespace: String, name: String) throws -> Outcome {
@@ -54,6 +59,7 @@ public final class PkiReconciler: Sendable {
         do {
             pki = try client.get(.pkis, namespace: namespace, name: name, as: PkiResource.self)
         } catch let status as APIStatus where status.isNotFound {
+            metrics?.certificates.remove("\(namespace)/\(name)")
             return .done(requeueAfter: nil)  // deleted; its Secret goes with it (ownerReference)
         }
         guard let policy = policy() else { return .retry("no policy has loaded") }
@@ -98,6 +104,7 @@ public final class PkiReconciler: Sendable {
         let specChanged = pki.status?.observedGeneration != pki.metadata.generation
         if let current, !specChanged, now < current.renewalTime(pki.spec, policy) {
             // Nothing to do until renewal, but a status lost or stale is written again.
+            metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: current.certificate.notAfter)
             if pki.status?.serialNumber != current.certificate.serialNumberHex {
                 try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(current.certificate),
                                 certificate: current.certificate, renewal: current.renewalTime(pki.spec, policy), secretName: secretName)
@@ -107,8 +114,10 @@ public final class PkiReconciler: Sendable {
 
         let keep = pki.spec.rotationPolicy == "Never" ? current?.key : nil
         let issued: IssuedCertificate
+        let issuanceStarted = monotonicNanoseconds()
         do {
             issued = try Issuance.issue(pki.spec, policy: policy, by: authority, now: now, reusing: keep)
+            metrics?.issuanceSeconds.labels().observe(Double(monotonicNanoseconds() - issuanceStarted) / 1e9)
         } catch {
             try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
             return .retry("issuance failed: \(error)")
@@ -127,6 +136,7 @@ public final class PkiReconciler: Sendable {
             _ = try client.create(.secrets, namespace: namespace, secret)
         }
         let leaf = try Certificate(pem: Array(issued.certificateChainPEM.utf8))
+        metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: issued.notAfter)
         try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(leaf), certificate: leaf,
                         renewal: issued.renewalTime, secretName: secretName)
         let renewed = current != nil && !specChanged
@@ -222,6 +232,7 @@ public final class PkiReconciler: Sendable {
 
     private func announce(_ reference: ObjectReference, namespace: String, secretName: String, _ type: EventType, reason: String, message: String) throws {
         events.record(reference, type, reason: reason, message: message)
+        metrics?.events.labels(type.rawValue, reason).increment()
         let pods = try client.list(.pods, namespace: namespace, of: Pod.self).items
         for pod in pods where pod.mountedSecretNames.contains(secretName) {
             let podReference = ObjectReference(apiVersion: "v1", kind: "Pod", namespace: namespace, name: pod.metadata.name, uid: pod.metadata.uid)

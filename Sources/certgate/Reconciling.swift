@@ -1,5 +1,6 @@
 import ArgumentParser
 import CertgateKube
+import CertgateMetrics
 import CertgateNet
 import CertgatePKI
 import CertgateReconciler
@@ -62,7 +63,8 @@ final class ReconcilerRunner: Sendable {
 
     /// Returns nil (after one log line) when no cluster configuration exists at all, so
     /// `serve` runs the webhook alone on a machine without a cluster.
-    static func start(options: ReconcilerOptions, policy: @escaping @Sendable () -> Policy?, logger: Logger) throws -> ReconcilerRunner? {
+    static func start(options: ReconcilerOptions, policy: @escaping @Sendable () -> Policy?, registry: MetricsRegistry,
+                      logger: Logger) throws -> ReconcilerRunner? {
         guard options.reconcile else {
             logger.info("--reconcile=false: serving the webhook only")
             return nil
@@ -78,7 +80,9 @@ final class ReconcilerRunner: Sendable {
         }
         let client = try KubeClient(configuration: configuration)
         let recorder = EventRecorder(client: client)
-        let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa)
+        let current = WeakRunner()
+        let metrics = ReconcilerMetrics(registry: registry) { current.runner?.queueDepth ?? 0 }
+        let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics)
         let workers = options.workers
         let makeController: @Sendable () -> PkiController = {
             PkiController(client: client, reconciler: reconciler, workers: workers, isIssuerSecret: { namespace, name in
@@ -86,7 +90,9 @@ final class ReconcilerRunner: Sendable {
             })
         }
         logger.info("reconciling", metadata: ["cluster": "\(configuration.source)", "leader_elect": "\(options.leaderElect)"])
-        return ReconcilerRunner(client: client, options: options, makeController: makeController, logger: logger)
+        let runner = ReconcilerRunner(client: client, options: options, makeController: makeController, logger: logger)
+        current.runner = runner
+        return runner
     }
 
     private init(client: KubeClient, options: ReconcilerOptions, makeController: @escaping @Sendable () -> PkiController, logger: Logger) {
@@ -111,6 +117,8 @@ final class ReconcilerRunner: Sendable {
         box.runner = self
         elector?.start()
     }
+
+    var queueDepth: Int { controller.withLock { $0?.queueDepth ?? 0 } }
 
     /// Ready when not leading (the webhook serves) or once the informers have listed.
     var readinessProblem: String? {
@@ -141,9 +149,9 @@ final class ReconcilerRunner: Sendable {
     }
 }
 
-/// Breaks the reference cycle between the runner and its elector's callbacks.
+/// Breaks the reference cycles between the runner and the callbacks that reach it.
 private final class WeakRunner: @unchecked Sendable {
-    // Set once during ReconcilerRunner.init, before the elector starts; read afterwards.
+    // Set once while the runner is built, before anything reads it.
     weak var runner: ReconcilerRunner?
 }
 

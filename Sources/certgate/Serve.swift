@@ -161,7 +161,7 @@ struct Serve: ParsableCommand {
         readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(files.certificateFile)" : nil }
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
         readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
-        let runner = try ReconcilerRunner.start(options: reconciler, policy: { policySource.value }, logger: logger)
+        let runner = try ReconcilerRunner.start(options: reconciler, policy: { policySource.value }, registry: registry, logger: logger)
         readiness.add("reconciler") { runner?.readinessProblem }
         try webhook.start()
 

@@ -1,6 +1,7 @@
 import CertgateCrypto
 import CertgateKube
 import CertgateKubeTesting
+import CertgateMetrics
 import CertgatePKI
 @testable import CertgateReconciler
 import CertgateTestSupport
@@ -80,6 +81,27 @@ struct Rig {
         let issued = try rig.events(about: "Pki", "app1-pki")
         #expect(issued.count == 1 && issued[0].hasPrefix("Normal Issued: Issued certificate for app1.app1.svc (serial \(leaf.serialNumberHex))"), "\(issued)")
         #expect(try rig.events(about: "Pod", "app1").first?.hasPrefix("Normal Issued: Pki app1-pki: Issued certificate") == true)
+    }
+
+    @Test func reportsReconcilesIssuanceCertificatesExpiryAndEvents() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let registry = MetricsRegistry()
+        let metrics = ReconcilerMetrics(registry: registry) { 7 }
+        let reconciler = PkiReconciler(client: client, events: EventRecorder(client: client), policy: { examplePolicy },
+                                       bootstrapCA: true, metrics: metrics)
+        _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
+                                                                    spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"], duration: "2160h")))
+        _ = reconciler.reconcile(namespace: "app1", name: "app1-pki")
+        let text = registry.exposition()
+        #expect(text.contains("certgate_reconciles_total{result=\"done\"} 1\n"), "\(text)")
+        #expect(text.contains("certgate_issuance_duration_seconds_count 1\n"))
+        #expect(text.contains("certgate_events_total{type=\"Normal\",reason=\"Issued\"} 1\n"))
+        #expect(text.contains("certgate_certificates{issuer=\"default\"} 1\n"))
+        #expect(text.contains("certgate_reconcile_queue_depth 7\n"))
+        let expiry = text.split(separator: "\n").first { $0.hasPrefix("certgate_certificate_earliest_expiry_seconds ") }
+        #expect(expiry.flatMap { Double($0.split(separator: " ")[1]) }.map { abs($0 - 2160 * 3600) < 60 } == true, "\(String(describing: expiry))")
     }
 
     @Test func leavesAGoodCertificateAloneThenRenewsItAtRenewalTime() throws {
