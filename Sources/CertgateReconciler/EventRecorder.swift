@@ -39,8 +39,10 @@ public final class EventRecorder: Sendable {
     private let clock: @Sendable () -> Double
     private let burst: Double
     private let refillSeconds: Double
-    private let written = Mutex<[String: Written]>([:])
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private let written = Mutex(BoundedMap<Written>(capacity: EventRecorder.cacheCapacity))
+    private let buckets = Mutex(BoundedMap<Bucket>(capacity: EventRecorder.cacheCapacity))
+    /// client-go keeps 4,096 entries of each cache: older events and objects are forgotten.
+    static let cacheCapacity = 4096
 
     /// - Parameter clock: wall-clock seconds since 1970 (replaceable in tests).
     public init(client: KubeClient, component: String = "certgate", burst: Int = 25, refillSeconds: Double = 300,
@@ -63,15 +65,16 @@ public final class EventRecorder: Sendable {
         let eventKey = [objectKey, type.rawValue, reason, text].joined(separator: "\u{0}")
         let timestamp = formatUTC(Int(now), "%Y-%m-%dT%H:%M:%SZ")
         do {
-            if let previous = written.withLock({ $0[eventKey] }) {
+            if let previous = written.withLock({ $0.get(eventKey) }) {
                 do {
                     let patch = #"{"count":\#(previous.count + 1),"lastTimestamp":"\#(timestamp)"}"#
                     _ = try client.mergePatch(.events, namespace: previous.namespace, name: previous.name, patch: Array(patch.utf8), as: Event.self)
-                    written.withLock { $0[eventKey]?.count = previous.count + 1 }
+                    written.withLock { $0.set(eventKey, Written(namespace: previous.namespace, name: previous.name, count: previous.count + 1,
+                                                                firstTimestamp: previous.firstTimestamp)) }
                     return nil
                 } catch let status as APIStatus where status.isNotFound {
                     // The Event expired (the API server keeps them an hour): start a new one.
-                    written.withLock { $0[eventKey] = nil }
+                    written.withLock { $0.remove(eventKey) }
                 }
             }
             let namespace = object.namespace ?? "default"
@@ -80,7 +83,7 @@ public final class EventRecorder: Sendable {
                               message: text, type: type.rawValue, count: 1, firstTimestamp: timestamp, lastTimestamp: timestamp,
                               component: component)
             _ = try client.create(.events, namespace: namespace, event)
-            written.withLock { $0[eventKey] = Written(namespace: namespace, name: name, count: 1, firstTimestamp: timestamp) }
+            written.withLock { $0.set(eventKey, Written(namespace: namespace, name: name, count: 1, firstTimestamp: timestamp)) }
             return nil
         } catch {
             return error
@@ -90,15 +93,15 @@ public final class EventRecorder: Sendable {
     /// Token bucket per object: `burst` writes, then one per `refillSeconds`.
     private func takeToken(_ key: String, now: Double) -> Bool {
         buckets.withLock { buckets in
-            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
+            var bucket = buckets.get(key) ?? Bucket(tokens: burst, updated: now)
             bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) / refillSeconds)
             bucket.updated = now
             guard bucket.tokens >= 1 else {
-                buckets[key] = bucket
+                buckets.set(key, bucket)
                 return false
             }
             bucket.tokens -= 1
-            buckets[key] = bucket
+            buckets.set(key, bucket)
             return true
         }
     }
@@ -116,4 +119,34 @@ public final class EventRecorder: Sendable {
         }
         return text
     }
+}
+
+/// A map that forgets its least recently used entries past `capacity`.
+struct BoundedMap<Value> {
+    let capacity: Int
+    private var entries: [String: (value: Value, used: UInt64)] = [:]
+    private var clock: UInt64 = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var count: Int { entries.count }
+
+    mutating func get(_ key: String) -> Value? {
+        guard let entry = entries[key] else { return nil }
+        clock += 1
+        entries[key] = (entry.value, clock)
+        return entry.value
+    }
+
+    mutating func set(_ key: String, _ value: Value) {
+        clock += 1
+        entries[key] = (value, clock)
+        if entries.count > capacity {
+            // Evict the oldest tenth at once, so eviction stays rare and cheap.
+            let cut = entries.values.map(\.used).sorted()[entries.count / 10]
+            entries = entries.filter { $0.value.used > cut }
+        }
+    }
+
+    mutating func remove(_ key: String) { entries[key] = nil }
 }

@@ -66,6 +66,17 @@ func events(_ client: KubeClient) throws -> [Event] {
         #expect(try events(client).map(\.count) == [1])
     }
 
+    @Test func itsCachesForgetTheLeastRecentlyUsedPastTheirCapacity() {
+        var map = BoundedMap<Int>(capacity: 100)
+        for index in 0..<100 { map.set("k\(index)", index) }
+        _ = map.get("k0")  // recently used
+        map.set("k100", 100)
+        #expect(map.count <= 100)
+        #expect(map.get("k0") == 0, "recently used entries stay")
+        #expect(map.get("k1") == nil, "the oldest go")
+        #expect(map.get("k100") == 100)
+    }
+
     @Test func messagesCarryNoPEMAndStayUnder1KiB() {
         #expect(EventRecorder.sanitized("bad key: -----BEGIN PRIVATE KEY-----\nMIIE...") == "bad key: [PEM data removed]")
         let long = EventRecorder.sanitized(String(repeating: "é", count: 2000))
