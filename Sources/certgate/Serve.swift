@@ -106,6 +106,7 @@ struct Serve: ParsableCommand {
         LoggingSystem.bootstrap { CertgateLogHandler(label: $0, format: format, level: level) }
         let logger = Logger(label: "certgate")
         Signals.ignoreBrokenPipe()
+        MemoryTuning.limitMallocArenas()
 
         let files = try servingCertificateFiles(logger: logger)
         let registry = MetricsRegistry()
