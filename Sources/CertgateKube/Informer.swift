@@ -54,7 +54,6 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     private let resyncInterval: Double
     private let state = Mutex<(cache: [String: Object], synced: Bool, stopped: Bool)>(([:], false, false))
     private let cancellation = Mutex<StreamCancellation?>(nil)
-    private let finished = Mutex<Bool>(false)
     /// How many times the informer listed (for tests and logs).
     public var listCount: Int { lists.load(ordering: .relaxed) }
     private let lists = Atomic<Int>(0)

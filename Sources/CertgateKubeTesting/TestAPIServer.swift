@@ -70,6 +70,20 @@ public final class TestAPIServer: @unchecked Sendable {
                              token: TokenSource(token: token ?? self.token), source: "test API server")
     }
 
+    /// Writes a kubeconfig that reaches this server with its CA and token, for a process
+    /// such as `certgate serve --kubeconfig` to use.
+    public func writeKubeconfig(to path: String) throws {
+        let ca = try Data(contentsOf: URL(fileURLWithPath: pki.caFile)).base64EncodedString()
+        try """
+            apiVersion: v1
+            kind: Config
+            current-context: test
+            clusters: [{name: test, cluster: {server: "https://127.0.0.1:\(port)", certificate-authority-data: \(ca)}}]
+            contexts: [{name: test, context: {cluster: test, user: test}}]
+            users: [{name: test, user: {token: \(token)}}]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
     public func stop() {
         dropWatches()
         server.shutdown(gracePeriod: 1)

@@ -17,7 +17,6 @@ public final class PkiController: Sendable {
     private let pkis: Informer<PkiResource>
     /// Metadata only: owners and names are all the controller reads, and Secrets are large.
     private let secrets: Informer<ObjectMetadataOnly>
-    private let running = Atomic<Int>(0)
     private let reconciles = Atomic<Int>(0)
 
     /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
@@ -82,8 +81,6 @@ public final class PkiController: Sendable {
     public var reconcileCount: Int { reconciles.load(ordering: .relaxed) }
 
     private func work() {
-        running.wrappingAdd(1, ordering: .relaxed)
-        defer { running.wrappingSubtract(1, ordering: .relaxed) }
         while let key = queue.next() {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             let outcome = parts.count == 2 ? reconciler.reconcile(namespace: parts[0], name: parts[1]) : .done(requeueAfter: nil)

@@ -20,15 +20,7 @@ let count = arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000
 let api = try TestAPIServer()
 let client = try KubeClient(configuration: api.clusterConfiguration())
 let directory = TemporaryDirectory()
-let ca = try Data(contentsOf: URL(fileURLWithPath: api.pki.caFile)).base64EncodedString()
-try """
-    apiVersion: v1
-    kind: Config
-    current-context: bench
-    clusters: [{name: bench, cluster: {server: "https://127.0.0.1:\(api.port)", certificate-authority-data: \(ca)}}]
-    contexts: [{name: bench, context: {cluster: bench, user: bench}}]
-    users: [{name: bench, user: {token: \(api.token)}}]
-    """.write(toFile: directory.file("kubeconfig"), atomically: true, encoding: .utf8)
+try api.writeKubeconfig(to: directory.file("kubeconfig"))
 
 for index in 0..<count {
     _ = try client.create(.pkis, namespace: "app1", PkiResource(

@@ -10,15 +10,7 @@ import Testing
         let api = try TestAPIServer()
         defer { api.stop() }
         let directory = TemporaryDirectory()
-        let ca = try Data(contentsOf: URL(fileURLWithPath: api.pki.caFile)).base64EncodedString()
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: test
-            clusters: [{name: test, cluster: {server: "https://127.0.0.1:\(api.port)", certificate-authority-data: \(ca)}}]
-            contexts: [{name: test, context: {cluster: test, user: test}}]
-            users: [{name: test, user: {token: \(api.token)}}]
-            """.write(toFile: directory.file("kubeconfig"), atomically: true, encoding: .utf8)
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
         let client = try KubeClient(configuration: api.clusterConfiguration())
         _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"])))
