@@ -82,6 +82,15 @@ public final class Certificate: @unchecked Sendable {
         return result == 1
     }
 
+    /// Whether `issuer`'s key signed this certificate (the signature only: validity and
+    /// extensions are the verifier's business).
+    public func isSigned(by issuer: Certificate) -> Bool {
+        ERR_clear_error()
+        defer { ERR_clear_error() }
+        guard let issuerKey = X509_get0_pubkey(issuer.pointer) else { return false }
+        return X509_verify(pointer, issuerKey) == 1
+    }
+
     /// Scoped access to the X509 for other OpenSSL wrappers in this project.
     public func withUnsafePointer<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
         try body(pointer)

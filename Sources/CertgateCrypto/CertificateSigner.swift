@@ -130,12 +130,8 @@ public enum CertificateSigner {
         for name in template.dnsNames where name.isEmpty || !name.utf8.allSatisfy({ isDNSByte($0) }) {
             throw OpenSSLError("building the certificate", details: ["\"\(name)\" is not a DNS name"])
         }
-        for address in template.ipAddresses {
-            var v4 = in_addr()
-            var v6 = in6_addr()
-            if inet_pton(AF_INET, address, &v4) != 1 && inet_pton(AF_INET6, address, &v6) != 1 {
-                throw OpenSSLError("building the certificate", details: ["\"\(address)\" is not an IP address"])
-            }
+        for address in template.ipAddresses where !isIPAddressLiteral(address) {
+            throw OpenSSLError("building the certificate", details: ["\"\(address)\" is not an IP address"])
         }
     }
 
@@ -160,4 +156,38 @@ public enum CertificateSigner {
         defer { ASN1_INTEGER_free(serial) }
         guard X509_set_serialNumber(x509, serial) == 1 else { throw OpenSSLError.drain("setting the serial number") }
     }
+}
+
+extension CertificateSigner {
+    /// A new self-signed CA with an ECDSA P-256 key, valid from `notBefore` to `notAfter`
+    /// (seconds since 1970).
+    public static func makeAuthority(commonName: String, notBefore: Int64,
+                                     notAfter: Int64) throws -> (certificate: Certificate, key: PrivateKey) {
+        let key = try PrivateKey.generate(.ecdsaP256)
+        let certificate = try sign(CertificateTemplate(commonName: commonName, isCertificateAuthority: true,
+                                                       notBefore: notBefore, notAfter: notAfter),
+                                   subjectKey: key)
+        return (certificate, key)
+    }
+
+    /// A new server-auth certificate with an ECDSA P-256 key for `hosts` (DNS names and IP
+    /// literals, the first one also the common name), signed by `issuer`.
+    public static func makeServingCertificate(hosts: [String], notBefore: Int64, notAfter: Int64,
+                                              issuer: (certificate: Certificate, key: PrivateKey)) throws -> (certificate: Certificate, key: PrivateKey) {
+        let key = try PrivateKey.generate(.ecdsaP256)
+        let certificate = try sign(CertificateTemplate(commonName: hosts.first ?? "certgate",
+                                                       dnsNames: hosts.filter { !isIPAddressLiteral($0) },
+                                                       ipAddresses: hosts.filter(isIPAddressLiteral),
+                                                       extendedKeyUsages: [.serverAuth],
+                                                       notBefore: notBefore, notAfter: notAfter),
+                                   subjectKey: key, issuer: issuer)
+        return (certificate, key)
+    }
+}
+
+/// Whether `text` is an IPv4 or IPv6 address literal.
+public func isIPAddressLiteral(_ text: String) -> Bool {
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
 }

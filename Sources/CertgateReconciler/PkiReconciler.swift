@@ -179,11 +179,8 @@ public final class PkiReconciler: Sendable {
     /// A self-signed CA (ECDSA P-256, ten years) written to the issuer's Secret.
     private func bootstrap(_ reference: SecretReference) throws -> CertificateAuthority {
         let now = clock()
-        let key = try PrivateKey.generate(.ecdsaP256)
-        let certificate = try CertificateSigner.sign(
-            CertificateTemplate(commonName: "certgate \(reference.name)", isCertificateAuthority: true,
-                                notBefore: now - Issuance.backdate, notAfter: now + 10 * 365 * 86400),
-            subjectKey: key)
+        let (certificate, key) = try CertificateSigner.makeAuthority(commonName: "certgate \(reference.name)",
+                                                                     notBefore: now - Issuance.backdate, notAfter: now + 10 * 365 * 86400)
         let secret = Secret(metadata: ObjectMeta(name: reference.name, namespace: reference.namespace, labels: ["app.kubernetes.io/name": "certgate"]),
                             type: "kubernetes.io/tls",
                             data: ["tls.crt": Array(try certificate.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)])

@@ -40,21 +40,16 @@ struct CertsInit: ParsableCommand {
         if !force, let existing = files.first(where: fileExists) {
             throw ValidationError("\(existing) already exists; pass --force to replace the development certificates")
         }
-        let (dnsNames, ipAddresses) = try splitHosts(hosts)
-        try DevelopmentCertificates(dnsNames: dnsNames, ipAddresses: ipAddresses, validDays: days).write(to: dir)
+        try DevelopmentCertificates(hosts: try parseHosts(hosts, flag: "--hosts"), validDays: days).write(to: dir)
         print("wrote \(files.joined(separator: ", "))")
     }
 }
 
-/// Splits "localhost,127.0.0.1,::1" into DNS names and IP literals.
-func splitHosts(_ text: String) throws -> (dns: [String], ips: [String]) {
-    var dns: [String] = []
-    var ips: [String] = []
-    for host in text.split(separator: ",").map({ String($0).trimmingCharacters() }) where !host.isEmpty {
-        if isIPAddress(host) { ips.append(host) } else { dns.append(host) }
-    }
-    guard !dns.isEmpty || !ips.isEmpty else { throw ValidationError("--hosts names no host") }
-    return (dns, ips)
+/// The hosts of a comma-separated list such as "localhost,127.0.0.1,::1".
+func parseHosts(_ text: String, flag: String) throws -> [String] {
+    let hosts = text.split(separator: ",").map { String($0).trimmingCharacters() }.filter { !$0.isEmpty }
+    guard !hosts.isEmpty else { throw ValidationError("\(flag) names no host") }
+    return hosts
 }
 
 extension String {

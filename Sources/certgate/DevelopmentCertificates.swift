@@ -10,8 +10,8 @@ struct DevelopmentCertificates {
     static let certificateFile = "server.crt"
     static let keyFile = "server.key"
 
-    let dnsNames: [String]
-    let ipAddresses: [String]
+    /// DNS names and IP literals the serving certificate is for.
+    let hosts: [String]
     let validDays: Int
 
     /// Makes the four files in `directory` (created if missing). Keys are written 0600 and every
@@ -19,17 +19,11 @@ struct DevelopmentCertificates {
     func write(to directory: String) throws {
         let now = Int64(time(nil))
         let backdate: Int64 = 5 * 60
-        let caKey = try PrivateKey.generate(.ecdsaP256)
-        let ca = try CertificateSigner.sign(
-            CertificateTemplate(commonName: "certgate development CA", isCertificateAuthority: true,
-                                notBefore: now - backdate, notAfter: now + Int64(validDays) * 86400 * 2),
-            subjectKey: caKey)
-        let serverKey = try PrivateKey.generate(.ecdsaP256)
-        let server = try CertificateSigner.sign(
-            CertificateTemplate(commonName: dnsNames.first ?? ipAddresses.first ?? "certgate", dnsNames: dnsNames,
-                                ipAddresses: ipAddresses, extendedKeyUsages: [.serverAuth],
-                                notBefore: now - backdate, notAfter: now + Int64(validDays) * 86400),
-            subjectKey: serverKey, issuer: (ca, caKey))
+        let (ca, caKey) = try CertificateSigner.makeAuthority(commonName: "certgate development CA", notBefore: now - backdate,
+                                                              notAfter: now + Int64(validDays) * 86400 * 2)
+        let (server, serverKey) = try CertificateSigner.makeServingCertificate(hosts: hosts, notBefore: now - backdate,
+                                                                               notAfter: now + Int64(validDays) * 86400,
+                                                                               issuer: (ca, caKey))
 
         try makeDirectory(directory)
         try writeFile("\(directory)/\(Self.caKeyFile)", try caKey.pkcs8PEM(), mode: 0o600)
