@@ -104,10 +104,20 @@ public final class KubeClient: Sendable {
     }
 
     /// An RFC 7386 merge patch (`patch` is the JSON document), optionally of a subresource.
+    /// A metadata.resourceVersion in the patch makes it apply to that version only (409 otherwise).
     public func mergePatch<T: Decodable>(_ resource: Resource, namespace: String?, name: String, subresource: String? = nil,
                                          patch: [UInt8], as type: T.Type = T.self) throws -> T {
         try decode(try call("PATCH", resource.path(namespace: namespace, name: name, subresource: subresource), body: Data(patch),
                             contentType: "application/merge-patch+json"), T.self)
+    }
+
+    /// A strategic merge patch, which built-in kinds take (not custom resources): lists with
+    /// a merge key, such as a ValidatingWebhookConfiguration's webhooks by name, merge item
+    /// by item instead of being replaced.
+    public func strategicMergePatch<T: Decodable>(_ resource: Resource, namespace: String?, name: String,
+                                                  patch: [UInt8], as type: T.Type = T.self) throws -> T {
+        try decode(try call("PATCH", resource.path(namespace: namespace, name: name), body: Data(patch),
+                            contentType: "application/strategic-merge-patch+json"), T.self)
     }
 
     public func delete(_ resource: Resource, namespace: String?, name: String) throws {

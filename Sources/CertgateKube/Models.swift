@@ -231,20 +231,86 @@ public struct Lease: Codable, Sendable, Equatable {
     }
 }
 
-/// admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration: names and CA bundles
-/// (change a bundle with a patch, so fields not modelled here are kept).
+/// admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration. Certgate writes whole
+/// ones only for a configuration it registers itself; it changes the CA bundle of one it
+/// does not own with a strategic merge patch, so fields not modelled here are kept.
 public struct ValidatingWebhookConfiguration: Codable, Sendable, Equatable {
     public struct Webhook: Codable, Sendable, Equatable {
         public struct ClientConfig: Codable, Sendable, Equatable {
+            public struct ServiceReference: Codable, Sendable, Equatable {
+                public var namespace: String
+                public var name: String
+                public var path: String?
+                public var port: Int?
+
+                public init(namespace: String, name: String, path: String? = nil, port: Int? = nil) {
+                    self.namespace = namespace
+                    self.name = name
+                    self.path = path
+                    self.port = port
+                }
+            }
             public var url: String?
+            public var service: ServiceReference?
+            /// Base64 of the PEM CA bundle that verifies the webhook's serving certificate.
             public var caBundle: String?
+
+            public init(url: String? = nil, service: ServiceReference? = nil, caBundle: String? = nil) {
+                self.url = url
+                self.service = service
+                self.caBundle = caBundle
+            }
         }
+
+        public struct Rule: Codable, Sendable, Equatable {
+            public var apiGroups: [String]
+            public var apiVersions: [String]
+            public var operations: [String]
+            public var resources: [String]
+            public var scope: String?
+
+            public init(apiGroups: [String], apiVersions: [String], operations: [String], resources: [String], scope: String? = nil) {
+                self.apiGroups = apiGroups
+                self.apiVersions = apiVersions
+                self.operations = operations
+                self.resources = resources
+                self.scope = scope
+            }
+        }
+
+        /// A label selector with matchLabels only (what Certgate writes).
+        public struct LabelSelector: Codable, Sendable, Equatable {
+            public var matchLabels: [String: String]?
+            public init(matchLabels: [String: String]? = nil) { self.matchLabels = matchLabels }
+        }
+
         public var name: String
         public var clientConfig: ClientConfig
+        public var rules: [Rule]?
+        public var admissionReviewVersions: [String]?
+        public var sideEffects: String?
+        /// Fail or Ignore.
+        public var failurePolicy: String?
+        public var matchPolicy: String?
+        public var timeoutSeconds: Int?
+        public var namespaceSelector: LabelSelector?
+        public var objectSelector: LabelSelector?
+
+        public init(name: String, clientConfig: ClientConfig) {
+            self.name = name
+            self.clientConfig = clientConfig
+        }
     }
 
+    public var apiVersion = "admissionregistration.k8s.io/v1"
+    public var kind = "ValidatingWebhookConfiguration"
     public var metadata: ObjectMeta
     public var webhooks: [Webhook]?
+
+    public init(metadata: ObjectMeta, webhooks: [Webhook]) {
+        self.metadata = metadata
+        self.webhooks = webhooks
+    }
 }
 
 /// certgate.dev/v1 Pki with its status, as the reconciler reads and writes it.

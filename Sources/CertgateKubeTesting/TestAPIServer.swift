@@ -15,7 +15,9 @@ import Logging
 /// creationTimestamp and (for pkis) generation set on create; 409 AlreadyExists on create,
 /// 409 Conflict on a stale update, 422 on an update without resourceVersion, 404 on a
 /// missing object; generation bumped on spec changes only; the status subresource of pkis
-/// (status ignored on the main resource, only status taken on /status); merge patch;
+/// (status ignored on the main resource, only status taken on /status); merge patch, and
+/// strategic merge patch of built-in kinds (415 for pkis), both conditional on a
+/// resourceVersion in the patch;
 /// delete answered with Status Success; label (equality) and field selectors
 /// (metadata.name/namespace, involvedObject.*); limit and continue; bearer-token
 /// authentication (401); watches from a resourceVersion with history replay, live events,
@@ -162,8 +164,15 @@ public final class TestAPIServer: @unchecked Sendable {
             return request.queryValue("watch") == "true" ? watch(target, request) : list(target, request)
         case ("GET", let name?, nil): return get(target, name)
         case ("POST", nil, nil): return create(target, request.body)
-        case ("PUT", let name?, let sub): return update(target, name, sub, request.body, patch: false)
-        case ("PATCH", let name?, let sub): return update(target, name, sub, request.body, patch: true)
+        case ("PUT", let name?, let sub): return update(target, name, sub, request.body, patch: nil)
+        case ("PATCH", let name?, let sub):
+            switch (request.headers["content-type"], target.kind.group.hasSuffix(".k8s.io") || target.kind.group.isEmpty) {
+            case ("application/merge-patch+json", _): return update(target, name, sub, request.body, patch: .merge)
+            case ("application/strategic-merge-patch+json", true): return update(target, name, sub, request.body, patch: .strategicMerge)
+            default:
+                // Custom resources take no strategic merge patch, as on the real server.
+                return status(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+            }
         case ("DELETE", let name?, nil): return delete(target, name)
         default: return status(405, "MethodNotAllowed", "\(request.method) is not supported on \(request.path)")
         }
@@ -267,7 +276,10 @@ public final class TestAPIServer: @unchecked Sendable {
         }
     }
 
-    private func update(_ target: Target, _ name: String, _ subresource: String?, _ body: [UInt8], patch: Bool) -> HTTPResponse {
+    enum PatchType { case merge, strategicMerge }
+
+    /// PUT (`patch` nil) or PATCH of `name`.
+    private func update(_ target: Target, _ name: String, _ subresource: String?, _ body: [UInt8], patch: PatchType?) -> HTTPResponse {
         guard subresource == nil || (subresource == "status" && target.kind.hasStatus) else {
             return status(404, "NotFound", "the server could not find the requested resource")
         }
@@ -277,17 +289,19 @@ public final class TestAPIServer: @unchecked Sendable {
             guard let stored = objects[objectKey] else { return notFound(target.kind, name) }
             var storedMetadata = stored["metadata"] as? [String: Any] ?? [:]
             var next: [String: Any]
-            if patch {
-                next = mergePatch(stored, incoming)
-            } else {
-                guard let version = (incoming["metadata"] as? [String: Any])?["resourceVersion"] as? String else {
-                    return invalid(target.kind, name, "metadata.resourceVersion", "must be specified for an update")
-                }
-                guard version == storedMetadata["resourceVersion"] as? String else {
-                    return status(409, "Conflict", "Operation cannot be fulfilled on \(target.kind.qualified) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again",
-                                  details: ["name": name, "group": target.kind.group, "kind": target.kind.plural])
-                }
-                next = incoming
+            let version = (incoming["metadata"] as? [String: Any])?["resourceVersion"] as? String
+            if patch == nil && version == nil {
+                return invalid(target.kind, name, "metadata.resourceVersion", "must be specified for an update")
+            }
+            // An update, or a patch that names a resourceVersion, applies only to that version.
+            if let version, version != storedMetadata["resourceVersion"] as? String {
+                return status(409, "Conflict", "Operation cannot be fulfilled on \(target.kind.qualified) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again",
+                              details: ["name": name, "group": target.kind.group, "kind": target.kind.plural])
+            }
+            switch patch {
+            case nil: next = incoming
+            case .merge?: next = mergePatch(stored, incoming)
+            case .strategicMerge?: next = strategicMergePatch(stored, incoming)
             }
             if target.kind.hasStatus {
                 if subresource == "status" {
@@ -515,6 +529,33 @@ func mergePatch(_ target: [String: Any], _ patch: [String: Any]) -> [String: Any
             result[key] = nil
         } else if let patchObject = value as? [String: Any] {
             result[key] = mergePatch(result[key] as? [String: Any] ?? [:], patchObject)
+        } else {
+            result[key] = value
+        }
+    }
+    return result
+}
+
+/// The strategic merge patch of built-in kinds, for the lists Certgate patches: like a merge
+/// patch, except that lists whose Go type declares a merge key merge item by item on it.
+func strategicMergePatch(_ target: [String: Any], _ patch: [String: Any]) -> [String: Any] {
+    let mergeKeys = ["webhooks": "name", "containers": "name", "volumes": "name", "env": "name", "ownerReferences": "uid"]
+    var result = target
+    for (key, value) in patch {
+        if value is NSNull {
+            result[key] = nil
+        } else if let patchObject = value as? [String: Any] {
+            result[key] = strategicMergePatch(result[key] as? [String: Any] ?? [:], patchObject)
+        } else if let mergeKey = mergeKeys[key], let patchItems = value as? [[String: Any]] {
+            var items = result[key] as? [[String: Any]] ?? []
+            for patchItem in patchItems {
+                if let index = items.firstIndex(where: { jsonEqual($0[mergeKey], patchItem[mergeKey]) }) {
+                    items[index] = strategicMergePatch(items[index], patchItem)
+                } else {
+                    items.append(patchItem)
+                }
+            }
+            result[key] = items
         } else {
             result[key] = value
         }
