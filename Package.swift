@@ -36,6 +36,10 @@ let package = Package(
             dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics"]),
+        .target(
+            name: "CertgateWebhookSetup",
+            dependencies: ["CertgateKube", "CertgateTLS", "CertgateCrypto", "CertgateNet", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", .product(name: "Yams", package: "Yams")]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet"]),
@@ -50,6 +54,7 @@ let package = Package(
             name: "certgate",
             dependencies: [
                 "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
+                "CertgateWebhookSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -82,6 +87,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport", "CertgateMetrics"]),
+        .testTarget(
+            name: "CertgateWebhookSetupTests",
+            dependencies: [
+                "CertgateWebhookSetup", "CertgateKube", "CertgateKubeTesting", "CertgateTLS", "CertgateCrypto", "CertgateHTTP", "CertgateNet",
+                "CertgateMetrics", "CertgateTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CertgateManifestsTests", dependencies: ["CertgateManifests", "CertgatePKI"]),
         .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
