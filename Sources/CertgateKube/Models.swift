@@ -302,8 +302,8 @@ public struct ValidatingWebhookConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    public var apiVersion = "admissionregistration.k8s.io/v1"
-    public var kind = "ValidatingWebhookConfiguration"
+    public var apiVersion: String? = "admissionregistration.k8s.io/v1"
+    public var kind: String? = "ValidatingWebhookConfiguration"
     public var metadata: ObjectMeta
     public var webhooks: [Webhook]?
 

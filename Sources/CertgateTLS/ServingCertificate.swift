@@ -126,5 +126,9 @@ public struct MismatchedKeyError: Error, CustomStringConvertible {
 public struct CertificateFileError: Error, CustomStringConvertible {
     public let path: String
     public let underlying: Error
+    public init(path: String, underlying: Error) {
+        self.path = path
+        self.underlying = underlying
+    }
     public var description: String { "\(path): \(underlying)" }
 }

@@ -10,7 +10,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The reconciler's flags, named as Kubernetes components name them.
+/// The cluster and reconciler flags, named as Kubernetes components name them.
 struct ReconcilerOptions: ParsableArguments {
     @Option(name: .customLong("reconcile"), help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
     var reconcile = true
@@ -33,8 +33,11 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(name: .customLong("leader-elect"), help: "Reconcile only while holding the leader Lease (every replica serves the webhook).")
     var leaderElect = true
 
-    @Option(help: "Namespace of the leader Lease. Default: the pod's namespace, or default outside a cluster.")
+    @Option(help: "Namespace of the leader Lease. Default: --namespace.")
     var leaderElectionNamespace: String?
+
+    @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
+    var namespace: String?
 
     @Option(help: "Go duration a Lease stays valid without renewal.")
     var leaseDuration = "15s"
@@ -54,6 +57,35 @@ struct ReconcilerOptions: ParsableArguments {
     }
 }
 
+extension ReconcilerOptions {
+    /// --namespace, or where the pod runs.
+    var ownNamespace: String {
+        let environment = ProcessEnvironment.variables
+        if let namespace { return namespace }
+        if let namespace = environment["POD_NAMESPACE"], !namespace.isEmpty { return namespace }
+        if let file = readWholeFile("\(ClusterConfigurationLoader.serviceAccountDirectory)/namespace") {
+            return String(decoding: file, as: UTF8.self).trimmingCharacters()
+        }
+        return "default"
+    }
+
+    /// A client for the configured cluster; nil (after one log line) when no configuration
+    /// exists at all and none was named, so `serve` runs the webhook alone on a machine
+    /// without a cluster.
+    func connect(logger: Logger) throws -> KubeClient? {
+        let configuration: ClusterConfiguration
+        do {
+            configuration = try ClusterConfigurationLoader.load(kubeconfig: kubeconfig, context: context,
+                                                                allowInsecure: allowInsecureKubeconfig, environment: ProcessEnvironment.variables)
+        } catch let error as ClusterConfigurationError where kubeconfig == nil && error.message.hasPrefix("no Kubernetes configuration found") {
+            logger.warning("no cluster configuration found; serving the webhook only (pass --kubeconfig to reconcile)")
+            return nil
+        }
+        logger.info("cluster configured", metadata: ["cluster": "\(configuration.source)"])
+        return try KubeClient(configuration: configuration)
+    }
+}
+
 /// The reconciler as `serve` runs it: a controller per leadership term.
 final class ReconcilerRunner: Sendable {
     private let controller = Mutex<PkiController?>(nil)
@@ -61,24 +93,14 @@ final class ReconcilerRunner: Sendable {
     private let makeController: @Sendable () -> PkiController
     private let logger: Logger
 
-    /// Returns nil (after one log line) when no cluster configuration exists at all, so
-    /// `serve` runs the webhook alone on a machine without a cluster.
-    static func start(options: ReconcilerOptions, policy: @escaping @Sendable () -> Policy?, registry: MetricsRegistry,
+    /// Returns nil (after one log line) when --reconcile=false or no cluster is configured.
+    static func start(options: ReconcilerOptions, client: KubeClient?, policy: @escaping @Sendable () -> Policy?, registry: MetricsRegistry,
                       logger: Logger) throws -> ReconcilerRunner? {
         guard options.reconcile else {
             logger.info("--reconcile=false: serving the webhook only")
             return nil
         }
-        let environment = ProcessEnvironment.variables
-        let configuration: ClusterConfiguration
-        do {
-            configuration = try ClusterConfigurationLoader.load(kubeconfig: options.kubeconfig, context: options.context,
-                                                                allowInsecure: options.allowInsecureKubeconfig, environment: environment)
-        } catch let error as ClusterConfigurationError where options.kubeconfig == nil && error.message.hasPrefix("no Kubernetes configuration found") {
-            logger.warning("no cluster configuration found; serving the webhook only (pass --kubeconfig to reconcile)")
-            return nil
-        }
-        let client = try KubeClient(configuration: configuration)
+        guard let client else { return nil }
         let recorder = EventRecorder(client: client)
         let current = WeakRunner()
         let metrics = ReconcilerMetrics(registry: registry) { current.runner?.queueDepth ?? 0 }
@@ -89,7 +111,7 @@ final class ReconcilerRunner: Sendable {
                 policy()?.issuers.values.contains { $0.namespace == namespace && $0.name == name } ?? false
             })
         }
-        logger.info("reconciling", metadata: ["cluster": "\(configuration.source)", "leader_elect": "\(options.leaderElect)"])
+        logger.info("reconciling", metadata: ["leader_elect": "\(options.leaderElect)"])
         let runner = ReconcilerRunner(client: client, options: options, makeController: makeController, logger: logger)
         current.runner = runner
         return runner
@@ -103,16 +125,14 @@ final class ReconcilerRunner: Sendable {
             beginTerm()
             return
         }
-        let namespace = options.leaderElectionNamespace
-            ?? readWholeFile("\(ClusterConfigurationLoader.serviceAccountDirectory)/namespace").map { String(decoding: $0, as: UTF8.self) }
-            ?? "default"
+        let namespace = options.leaderElectionNamespace ?? options.ownNamespace
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count)
         let identity = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let timing = LeaderElector.Timing(leaseDuration: parseGoDuration(options.leaseDuration)!, renewDeadline: parseGoDuration(options.renewDeadline)!,
                                           retryPeriod: parseGoDuration(options.retryPeriod)!)
         let box = WeakRunner()
-        elector = LeaderElector(client: client, namespace: namespace.trimmingCharacters(), identity: identity, timing: timing,
+        elector = LeaderElector(client: client, namespace: namespace, identity: identity, timing: timing,
                                 onStartedLeading: { box.runner?.beginTerm() }, onStoppedLeading: { box.runner?.endTerm() })
         box.runner = self
         elector?.start()

@@ -1,11 +1,14 @@
 import ArgumentParser
+import CertgateCrypto
 import CertgateHTTP
+import CertgateKube
 import CertgateMetrics
 import CertgateNet
 import CertgateManifests
 import CertgatePKI
 import CertgateTLS
 import CertgateWebhook
+import CertgateWebhookSetup
 import Dispatch
 import Synchronization
 import Logging
@@ -17,9 +20,11 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2), reconcile Pkis when a cluster is configured, and serve metrics over plain HTTP.",
         discussion: """
-        With no --tls-cert-file and --tls-key-file, a development CA and serving certificate are \
-        made in ./certs (as `certgate certs init` would) and used. Certificate, key and client CA \
-        files are watched and reloaded when they change, without dropping connections.
+        The serving certificate comes from --tls-cert-file and --tls-key-file (watched and reloaded \
+        when they change, without dropping connections); or, with --tls-secret or --webhook-url, \
+        from a CA and certificate Certgate keeps in a Secret itself (renewed on time, its CA \
+        bundle written into --webhook-configuration); otherwise a development CA and serving \
+        certificate are made in ./certs (as `certgate certs init` would) and used.
         """
     )
 
@@ -80,7 +85,10 @@ struct Serve: ParsableCommand {
     @Flag(help: "Offer only HTTP/1.1 in ALPN.")
     var disableHttp2 = false
 
-    @OptionGroup(title: "Reconciler")
+    @OptionGroup(title: "Serving certificate and webhook registration")
+    var setup: WebhookSetupOptions
+
+    @OptionGroup(title: "Cluster and reconciler")
     var reconciler: ReconcilerOptions
 
     func validate() throws {
@@ -98,6 +106,7 @@ struct Serve: ParsableCommand {
         }
         _ = try listenAddresses()
         _ = try metricsListenAddress()
+        try setup.validate(tlsCertFile: tlsCertFile, clientCaFile: clientCaFile)
     }
 
     func run() throws {
@@ -108,17 +117,20 @@ struct Serve: ParsableCommand {
         Signals.ignoreBrokenPipe()
         MemoryTuning.limitMallocArenas()
 
-        let files = try servingCertificateFiles(logger: logger)
+        let selfManaged = setup.isSelfManaged(tlsCertFile: tlsCertFile)
+        let client = reconciler.reconcile || selfManaged || setup.webhookUrl != nil ? try reconciler.connect(logger: logger) : nil
         let registry = MetricsRegistry()
         let serverMetrics = ServerMetrics(registry: registry)
         let certificateMetrics = CertificateMetrics(registry: registry)
-        let serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2) { event in
+        let files = selfManaged ? nil : try servingCertificateFiles(logger: logger)
+        let certificateSource = files?.certificateFile ?? "Secret \(reconciler.ownNamespace)/\(setup.tlsSecret ?? "certgate-webhook-tls")"
+        let onCertificateEvent: @Sendable (ServingCertificate.Event) -> Void = { event in
             switch event {
             case .loaded(let context):
                 certificateMetrics.reloads.labels("success").increment()
                 certificateMetrics.expiry.set(Double(context.leaf.notAfter))
                 logger.info("serving certificate loaded", metadata: [
-                    "file": "\(files.certificateFile)", "serial": "\(context.leaf.serialNumberHex)",
+                    "source": "\(certificateSource)", "serial": "\(context.leaf.serialNumberHex)",
                     "not_after": "\(formatEpoch(context.leaf.notAfter))",
                 ])
             case .rejected(let error):
@@ -126,11 +138,29 @@ struct Serve: ParsableCommand {
                 logger.error("serving certificate not loaded; keeping the one in use", metadata: ["error": "\(error)"])
             }
         }
-        serving.reload()
-        if serving.context == nil {
-            logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
+        let serving: ServingCertificate
+        var selfManagedCertificate: SelfManagedCertificate?
+        if let files {
+            serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2, onEvent: onCertificateEvent)
+            serving.reload()
+            if serving.context == nil {
+                logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
+            }
+            serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
+            if let client, let caFile = setup.webhookCaFile, let registration = setup.registration(caBundle: try readCABundle(caFile)) {
+                let outcome = try registration.apply(with: client)
+                logger.info("webhook registered", metadata: ["validatingwebhookconfiguration": "\(registration.name)",
+                                                              "url": "\(registration.url)", "change": "\(outcome)"])
+            }
+        } else {
+            guard let client else {
+                throw ValidationError("the self-managed serving certificate (--tls-secret or --webhook-url without --tls-cert-file) is kept in the cluster: pass --kubeconfig")
+            }
+            serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onCertificateEvent)
+            let manager = try setup.selfManagedCertificate(client: client, namespace: reconciler.ownNamespace, serving: serving, logger: logger)
+            manager.start()
+            selfManagedCertificate = manager
         }
-        serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
 
         let group = try EventLoopGroup(count: eventLoops ?? EventLoopGroup.defaultLoopCount)
         let readiness = ReadinessChecks()
@@ -159,10 +189,10 @@ struct Serve: ParsableCommand {
         configuration.timeouts.idle = parseGoDuration(idleTimeout)!
         let webhook = HTTPServer(configuration: configuration, router: webhookRouter, group: group,
                                  metrics: serverMetrics, logger: logger)
-        readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(files.certificateFile)" : nil }
+        readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(certificateSource)" : nil }
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
         readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
-        let runner = try ReconcilerRunner.start(options: reconciler, policy: { policySource.value }, registry: registry, logger: logger)
+        let runner = try ReconcilerRunner.start(options: reconciler, client: client, policy: { policySource.value }, registry: registry, logger: logger)
         readiness.add("reconciler") { runner?.readinessProblem }
         try webhook.start()
 
@@ -193,6 +223,7 @@ struct Serve: ParsableCommand {
         }
         stop.wait()
         runner?.stop()
+        selfManagedCertificate?.stop()
         webhook.shutdown(gracePeriod: parseGoDuration(shutdownGracePeriod)!)
         metricsServer?.shutdown(gracePeriod: 1)
         serving.stopWatching()
@@ -232,6 +263,12 @@ struct Serve: ParsableCommand {
         return source
     }
 
+    private func readCABundle(_ path: String) throws -> [UInt8] {
+        guard let bytes = readWholeFile(path) else { throw UnreadableFileError(path: path, role: "webhook CA bundle") }
+        do { _ = try Certificate.chain(pem: bytes) } catch { throw CertificateFileError(path: path, underlying: error) }
+        return bytes
+    }
+
     /// The certificate files to serve; with none given, the development pair in ./certs,
     /// made on first use.
     private func servingCertificateFiles(logger: Logger) throws -> ServingCertificateFiles {
@@ -243,7 +280,7 @@ struct Serve: ParsableCommand {
                                             keyFile: "\(directory)/\(DevelopmentCertificates.keyFile)", clientCAFile: clientCaFile)
         if !fileExists(files.certificateFile) || !fileExists(files.keyFile) {
             logger.warning("no --tls-cert-file given; making a development CA and serving certificate", metadata: ["dir": "\(directory)"])
-            try DevelopmentCertificates(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"], validDays: 365).write(to: directory)
+            try DevelopmentCertificates(hosts: ["localhost", "127.0.0.1", "::1"], validDays: 365).write(to: directory)
         }
         return files
     }
@@ -275,10 +312,6 @@ struct Serve: ParsableCommand {
 final class SignalCounter: Sendable {
     private let count = Atomic<Int>(0)
     func next() -> Int { count.wrappingAdd(1, ordering: .relaxed).newValue }
-}
-
-func isIPAddress(_ text: String) -> Bool {
-    (try? SocketAddress(host: text, port: 0)) != nil
 }
 
 /// Seconds since 1970 as RFC 3339 UTC.

@@ -1,0 +1,98 @@
+import CertgateKube
+import CertgateKubeTesting
+import CertgateTestSupport
+import Foundation
+import Testing
+
+@Suite struct WebhookSetupCommandTests {
+    /// What a developer runs from a laptop: one command registers the webhook with its own
+    /// certificate, and the API server could then call it at that URL.
+    @Test func webhookURLRegistersTheWebhookWithTheSelfManagedCertificate() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let directory = TemporaryDirectory()
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let port = freePort()
+        let url = "https://127.0.0.1:\(port)/validate"
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: certgateBinary)
+        server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
+                            "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false", "--namespace", "certgate",
+                            "--webhook-url", url]
+        server.standardError = FileHandle.nullDevice
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+
+        var registered: ValidatingWebhookConfiguration?
+        let deadline = Date().addingTimeInterval(30)
+        while registered == nil && Date() < deadline {
+            registered = try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate")
+            if registered == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let webhook = try #require(registered?.webhooks?.first, "the webhook was registered within 30 s")
+        #expect(registered?.metadata.labels?["app.kubernetes.io/name"] == "certgate")
+        #expect(webhook.clientConfig.url == url)
+        let secret = try client.get(.secrets, namespace: "certgate", name: "certgate-webhook-tls", as: Secret.self)
+        let bundle = try #require(secret.bytes("ca.crt"))
+        #expect(webhook.clientConfig.caBundle == Data(bundle).base64EncodedString())
+
+        // The API server's view: trust the registered bundle, POST a review to the registered URL.
+        let caFile = directory.file("bundle.pem")
+        try Data(bundle).write(to: URL(fileURLWithPath: caFile))
+        let review = repositoryRoot + "/examples/admissionreview-typo.json"
+        let answer = try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", caFile, "-H", "content-type: application/json",
+                                             "--data-binary", "@\(review)", url + "?timeout=10s"])
+        #expect(answer.stdout.contains("\"allowed\":false"), "\(answer.output)")
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+    }
+
+    @Test func webhookURLWithCertificateFilesRegistersTheGivenCABundle() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let directory = TemporaryDirectory()
+        let pki = try TestPKI(in: directory)
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let port = freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: certgateBinary)
+        server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
+                            "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
+                            "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
+                            "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", pki.caFile,
+                            "--webhook-configuration", "certgate-dev", "--webhook-failure-policy", "Ignore"]
+        server.standardError = FileHandle.nullDevice
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        var registered: ValidatingWebhookConfiguration?
+        let deadline = Date().addingTimeInterval(30)
+        while registered == nil && Date() < deadline {
+            registered = try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev")
+            if registered == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let webhook = try #require(registered?.webhooks?.first)
+        #expect(webhook.clientConfig.caBundle == (try Data(contentsOf: URL(fileURLWithPath: pki.caFile))).base64EncodedString())
+        #expect(webhook.failurePolicy == "Ignore")
+        #expect(api.object(.secrets, namespace: "default", name: "certgate-webhook-tls") == nil, "no Secret with certificate files")
+    }
+
+    @Test func contradictoryCertificateFlagsAreRefusedWithTheReason() throws {
+        let cases: [([String], String)] = [
+            (["--tls-secret", "x", "--tls-cert-file", "a", "--tls-key-file", "b"], "two sources of the serving certificate"),
+            (["--webhook-url", "http://127.0.0.1:8443/validate"], "must start with https://"),
+            (["--webhook-url", "https://127.0.0.1:8443/validate", "--tls-cert-file", "a", "--tls-key-file", "b"], "needs --webhook-ca-file"),
+            (["--tls-secret", "x"], "--tls-secret needs --tls-hosts"),
+            (["--webhook-url", "https://127.0.0.1:8443/validate", "--webhook-failure-policy", "fail"], "must be Fail or Ignore"),
+        ]
+        for (arguments, message) in cases {
+            let result = try runProcess(certgateBinary, ["serve"] + arguments, timeout: 20)
+            #expect(result.status == 64, "\(arguments): \(result.output)")
+            #expect(result.stderr.contains(message), "\(arguments): \(result.output)")
+        }
+    }
+}
