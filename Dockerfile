@@ -1,0 +1,33 @@
+# Certgate's container image. Two stages:
+#   build:   the official Swift toolchain image on Debian 12 (swift:6.3-bookworm), which builds
+#            a release binary with the Swift runtime linked in statically;
+#   runtime: debian:bookworm-slim with only what that binary loads at run time (OpenSSL 3,
+#            nghttp2, the C++ runtime) and ca-certificates, run as an unprivileged user.
+# Build: docker build -t certgate:dev .   (the chart's image.repository/image.tag point at it)
+ARG SWIFT_IMAGE=swift:6.3-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${SWIFT_IMAGE} AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl-dev libnghttp2-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so source edits reuse the resolved packages layer.
+COPY Package.swift ./
+RUN swift package resolve
+# SwiftPM checks every declared target's folder, so the tests come along (they are not built).
+COPY Sources ./Sources
+COPY Tests ./Tests
+RUN swift build -c release --static-swift-stdlib --product certgate \
+ && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/certgate" /out/certgate
+
+FROM ${RUNTIME_IMAGE}
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl3 libnghttp2-14 libstdc++6 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/certgate /usr/local/bin/certgate
+# The same numeric user the chart's securityContext runs as (runAsNonRoot needs a number).
+USER 65532:65532
+EXPOSE 8443 9090
+ENTRYPOINT ["/usr/local/bin/certgate"]
+CMD ["serve"]
