@@ -187,6 +187,14 @@ class DefaultValuesTests(ChartTestCase):
     def setUp(self):
         self.objects = render(None)
 
+    def test_the_defaults_lint_strictly_and_render_objects_the_cluster_accepts(self):
+        report = helm.lint(CHART, None, strict=True, namespace="certgate")
+        self.assertEqual([m for m in report["messages"] if m["severity"] >= 2] + report["errors"], [])
+        for obj in self.objects:
+            with self.subTest(kind=obj["kind"], name=obj["metadata"]["name"]):
+                for version in KUBERNETES_VERSIONS:
+                    kubernetes_validate.validate({k: v for k, v in obj.items() if k != "__template__"}, version, strict=True)
+
     def test_the_default_installs_every_piece(self):
         kinds = sorted(o["kind"] for o in self.objects)
         self.assertEqual(kinds, sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "ClusterRoleBinding",
