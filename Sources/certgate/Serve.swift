@@ -121,46 +121,8 @@ struct Serve: ParsableCommand {
         let client = reconciler.reconcile || selfManaged || setup.webhookUrl != nil ? try reconciler.connect(logger: logger) : nil
         let registry = MetricsRegistry()
         let serverMetrics = ServerMetrics(registry: registry)
-        let certificateMetrics = CertificateMetrics(registry: registry)
-        let files = selfManaged ? nil : try servingCertificateFiles(logger: logger)
-        let certificateSource = files?.certificateFile ?? "Secret \(reconciler.ownNamespace)/\(setup.tlsSecret ?? "certgate-webhook-tls")"
-        let onCertificateEvent: @Sendable (ServingCertificate.Event) -> Void = { event in
-            switch event {
-            case .loaded(let context):
-                certificateMetrics.reloads.labels("success").increment()
-                certificateMetrics.expiry.set(Double(context.leaf.notAfter))
-                logger.info("serving certificate loaded", metadata: [
-                    "source": "\(certificateSource)", "serial": "\(context.leaf.serialNumberHex)",
-                    "not_after": "\(formatEpoch(context.leaf.notAfter))",
-                ])
-            case .rejected(let error):
-                certificateMetrics.reloads.labels("failure").increment()
-                logger.error("serving certificate not loaded; keeping the one in use", metadata: ["error": "\(error)"])
-            }
-        }
-        let serving: ServingCertificate
-        var selfManagedCertificate: SelfManagedCertificate?
-        if let files {
-            serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2, onEvent: onCertificateEvent)
-            serving.reload()
-            if serving.context == nil {
-                logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
-            }
-            serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
-            if let client, let caFile = setup.webhookCaFile, let registration = setup.registration(caBundle: try readCABundle(caFile)) {
-                let outcome = try registration.apply(with: client)
-                logger.info("webhook registered", metadata: ["validatingwebhookconfiguration": "\(registration.name)",
-                                                              "url": "\(registration.url)", "change": "\(outcome)"])
-            }
-        } else {
-            guard let client else {
-                throw ValidationError("the self-managed serving certificate (--tls-secret or --webhook-url without --tls-cert-file) is kept in the cluster: pass --kubeconfig")
-            }
-            serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onCertificateEvent)
-            let manager = try setup.selfManagedCertificate(client: client, namespace: reconciler.ownNamespace, serving: serving, logger: logger)
-            manager.start()
-            selfManagedCertificate = manager
-        }
+        let (serving, selfManagedCertificate, certificateSource) = try makeServingCertificate(
+            client: client, metrics: CertificateMetrics(registry: registry), logger: logger)
 
         let group = try EventLoopGroup(count: eventLoops ?? EventLoopGroup.defaultLoopCount)
         let readiness = ReadinessChecks()
@@ -261,6 +223,53 @@ struct Serve: ParsableCommand {
         source.reload()
         source.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
         return source
+    }
+
+    /// The serving certificate from files (registering --webhook-url with --webhook-ca-file),
+    /// or self-managed in a Secret; and where it comes from, for logs and readiness.
+    private func makeServingCertificate(client: KubeClient?, metrics: CertificateMetrics,
+                                        logger: Logger) throws -> (ServingCertificate, SelfManagedCertificate?, String) {
+        if setup.webhookUrl != nil && client == nil {
+            throw ValidationError("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig")
+        }
+        let selfManaged = setup.isSelfManaged(tlsCertFile: tlsCertFile)
+        let files = selfManaged ? nil : try servingCertificateFiles(logger: logger)
+        let source = files?.certificateFile ?? "Secret \(reconciler.ownNamespace)/\(setup.secretName)"
+        let onEvent: @Sendable (ServingCertificate.Event) -> Void = { event in
+            switch event {
+            case .loaded(let context):
+                metrics.reloads.labels("success").increment()
+                metrics.expiry.set(Double(context.leaf.notAfter))
+                logger.info("serving certificate loaded", metadata: [
+                    "source": "\(source)", "serial": "\(context.leaf.serialNumberHex)",
+                    "not_after": "\(formatEpoch(context.leaf.notAfter))",
+                ])
+            case .rejected(let error):
+                metrics.reloads.labels("failure").increment()
+                logger.error("serving certificate not loaded; keeping the one in use", metadata: ["error": "\(error)"])
+            }
+        }
+        guard let files else {
+            guard let client else {
+                throw ValidationError("the self-managed serving certificate (--tls-secret) is kept in the cluster, and none is configured: pass --kubeconfig")
+            }
+            let serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onEvent)
+            let manager = try setup.selfManagedCertificate(client: client, namespace: reconciler.ownNamespace, serving: serving, logger: logger)
+            manager.start()
+            return (serving, manager, source)
+        }
+        let serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2, onEvent: onEvent)
+        serving.reload()
+        if serving.context == nil {
+            logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
+        }
+        serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
+        if let client, let caFile = setup.webhookCaFile, let registration = setup.registration(caBundle: try readCABundle(caFile)) {
+            let outcome = try registration.apply(with: client)
+            logger.info("webhook registered", metadata: ["validatingwebhookconfiguration": "\(registration.name)",
+                                                          "url": "\(registration.url)", "change": "\(outcome)"])
+        }
+        return (serving, nil, source)
     }
 
     private func readCABundle(_ path: String) throws -> [UInt8] {

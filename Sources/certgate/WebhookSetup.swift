@@ -25,6 +25,9 @@ struct WebhookSetupOptions: ParsableArguments {
     @Option(help: "Fail or Ignore: what the API server does with Pki writes when the webhook registered by --webhook-url does not answer.")
     var webhookFailurePolicy = "Fail"
 
+    /// The Secret of the self-managed certificate.
+    var secretName: String { tlsSecret ?? "certgate-webhook-tls" }
+
     /// The host of --webhook-url, without brackets around an IPv6 literal.
     func webhookHost() throws -> String? {
         guard let webhookUrl else { return nil }
@@ -87,7 +90,7 @@ struct WebhookSetupOptions: ParsableArguments {
     /// The self-managed certificate `serve` keeps with `client`, serving through `serving`.
     func selfManagedCertificate(client: KubeClient, namespace: String, serving: ServingCertificate,
                                 logger: Logger) throws -> SelfManagedCertificate {
-        var options = SelfManagedCertificate.Options(namespace: namespace, secretName: tlsSecret ?? "certgate-webhook-tls",
+        var options = SelfManagedCertificate.Options(namespace: namespace, secretName: secretName,
                                                      hosts: try selfManagedHosts(), webhookConfigurationName: webhookConfiguration)
         options.registration = registration(caBundle: [])
         return SelfManagedCertificate(client: client, serving: serving, options: options, logger: logger)

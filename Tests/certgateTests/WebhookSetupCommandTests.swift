@@ -94,5 +94,12 @@ import Testing
             #expect(result.status == 64, "\(arguments): \(result.output)")
             #expect(result.stderr.contains(message), "\(arguments): \(result.output)")
         }
+        // With no cluster anywhere, --webhook-url has nowhere to register: an error, not a silent skip.
+        let home = TemporaryDirectory()
+        let result = try runProcess("/usr/bin/env", ["-i", "HOME=\(home.path)", certgateBinary, "serve", "--address", "127.0.0.1",
+                                                     "--port", String(freePort()), "--metrics-address", "0",
+                                                     "--webhook-url", "https://127.0.0.1:8443/validate"], timeout: 20)
+        #expect(result.status == 64, "\(result.output)")
+        #expect(result.stderr.contains("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig"), "\(result.output)")
     }
 }
