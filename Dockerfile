@@ -1,6 +1,7 @@
 # Certgate's container image. Two stages:
 #   build:   the official Swift toolchain image on Debian 12 (swift:6.3-bookworm), which builds
-#            a release binary with the Swift runtime linked in statically;
+#            a release binary with the Swift runtime linked in statically (scripts/build-release,
+#            the same build the benchmarks measure);
 #   runtime: debian:bookworm-slim with only what that binary loads at run time (OpenSSL 3,
 #            nghttp2, the C++ runtime) and ca-certificates, run as an unprivileged user.
 # Build: docker build -t certgate:dev .   (the chart's image.repository/image.tag point at it)
@@ -18,8 +19,8 @@ RUN swift package resolve
 # SwiftPM checks every declared target's folder, so the tests come along (they are not built).
 COPY Sources ./Sources
 COPY Tests ./Tests
-RUN swift build -c release --static-swift-stdlib --product certgate \
- && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/certgate" /out/certgate
+COPY scripts/build-release ./scripts/
+RUN install -D -m 0755 "$(scripts/build-release)" /out/certgate
 
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
