@@ -296,6 +296,9 @@ class DefaultValuesTests(ChartTestCase):
         policy = yaml.safe_load(configmap["data"]["policy.yaml"])
         self.assertEqual(policy["issuers"]["default"], {"secretName": "certgate-ca", "secretNamespace": "certgate"})
 
+    def test_a_single_replica_gets_no_budget_that_would_block_drains(self):
+        self.assertFalse([o for o in render({"replicaCount": 1}) if o["kind"] == "PodDisruptionBudget"])
+
     def test_selectors_from_values_reach_the_webhook(self):
         objects = render({"webhook": {"namespaceSelector": {"matchLabels": {"certgate.dev/enabled": "true"}},
                                       "objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]},
