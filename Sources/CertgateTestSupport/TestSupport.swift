@@ -162,3 +162,22 @@ public struct ClientFailure: Error, CustomStringConvertible {
     public init(output: String) { self.output = output }
     public var description: String { "the test client printed no result: \(output)" }
 }
+
+/// A value a test shares with the threads it starts (a client's result, what a callback
+/// saw), behind a lock.
+public final class Shared<Value>: @unchecked Sendable {
+    // @unchecked: every access to `storage` holds `lock`.
+    private let lock = NSLock()
+    private var storage: Value
+
+    public init(_ value: Value) { storage = value }
+
+    public var value: Value {
+        get { lock.withLock { storage } }
+        set { lock.withLock { storage = newValue } }
+    }
+
+    public func update(_ body: (inout Value) -> Void) {
+        lock.withLock { body(&storage) }
+    }
+}

@@ -139,7 +139,7 @@ let rawCases: [RawCase] = [
     @Test func aRequestInFlightFinishesAndNewConnectionsAreRefused() throws {
         let server = try TestServer()
         let slowRequest = DispatchQueue(label: "slow")
-        let resultBox = ResultBox()
+        let resultBox = Shared<[String: Any]?>(nil)
         let done = DispatchSemaphore(value: 0)
         let arguments = ["h1"] + server.clientArguments + [
             "send:POST /validate HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 6\\r\\n\\r\\nabc", "sleep:1.5", "send:def", "recvclose",
@@ -159,10 +159,6 @@ let rawCases: [RawCase] = [
         #expect(responses.hasSuffix("abcdef"))
         #expect(try server.curl([server.url("/healthz")]).status != 0, "no new connections after shutdown")
     }
-}
-
-final class ResultBox: @unchecked Sendable {
-    var value: [String: Any]?
 }
 
 func connectTCP(port: UInt16) throws -> Int32 {

@@ -7,7 +7,7 @@ import Testing
 
 /// Routes GET /watch to a stream that writes `pieces` 50 ms apart from another thread, then
 /// finishes; `producerSaw` records whether each write was accepted.
-func streamingServer(pieces: [String], finishes: Bool = true, producerSaw: Box<[Bool]>? = nil) throws -> TestServer {
+func streamingServer(pieces: [String], finishes: Bool = true, producerSaw: Shared<[Bool]>? = nil) throws -> TestServer {
     try TestServer(extraRoutes: { router in
         router.add("GET", "/watch") { _ in
             let stream = ResponseStream()
@@ -52,7 +52,7 @@ func streamingServer(pieces: [String], finishes: Bool = true, producerSaw: Box<[
     }
 
     @Test func aClientThatLeavesCancelsTheStream() throws {
-        let saw = Box<[Bool]>([])
+        let saw = Shared<[Bool]>([])
         let server = try streamingServer(pieces: Array(repeating: "x\n", count: 40), finishes: false, producerSaw: saw)
         let client = HTTPClient(configuration: HTTPClientConfiguration(host: "127.0.0.1", port: server.port, tls: try clientContext(server)))
         try client.stream(HTTPRequest(method: "GET", path: "/watch")) { _ in true } body: { _ in false }
@@ -65,7 +65,7 @@ func streamingServer(pieces: [String], finishes: Bool = true, producerSaw: Box<[
     @Test func shutdownEndsAStreamInProgress() throws {
         let server = try streamingServer(pieces: ["first\n"] + Array(repeating: "more\n", count: 100), finishes: false)
         let done = DispatchSemaphore(value: 0)
-        let received = Box("")
+        let received = Shared("")
         let client = HTTPClient(configuration: HTTPClientConfiguration(host: "127.0.0.1", port: server.port, tls: try clientContext(server)))
         DispatchQueue.global().async {
             try? client.stream(HTTPRequest(method: "GET", path: "/watch")) { _ in true } body: { piece in
@@ -82,12 +82,4 @@ func streamingServer(pieces: [String], finishes: Bool = true, producerSaw: Box<[
         #expect(done.wait(timeout: .now() + 5) == .success)
         #expect(received.value.hasPrefix("first\n"))
     }
-}
-
-/// A value shared between a test and the threads it starts.
-final class Box<Value: Sendable>: Sendable {
-    private let storage: Mutex<Value>
-    init(_ value: Value) { storage = Mutex(value) }
-    func update(_ body: (inout Value) -> Void) { storage.withLock { body(&$0) } }
-    var value: Value { storage.withLock { $0 } }
 }

@@ -78,7 +78,7 @@ let certgateBinary: String = {
         #expect(healthy.stdout == "ok\n", "\(healthy.output)")
 
         // A request whose body is still arriving when SIGTERM comes is answered, then the process exits 0.
-        let box = ResultHolder()
+        let box = Shared<[String: Any]?>(nil)
         let done = DispatchSemaphore(value: 0)
         let arguments = ["h1", "--port", String(port), "--ca", pki.caFile,
                          "send:GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 4\\r\\n\\r\\nab", "sleep:1.5", "send:cd", "recvclose"]
@@ -100,10 +100,6 @@ let certgateBinary: String = {
         #expect(lines.contains("\"msg\":\"stopped\""))
         #expect(lines.contains("\"msg\":\"serving certificate loaded\""))
     }
-}
-
-final class ResultHolder: @unchecked Sendable {
-    var value: [String: Any]?
 }
 
 /// A loopback port that was free a moment ago.
