@@ -2,7 +2,6 @@ import CertgateHTTP
 import CertgateTestSupport
 import Dispatch
 import Foundation
-import Synchronization
 import Testing
 
 /// Routes GET /watch to a stream that writes `pieces` 50 ms apart from another thread, then
