@@ -523,34 +523,25 @@ private func prefix(_ kind: ResourceKind, _ namespace: String?) -> String {
 
 /// RFC 7386: objects merge, null deletes, anything else replaces.
 func mergePatch(_ target: [String: Any], _ patch: [String: Any]) -> [String: Any] {
-    var result = target
-    for (key, value) in patch {
-        if value is NSNull {
-            result[key] = nil
-        } else if let patchObject = value as? [String: Any] {
-            result[key] = mergePatch(result[key] as? [String: Any] ?? [:], patchObject)
-        } else {
-            result[key] = value
-        }
-    }
-    return result
+    strategicMergePatch(target, patch, listMergeKeys: [:])
 }
 
 /// The strategic merge patch of built-in kinds, for the lists Certgate patches: like a merge
 /// patch, except that lists whose Go type declares a merge key merge item by item on it.
-func strategicMergePatch(_ target: [String: Any], _ patch: [String: Any]) -> [String: Any] {
-    let mergeKeys = ["webhooks": "name", "containers": "name", "volumes": "name", "env": "name", "ownerReferences": "uid"]
+func strategicMergePatch(_ target: [String: Any], _ patch: [String: Any],
+                         listMergeKeys: [String: String] = ["webhooks": "name", "containers": "name", "volumes": "name",
+                                                            "env": "name", "ownerReferences": "uid"]) -> [String: Any] {
     var result = target
     for (key, value) in patch {
         if value is NSNull {
             result[key] = nil
         } else if let patchObject = value as? [String: Any] {
-            result[key] = strategicMergePatch(result[key] as? [String: Any] ?? [:], patchObject)
-        } else if let mergeKey = mergeKeys[key], let patchItems = value as? [[String: Any]] {
+            result[key] = strategicMergePatch(result[key] as? [String: Any] ?? [:], patchObject, listMergeKeys: listMergeKeys)
+        } else if let mergeKey = listMergeKeys[key], let patchItems = value as? [[String: Any]] {
             var items = result[key] as? [[String: Any]] ?? []
             for patchItem in patchItems {
                 if let index = items.firstIndex(where: { jsonEqual($0[mergeKey], patchItem[mergeKey]) }) {
-                    items[index] = strategicMergePatch(items[index], patchItem)
+                    items[index] = strategicMergePatch(items[index], patchItem, listMergeKeys: listMergeKeys)
                 } else {
                     items.append(patchItem)
                 }

@@ -59,23 +59,13 @@ import Testing
             return argument
         }
         arguments += ["--address=127.0.0.1", "--kubeconfig=\(directory.file("kubeconfig"))"]
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: certgateBinary)
-        server.arguments = arguments
-        server.environment = ["POD_NAMESPACE": "certgate", "HOME": directory.path]
-        server.standardOutput = FileHandle.nullDevice
-        let log = Pipe()
-        server.standardError = log
-        try server.run()
+        let (server, log) = try startCertgate(arguments, environment: ["POD_NAMESPACE": "certgate", "HOME": directory.path])
         defer { if server.isRunning { server.terminate() } }
 
         let name = try #require((configuration.metadata.name))
-        var bundle: String?
-        let deadline = Date().addingTimeInterval(30)
-        while bundle == nil && Date() < deadline {
-            bundle = (try? client.get(.validatingWebhookConfigurations, namespace: nil, name: name, as: ValidatingWebhookConfiguration.self))?
+        let bundle = eventually {
+            (try? client.get(.validatingWebhookConfigurations, namespace: nil, name: name, as: ValidatingWebhookConfiguration.self))?
                 .webhooks?.first?.clientConfig.caBundle
-            if bundle == nil { Thread.sleep(forTimeInterval: 0.1) }
         }
         guard let caBundle = bundle.flatMap({ Data(base64Encoded: $0) }) else {
             server.terminate()
@@ -91,13 +81,12 @@ import Testing
         // The API server's call: the Service's DNS name, verified against the bundle.
         try caBundle.write(to: URL(fileURLWithPath: directory.file("bundle.pem")))
         let host = "\(name).certgate.svc"
-        var ready = ""
-        while ready != "ok\n" && Date() < deadline {
-            ready = try runProcess("curl", ["-sS", "--max-time", "2", "--cacert", directory.file("bundle.pem"),
-                                            "--resolve", "\(host):\(port):127.0.0.1", "https://\(host):\(port)/readyz"]).stdout
-            if ready != "ok\n" { Thread.sleep(forTimeInterval: 0.2) }
+        let ready = eventually {
+            (try? runProcess("curl", ["-sS", "--max-time", "2", "--cacert", directory.file("bundle.pem"),
+                                      "--resolve", "\(host):\(port):127.0.0.1", "https://\(host):\(port)/readyz"]))
+                .flatMap { $0.stdout == "ok\n" ? true : nil }
         }
-        #expect(ready == "ok\n", "ready over TLS under the Service's name with the patched bundle")
+        #expect(ready == true, "ready over TLS under the Service's name with the patched bundle")
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

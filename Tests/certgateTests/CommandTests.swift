@@ -130,3 +130,26 @@ func waitForHTTP(_ url: String, accept: (String) -> Bool) throws -> String {
     }
     throw ClientFailure(output: last)
 }
+
+/// `certgate` started with `arguments` (stdout discarded), and a pipe with what it logs.
+func startCertgate(_ arguments: [String], environment: [String: String]? = nil) throws -> (process: Process, log: Pipe) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: certgateBinary)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let log = Pipe()
+    process.standardError = log
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    return (process, log)
+}
+
+/// The first non-nil answer of `poll`, asked every 0.1 s for up to `seconds`.
+func eventually<T>(within seconds: Double = 30, _ poll: () -> T?) -> T? {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if let value = poll() { return value }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+    return poll()
+}

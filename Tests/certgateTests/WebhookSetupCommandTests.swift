@@ -15,21 +15,13 @@ import Testing
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let port = freePort()
         let url = "https://127.0.0.1:\(port)/validate"
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: certgateBinary)
-        server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
-                            "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false", "--namespace", "certgate",
-                            "--webhook-url", url]
-        server.standardError = FileHandle.nullDevice
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
+        let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
+                                             "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false", "--namespace", "certgate",
+                                             "--webhook-url", url])
         defer { if server.isRunning { server.terminate() } }
 
-        var registered: ValidatingWebhookConfiguration?
-        let deadline = Date().addingTimeInterval(30)
-        while registered == nil && Date() < deadline {
-            registered = try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate")
-            if registered == nil { Thread.sleep(forTimeInterval: 0.1) }
+        let registered = eventually {
+            try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate", as: ValidatingWebhookConfiguration.self)
         }
         let webhook = try #require(registered?.webhooks?.first, "the webhook was registered within 30 s")
         #expect(registered?.metadata.labels?["app.kubernetes.io/name"] == "certgate")
@@ -58,24 +50,16 @@ import Testing
         try api.writeKubeconfig(to: directory.file("kubeconfig"))
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let port = freePort()
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: certgateBinary)
-        server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
-                            "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
-                            "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
-                            "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", pki.caFile,
-                            "--webhook-configuration", "certgate-dev", "--webhook-failure-policy", "Ignore"]
-        server.standardError = FileHandle.nullDevice
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
+        let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
+                                             "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
+                                             "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
+                                             "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", pki.caFile,
+                                             "--webhook-configuration", "certgate-dev", "--webhook-failure-policy", "Ignore"])
         defer { if server.isRunning { server.terminate() } }
-        var registered: ValidatingWebhookConfiguration?
-        let deadline = Date().addingTimeInterval(30)
-        while registered == nil && Date() < deadline {
-            registered = try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev")
-            if registered == nil { Thread.sleep(forTimeInterval: 0.1) }
+        let registered = eventually {
+            try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev", as: ValidatingWebhookConfiguration.self)
         }
-        let webhook = try #require(registered?.webhooks?.first)
+        let webhook = try #require(registered?.webhooks?.first, "the webhook was registered within 30 s")
         #expect(webhook.clientConfig.caBundle == (try Data(contentsOf: URL(fileURLWithPath: pki.caFile))).base64EncodedString())
         #expect(webhook.failurePolicy == "Ignore")
         #expect(api.object(.secrets, namespace: "default", name: "certgate-webhook-tls") == nil, "no Secret with certificate files")
