@@ -124,7 +124,7 @@ public final class SelfManagedCertificate: Sendable {
                     wrote = true
                     logger.info(existing == nil ? "serving certificate Secret created" : "serving certificate Secret renewed", metadata: [
                         "secret": "\(options.namespace)/\(options.secretName)", "reason": "\(plan.reason)",
-                        "serial": "\(plan.contents.serving.serialNumberHex)", "not_after": "\(plan.contents.serving.notAfter)",
+                        "serial": "\(plan.contents.serving.serialNumberHex)", "not_after": "\(formatUTC(Int(plan.contents.serving.notAfter), "%Y-%m-%dT%H:%M:%SZ"))",
                     ])
                 } catch let status as APIStatus where (status.isConflict || status.isAlreadyExists) && attempts < 5 {
                     continue  // another replica wrote it first: use theirs
