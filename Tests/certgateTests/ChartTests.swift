@@ -5,13 +5,13 @@ import Foundation
 import Testing
 
 /// The Helm chart's tests (Tests/Chart/test_chart.py) run with the Python packages that
-/// scripts/setup installs in .venv-test, and with this build's certgate binary to load the
+/// scripts/setup --tests installs in .venv-test, and with this build's certgate binary to load the
 /// policy the chart renders.
 @Suite struct ChartTests {
     @Test func theChartLintsRendersAndChecksForTheREADMEsInstallCommands() throws {
         let python = repositoryRoot + "/.venv-test/bin/python"
         try #require(FileManager.default.isExecutableFile(atPath: python),
-                     "\(python) is missing: run scripts/setup (it installs helm-python-sdk and kubernetes-validate)")
+                     "\(python) is missing: run scripts/setup --tests (it installs helm-python-sdk and kubernetes-validate)")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["CERTGATE_BINARY=\(certgateBinary)", python, "-m", "unittest", "discover", "-s", repositoryRoot + "/Tests/Chart", "-v"]
@@ -31,7 +31,7 @@ import Testing
     /// under the Service's name.
     @Test func theDeploymentsArgumentsRunTheSelfManagedModeAsInACluster() throws {
         let python = repositoryRoot + "/.venv-test/bin/python"
-        try #require(FileManager.default.isExecutableFile(atPath: python), "\(python) is missing: run scripts/setup")
+        try #require(FileManager.default.isExecutableFile(atPath: python), "\(python) is missing: run scripts/setup --tests")
         let rendered = try runProcess(python, [repositoryRoot + "/Tests/Chart/render.py"], timeout: 120)
         let objects = try #require(try JSONSerialization.jsonObject(with: Data(rendered.stdout.utf8)) as? [[String: Any]], "\(rendered.output)")
         func object(_ kind: String) throws -> [String: Any] { try #require(objects.first { $0["kind"] as? String == kind }) }
