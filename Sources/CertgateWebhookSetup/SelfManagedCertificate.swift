@@ -117,10 +117,11 @@ public final class SelfManagedCertificate: Sendable {
                 existing = nil
             }
             let plan = try planContents(existing)
+            let bundle = try plan.contents.bundlePEM()
             var wrote = false
             if plan.changed {
                 do {
-                    try write(plan.contents, over: existing)
+                    try write(plan.contents, bundle: bundle, over: existing)
                     wrote = true
                     logger.info(existing == nil ? "serving certificate Secret created" : "serving certificate Secret renewed", metadata: [
                         "secret": "\(options.namespace)/\(options.secretName)", "reason": "\(plan.reason)",
@@ -130,13 +131,13 @@ public final class SelfManagedCertificate: Sendable {
                     continue  // another replica wrote it first: use theirs
                 }
             }
-            let installed = try install(plan.contents)
+            let installed = try install(plan.contents, bundle: bundle)
             let patched: Bool
             if var registration = options.registration {
-                registration.caBundle = plan.contents.bundlePEM
+                registration.caBundle = bundle
                 patched = try registration.apply(with: client) != .unchanged
             } else {
-                patched = try patchBundle(plan.contents.bundlePEM)
+                patched = try patchBundle(bundle)
             }
             return Outcome(wroteSecret: wrote, installed: installed, patchedBundle: patched,
                            serial: plan.contents.serving.serialNumberHex, renewAt: plan.contents.renewAt(options))
@@ -154,8 +155,9 @@ public final class SelfManagedCertificate: Sendable {
         var servingKey: PrivateKey
         var hosts: [String]
 
-        var bundlePEM: [UInt8] {
-            Array(((try? ([authority] + previousAuthorities).map { try $0.pem() }.joined()) ?? "").utf8)
+        /// ca.crt: the CA, then the previous ones.
+        func bundlePEM() throws -> [UInt8] {
+            Array(try ([authority] + previousAuthorities).map { try $0.pem() }.joined().utf8)
         }
 
         func renewAt(_ options: Options) -> Int64 {
@@ -238,14 +240,14 @@ public final class SelfManagedCertificate: Sendable {
                         serving: serving, servingKey: servingKey, hosts: hosts)
     }
 
-    private func write(_ contents: Contents, over existing: Secret?) throws {
+    private func write(_ contents: Contents, bundle: [UInt8], over existing: Secret?) throws {
         var secret = Secret(
             metadata: ObjectMeta(name: options.secretName, namespace: options.namespace,
                                  labels: ["app.kubernetes.io/name": "certgate", Self.managedByLabel.0: Self.managedByLabel.1],
                                  annotations: [Self.hostsAnnotation: contents.hosts.joined(separator: ",")]),
             type: "kubernetes.io/tls",
             data: ["tls.crt": Array(try contents.serving.pem().utf8), "tls.key": Array(try contents.servingKey.pkcs8PEM().utf8),
-                   "ca.crt": contents.bundlePEM, "ca.key": Array(try contents.authorityKey.pkcs8PEM().utf8)])
+                   "ca.crt": bundle, "ca.key": Array(try contents.authorityKey.pkcs8PEM().utf8)])
         if let existing {
             secret.metadata.resourceVersion = existing.metadata.resourceVersion
             secret.metadata.labels = (existing.metadata.labels ?? [:]).merging(secret.metadata.labels ?? [:]) { $1 }
@@ -259,9 +261,9 @@ public final class SelfManagedCertificate: Sendable {
 
     // MARK: Serving and the CA bundle
 
-    private func install(_ contents: Contents) throws -> Bool {
+    private func install(_ contents: Contents, bundle: [UInt8]) throws -> Bool {
         let serial = contents.serving.serialNumberHex
-        caBundle.withLock { $0 = contents.bundlePEM }
+        caBundle.withLock { $0 = bundle }
         guard installedSerial.withLock({ $0 }) != serial else { return false }
         try serving.install(certificateChainPEM: Array(try contents.serving.pem().utf8), keyPEM: Array(try contents.servingKey.pkcs8PEM().utf8))
         installedSerial.withLock { $0 = serial }

@@ -60,9 +60,8 @@ struct ReconcilerOptions: ParsableArguments {
 extension ReconcilerOptions {
     /// --namespace, or where the pod runs.
     var ownNamespace: String {
-        let environment = ProcessEnvironment.variables
         if let namespace { return namespace }
-        if let namespace = environment["POD_NAMESPACE"], !namespace.isEmpty { return namespace }
+        if let namespace = ProcessEnvironment.variables["POD_NAMESPACE"], !namespace.isEmpty { return namespace }
         if let file = readWholeFile("\(ClusterConfigurationLoader.serviceAccountDirectory)/namespace") {
             return String(decoding: file, as: UTF8.self).trimmingCharacters()
         }

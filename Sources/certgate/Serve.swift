@@ -234,7 +234,8 @@ struct Serve: ParsableCommand {
         }
         let selfManaged = setup.isSelfManaged(tlsCertFile: tlsCertFile)
         let files = selfManaged ? nil : try servingCertificateFiles(logger: logger)
-        let source = files?.certificateFile ?? "Secret \(reconciler.ownNamespace)/\(setup.secretName)"
+        let namespace = reconciler.ownNamespace
+        let source = files?.certificateFile ?? "Secret \(namespace)/\(setup.secretName)"
         let onEvent: @Sendable (ServingCertificate.Event) -> Void = { event in
             switch event {
             case .loaded(let context):
@@ -254,7 +255,7 @@ struct Serve: ParsableCommand {
                 throw ValidationError("the self-managed serving certificate (--tls-secret) is kept in the cluster, and none is configured: pass --kubeconfig")
             }
             let serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onEvent)
-            let manager = try setup.selfManagedCertificate(client: client, namespace: reconciler.ownNamespace, serving: serving, logger: logger)
+            let manager = try setup.selfManagedCertificate(client: client, namespace: namespace, serving: serving, logger: logger)
             manager.start()
             return (serving, manager, source)
         }
