@@ -3,14 +3,14 @@
 #            a release binary with the Swift runtime linked in statically (scripts/build-release,
 #            the same build the benchmarks measure);
 #   runtime: debian:bookworm-slim with only what that binary loads at run time (OpenSSL 3,
-#            nghttp2, the C++ runtime) and ca-certificates, run as an unprivileged user.
+#            nghttp2, libyaml, the C++ runtime) and ca-certificates, run as an unprivileged user.
 # Build: docker build -t certgate:dev .   (the chart's image.repository/image.tag point at it)
 ARG SWIFT_IMAGE=swift:6.3-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${SWIFT_IMAGE} AS build
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl-dev libnghttp2-dev pkg-config \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl-dev libnghttp2-dev libyaml-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits reuse the resolved packages layer.
@@ -24,7 +24,7 @@ RUN install -D -m 0755 "$(scripts/build-release)" /out/certgate
 
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl3 libnghttp2-14 libstdc++6 ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl3 libnghttp2-14 libyaml-0-2 libstdc++6 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/certgate /usr/local/bin/certgate
 # The same numeric user the chart's securityContext runs as (runAsNonRoot needs a number).

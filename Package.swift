@@ -2,7 +2,10 @@
 import PackageDescription
 
 // One module per concern; C libraries stay behind the modules that wrap them:
-// COpenSSL is used only by CertgateCrypto and CertgateTLS, CNGHTTP2 only by CertgateHTTP.
+// COpenSSL is used only by CertgateCrypto and CertgateTLS, CNGHTTP2 only by CertgateHTTP,
+// CYAML only by CertgateYAML. The shipped binary does not link Foundation (its ICU data
+// alone is 34 MB, and its start-up code megabytes of resident pages): modules that need
+// JSONEncoder or Data import FoundationEssentials.
 let package = Package(
     name: "certgate",
     platforms: [.macOS(.v15)],
@@ -12,7 +15,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -25,22 +27,28 @@ let package = Package(
             pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]
         ),
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
         .systemLibrary(name: "CLinux"),
         .target(name: "CertgateNet", dependencies: ["CLinux"]),
         .target(name: "CertgateMetrics"),
         .target(name: "CertgateJSON"),
+        .target(name: "CertgateYAML", dependencies: ["CYAML"]),
         .target(name: "CertgatePKI", dependencies: ["CertgateJSON", "CertgateCrypto"]),
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
         .target(
             name: "CertgateKube",
-            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", "CertgateYAML"]
         ),
         .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics"]),
         .target(
             name: "CertgateWebhookSetup",
             dependencies: ["CertgateKube", "CertgateTLS", "CertgateCrypto", "CertgateNet", .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", .product(name: "Yams", package: "Yams")]),
+        .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", "CertgateYAML"]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet"]),
         .target(
@@ -77,6 +85,7 @@ let package = Package(
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
+        .testTarget(name: "CertgateYAMLTests", dependencies: ["CertgateYAML"]),
         .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI", "CertgateHTTP"]),
         .testTarget(

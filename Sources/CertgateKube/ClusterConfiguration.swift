@@ -4,7 +4,7 @@ import CertgateNet
 import CertgateTLS
 import FoundationEssentials
 import Synchronization
-import Yams
+import CertgateYAML
 
 /// How to reach and authenticate to a Kubernetes API server, resolved as client-go does.
 public struct ClusterConfiguration: Sendable {
@@ -60,7 +60,7 @@ public final class TokenSource: Sendable {
         guard let path, let bytes = readWholeFile(path) else {
             throw ClusterConfigurationError("cannot read the service account token \(path ?? "")")
         }
-        let token = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
         cached.withLock { $0 = (token, now) }
         return token
     }
@@ -112,13 +112,13 @@ public enum ClusterConfigurationLoader {
     /// A kubeconfig file's current (or named) context.
     public static func kubeconfig(path: String, context requested: String? = nil, allowInsecure: Bool = false) throws -> ClusterConfiguration {
         guard let bytes = readWholeFile(path) else { throw ClusterConfigurationError("cannot read the kubeconfig \(path)") }
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: String(decoding: bytes, as: UTF8.self), .basic)
+            root = try YAML.document(in: String(decoding: bytes, as: UTF8.self))
         } catch {
             throw ClusterConfigurationError("the kubeconfig \(path) is not valid YAML: \(error)")
         }
-        guard let root, let document = root.mapping else { throw ClusterConfigurationError("the kubeconfig \(path) is empty") }
+        guard let document = root, document.mapping != nil else { throw ClusterConfigurationError("the kubeconfig \(path) is empty") }
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
 
         guard let contextName = requested ?? document["current-context"]?.string, !contextName.isEmpty else {
@@ -185,24 +185,24 @@ public enum ClusterConfigurationLoader {
     }
 
     /// The entry called `name` in the list `list` (kubeconfig's `- name: x; cluster: {...}` form).
-    private static func named(_ document: Node.Mapping, _ list: String, _ name: String, _ field: String, _ path: String) throws -> Node.Mapping {
-        let entries = document[Node(list)]?.sequence ?? []
-        for entry in entries where entry.mapping?["name"]?.string == name {
-            guard let body = entry.mapping?[Node(field)]?.mapping else { break }
+    private static func named(_ document: YAMLNode, _ list: String, _ name: String, _ field: String, _ path: String) throws -> YAMLNode {
+        let entries = document[list]?.sequence ?? []
+        for entry in entries where entry["name"]?.string == name {
+            guard let body = entry[field], body.mapping != nil else { break }
             return body
         }
         throw ClusterConfigurationError("the kubeconfig \(path) has no \(field) named \"\(name)\"")
     }
 
     /// `key-data` (base64) or `key` (a file, relative to the kubeconfig's directory).
-    private static func material(_ entry: Node.Mapping, _ key: String, _ directory: String, _ what: String) throws -> [UInt8]? {
-        if let data = entry[Node("\(key)-data")]?.string {
+    private static func material(_ entry: YAMLNode, _ key: String, _ directory: String, _ what: String) throws -> [UInt8]? {
+        if let data = entry["\(key)-data"]?.string {
             guard let decoded = Data(base64Encoded: data.filter { !$0.isWhitespace }) else {
                 throw ClusterConfigurationError("\(key)-data of \(what) is not base64")
             }
             return Array(decoded)
         }
-        if let file = entry[Node(key)]?.string {
+        if let file = entry[key]?.string {
             let full = file.hasPrefix("/") ? file : "\(directory)/\(file)"
             guard let bytes = readWholeFile(full) else { throw ClusterConfigurationError("cannot read \(what) from \(full)") }
             return bytes

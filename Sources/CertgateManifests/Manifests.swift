@@ -1,6 +1,6 @@
 import CertgateJSON
 import CertgatePKI
-import Yams
+import CertgateYAML
 
 /// One object of a manifest file.
 public struct ManifestObject: Sendable {
@@ -32,59 +32,52 @@ public enum Manifests {
     /// Every non-empty document of a multi-document YAML (or JSON) text, `List` kinds unrolled.
     public static func objects(in text: String) throws -> [ManifestObject] {
         var objects: [ManifestObject] = []
+        let documents: [YAMLNode]
         do {
-            // The sequence stops at a parse error and keeps it rather than throwing.
-            var documents = try Yams.compose_all(yaml: text)
-            var index = -1
-            while let node = documents.next() {
-                index += 1
-                guard let mapping = node.mapping else { continue }
-                if mapping["kind"]?.string?.hasSuffix("List") == true, let items = mapping["items"]?.sequence {
-                    for item in items where item.mapping != nil { objects.append(object(item, document: index)) }
-                } else {
-                    objects.append(object(node, document: index))
-                }
-            }
-            if let error = documents.error { throw error }
-        } catch let error as ManifestError {
-            throw error
+            documents = try YAML.documents(in: text)
         } catch {
-            throw ManifestError(message: "not valid YAML: \(describeYAMLError(error))")
+            throw ManifestError(message: "not valid YAML: \(error)")
+        }
+        for (index, node) in documents.enumerated() where node.mapping != nil {
+            if node["kind"]?.string?.hasSuffix("List") == true, let items = node["items"]?.sequence {
+                for item in items where item.mapping != nil { objects.append(object(item, document: index)) }
+            } else {
+                objects.append(object(node, document: index))
+            }
         }
         return objects
     }
 
-    private static func object(_ node: Node, document: Int) -> ManifestObject {
+    private static func object(_ node: YAMLNode, document: Int) -> ManifestObject {
         var writer = JSONWriter()
         write(node, to: &writer)
-        return ManifestObject(document: document, apiVersion: node.mapping?["apiVersion"]?.string,
-                              kind: node.mapping?["kind"]?.string, json: writer.bytes)
+        return ManifestObject(document: document, apiVersion: node["apiVersion"]?.string,
+                              kind: node["kind"]?.string, json: writer.bytes)
     }
 
     /// YAML to JSON by the tags YAML resolved: `size: 256` is a number, `size: "256"` a string.
-    private static func write(_ node: Node, to writer: inout JSONWriter) {
-        switch node {
-        case .mapping(let mapping):
+    private static func write(_ node: YAMLNode, to writer: inout JSONWriter) {
+        switch node.content {
+        case .mapping(let entries):
             writer.object { object in
-                for (key, value) in mapping {
+                for (key, value) in entries {
                     object.key(key.string ?? "")
                     write(value, to: &object)
                 }
             }
-        case .sequence(let sequence):
+        case .sequence(let items):
             writer.array { array in
-                for item in sequence { write(item, to: &array) }
+                for item in items { write(item, to: &array) }
             }
-        case .scalar(let scalar):
-            switch Tag.Name(rawValue: node.tag.rawValue) {
-            case .int: if let value = node.int { writer.int(value) } else { writer.string(scalar.string) }
-            case .float: if let value = node.float, value.isFinite { writer.number(String(value)) } else { writer.string(scalar.string) }
-            case .bool: if let value = node.bool { writer.bool(value) } else { writer.string(scalar.string) }
+        case .scalar(let text, _):
+            switch node.value ?? .string(text) {
             case .null: writer.null()
-            default: writer.string(scalar.string)
+            case .bool(let value): writer.bool(value)
+            case .int(let value): writer.int(value)
+            // JSON has no NaN or infinity: such a value stays the text it was written as.
+            case .float(let value): if value.isFinite { writer.number(String(value)) } else { writer.string(text) }
+            case .string(let value): writer.string(value)
             }
-        case .alias:
-            writer.null()
         }
     }
 }

@@ -1,6 +1,6 @@
 import CertgateNet
 import CertgatePKI
-import Yams
+import CertgateYAML
 
 /// A policy file that does not make a policy, and where.
 public struct PolicyFileError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -20,14 +20,12 @@ public struct PolicyFileError: Error, CustomStringConvertible, Equatable, Sendab
 /// typo in the policy does not silently allow or deny everything.
 public enum PolicyFile {
     public static func parse(_ text: String) throws -> Policy {
-        let root: Node?
+        let root: YAMLNode?
         do {
-            // The basic resolver leaves every scalar a string: the policy reads its numbers
-            // itself, and Yams' default resolver would wake ICU's regex engine (and its
-            // megabytes) in the long-running server just for this.
-            root = try Yams.compose(yaml: text, .basic)
+            // Every scalar is read as its text: the policy parses its numbers and durations itself.
+            root = try YAML.document(in: text)
         } catch {
-            throw PolicyFileError(path: "", message: "not valid YAML: \(describeYAMLError(error))")
+            throw PolicyFileError(path: "", message: "not valid YAML: \(error)")
         }
         guard let root else { throw PolicyFileError(path: "", message: "the file is empty") }
         let mapping = try expectMapping(root, "")
@@ -71,7 +69,7 @@ public enum PolicyFile {
                     switch field {
                     case "algorithms": policy.keyAlgorithms = try strings(entry, "privateKeys.algorithms")
                     case "minimumRSASize":
-                        guard let size = entry.scalar.flatMap({ Int($0.string) }) else {
+                        guard let size = entry.string.flatMap({ Int($0) }) else {
                             throw PolicyFileError(path: "privateKeys.minimumRSASize", message: "expected a number such as 2048")
                         }
                         policy.minimumRSASize = size
@@ -107,19 +105,19 @@ public enum PolicyFile {
         return policy
     }
 
-    private static func expectMapping(_ node: Node, _ path: String) throws -> Node.Mapping {
+    private static func expectMapping(_ node: YAMLNode, _ path: String) throws -> [(key: YAMLNode, value: YAMLNode)] {
         guard let mapping = node.mapping else {
             throw PolicyFileError(path: path, message: "expected a mapping of keys to values")
         }
         return mapping
     }
 
-    private static func string(_ node: Node, _ path: String) throws -> String {
-        guard let scalar = node.scalar else { throw PolicyFileError(path: path, message: "expected a single value") }
-        return scalar.string
+    private static func string(_ node: YAMLNode, _ path: String) throws -> String {
+        guard let text = node.string else { throw PolicyFileError(path: path, message: "expected a single value") }
+        return text
     }
 
-    private static func strings(_ node: Node, _ path: String) throws -> [String] {
+    private static func strings(_ node: YAMLNode, _ path: String) throws -> [String] {
         guard let sequence = node.sequence else { throw PolicyFileError(path: path, message: "expected a list") }
         return try sequence.enumerated().map { index, item in try string(item, "\(path)[\(index)]") }
     }
@@ -127,21 +125,6 @@ public enum PolicyFile {
     private static func unknownKey(_ key: String, in parent: String, known: [String]) -> PolicyFileError {
         let hint = closestMatch(to: key, among: known).map { " (did you mean \"\($0)\"?)" } ?? ""
         return PolicyFileError(path: parent, message: "unknown key \"\(key)\"\(hint); known keys are \(bracketed(known))")
-    }
-}
-
-/// Yams' errors print the whole document; keep the problem and its line and column.
-func describeYAMLError(_ error: Error) -> String {
-    guard let yaml = error as? YamlError else { return "\(error)" }
-    switch yaml {
-    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
-        return "\(problem) at line \(mark.line), column \(mark.column)"
-    case .reader(let problem, _, _, _):
-        return problem
-    case .duplicatedKeysInMapping(let duplicates, let context):
-        return "duplicated keys \(bracketed(duplicates)) at line \(context.mark.line)"
-    default:
-        return "\(yaml)"
     }
 }
 

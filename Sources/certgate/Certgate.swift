@@ -47,16 +47,8 @@ struct CertsInit: ParsableCommand {
 
 /// The hosts of a comma-separated list such as "localhost,127.0.0.1,::1".
 func parseHosts(_ text: String, flag: String) throws -> [String] {
-    let hosts = text.split(separator: ",").map { String($0).trimmingCharacters() }.filter { !$0.isEmpty }
+    let hosts = text.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
     guard !hosts.isEmpty else { throw ValidationError("\(flag) names no host") }
     return hosts
 }
 
-extension String {
-    func trimmingCharacters() -> String {
-        var slice = Substring(self)
-        while slice.first?.isWhitespace == true { slice = slice.dropFirst() }
-        while slice.last?.isWhitespace == true { slice = slice.dropLast() }
-        return String(slice)
-    }
-}

@@ -63,7 +63,7 @@ extension ReconcilerOptions {
         if let namespace { return namespace }
         if let namespace = ProcessEnvironment.variables["POD_NAMESPACE"], !namespace.isEmpty { return namespace }
         if let file = readWholeFile("\(ClusterConfigurationLoader.serviceAccountDirectory)/namespace") {
-            return String(decoding: file, as: UTF8.self).trimmingCharacters()
+            return String(decoding: file, as: UTF8.self).trimmingWhitespace()
         }
         return "default"
     }

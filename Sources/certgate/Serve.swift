@@ -296,7 +296,7 @@ struct Serve: ParsableCommand {
     }
 
     private func listenAddresses() throws -> [SocketAddress] {
-        let hosts = address.split(separator: ",").map { String($0).trimmingCharacters() }.filter { !$0.isEmpty }
+        let hosts = address.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
         guard !hosts.isEmpty else { throw ValidationError("--address names no address") }
         do {
             return try hosts.map { try SocketAddress(host: $0, port: port) }
