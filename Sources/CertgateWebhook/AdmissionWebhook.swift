@@ -52,10 +52,20 @@ public struct AdmissionWebhook: Sendable {
         do {
             review = try AdmissionReview(json: request.body)
         } catch {
-            return .error(400, "the body is not an admission.k8s.io/v1 AdmissionReview: \(error)")
+            return .error(400, "the body is not an admission.k8s.io/v1 AdmissionReview: " + Self.describe(error))
         }
         let response = self.review(review)
         onDecision(review, response)
         return .json(200, response.encoded(for: review))
+    }
+
+    /// The decoding errors by their own descriptions: interpolating `any Error` would go
+    /// through the runtime's dynamic casts on every malformed request.
+    private static func describe(_ error: Error) -> String {
+        switch error {
+        case let error as JSONError: error.description
+        case let error as AdmissionReviewError: error.description
+        default: "\(error)"
+        }
     }
 }
