@@ -29,7 +29,7 @@ public final class Certificate: @unchecked Sendable {
             return certificates
         }
         // The loop ends on "no start line" at the end of the data; any other error is real.
-        let leftover = drainErrorQueue().filter { !$0.contains("no start line") }
+        let leftover = drainErrorQueue(ignoring: { ERR_GET_LIB($0) == ERR_LIB_PEM && ERR_GET_REASON($0) == PEM_R_NO_START_LINE })
         if chain.isEmpty || !leftover.isEmpty {
             throw OpenSSLError("reading PEM certificates", details: leftover.isEmpty ? ["no certificate found"] : leftover)
         }

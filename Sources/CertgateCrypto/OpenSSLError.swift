@@ -22,13 +22,15 @@ public struct OpenSSLError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// Empties this thread's OpenSSL error queue and returns its entries as text.
-public func drainErrorQueue() -> [String] {
+/// Empties this thread's OpenSSL error queue and returns its entries as text, leaving out
+/// those `isExpected` accepts (by their packed error code).
+public func drainErrorQueue(ignoring isExpected: (UInt) -> Bool = { _ in false }) -> [String] {
     var entries: [String] = []
     var buffer = [CChar](repeating: 0, count: 256)
     while true {
         let code = ERR_get_error()
         if code == 0 { break }
+        if isExpected(code) { continue }
         ERR_error_string_n(code, &buffer, buffer.count)
         entries.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }

@@ -11,6 +11,7 @@ struct Certgate: ParsableCommand {
 
 struct Certs: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "certs",
         abstract: "Development certificates.",
         subcommands: [CertsInit.self]
     )

@@ -18,6 +18,7 @@ import Glibc
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2), reconcile Pkis when a cluster is configured, and serve metrics over plain HTTP.",
         discussion: """
         The serving certificate comes from --tls-cert-file and --tls-key-file (watched and reloaded \

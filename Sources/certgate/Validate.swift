@@ -8,6 +8,7 @@ import Glibc
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "validate",
         abstract: "Judge the Pkis in manifests with the admission rules, for CI pipelines.",
         discussion: """
         Reads multi-document YAML or JSON manifests, judges every certgate.dev Pki in them with \
