@@ -19,7 +19,7 @@ RUN swift package resolve
 # SwiftPM checks every declared target's folder, so the tests come along (they are not built).
 COPY Sources ./Sources
 COPY Tests ./Tests
-COPY scripts/build-release ./scripts/
+COPY scripts/build-release scripts/certgate.link-order ./scripts/
 RUN install -D -m 0755 "$(scripts/build-release)" /out/certgate
 
 FROM ${RUNTIME_IMAGE}
