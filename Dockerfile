@@ -3,7 +3,8 @@
 #            a release binary with the Swift runtime linked in statically (scripts/build-release,
 #            the same build the benchmarks measure);
 #   runtime: debian:bookworm-slim with only what that binary loads at run time (OpenSSL 3,
-#            nghttp2, libyaml, the C++ runtime) and ca-certificates, run as an unprivileged user.
+#            nghttp2, libyaml; libstdc++ only if the build found no static archive of it)
+#            and ca-certificates, run as an unprivileged user.
 # Build: docker build -t certgate:dev .   (the chart's image.repository/image.tag point at it)
 ARG SWIFT_IMAGE=swift:6.3-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
