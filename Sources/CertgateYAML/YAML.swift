@@ -28,6 +28,8 @@ public enum YAML {
     /// Every document of a stream (`---` separated), in order. An empty stream has none; an
     /// empty document is a null scalar. Throws ``YAMLError``.
     public static func documents(in text: String) throws -> [YAMLNode] {
+        // libyaml needs a pointer to read from, which an empty buffer need not have.
+        guard !text.isEmpty else { return [] }
         var text = text
         return try text.withUTF8 { bytes in
             var builder = TreeBuilder()
@@ -46,19 +48,15 @@ public enum YAML {
         return documents.first
     }
 
-    /// Runs libyaml's event parser over `bytes`, handing each event to `body`. The parser and
-    /// each event are freed here; `body` sees them only for the length of the call.
+    /// Runs libyaml's event parser over `bytes` (not empty), handing each event to `body`. The
+    /// parser and each event are freed here; `body` sees them only for the length of the call.
     private static func withEvents(of bytes: UnsafeBufferPointer<UInt8>,
                                    _ body: (yaml_event_t) throws -> Void) throws {
         let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
         defer { parser.deallocate() }
         guard yaml_parser_initialize(parser) == 1 else { throw YAMLError("libyaml could not allocate a parser") }
         defer { yaml_parser_delete(parser) }
-        // An empty buffer may have no base address; libyaml wants a pointer all the same.
-        let empty: [UInt8] = [0]
-        empty.withUnsafeBufferPointer { fallback in
-            yaml_parser_set_input_string(parser, bytes.baseAddress ?? fallback.baseAddress!, bytes.count)
-        }
+        yaml_parser_set_input_string(parser, bytes.baseAddress!, bytes.count)
         var event = yaml_event_t()
         while true {
             guard yaml_parser_parse(parser, &event) == 1 else { throw parserError(parser.pointee) }
