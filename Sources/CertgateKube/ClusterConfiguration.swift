@@ -2,9 +2,9 @@ import CertgateCrypto
 import CertgateHTTP
 import CertgateNet
 import CertgateTLS
+import CertgateYAML
 import FoundationEssentials
 import Synchronization
-import CertgateYAML
 
 /// How to reach and authenticate to a Kubernetes API server, resolved as client-go does.
 public struct ClusterConfiguration: Sendable {
