@@ -45,14 +45,15 @@ public struct InformerHandlers<Object: KubeObject>: Sendable {
 /// is retried with exponential backoff and jitter, and every `resyncInterval` each cached
 /// object is handed to onUpdate again (on a timer of its own).
 public final class Informer<Object: KubeObject>: @unchecked Sendable {
-    // @unchecked: `cache`, `synced` and `stopped` are behind `state`; the rest is immutable.
+    // @unchecked: `cache` and `synced` are behind `state`; the rest is immutable or Sendable.
     private let client: KubeClient
     private let resource: Resource
     private let namespace: String?
     private let options: ListOptions
     private let handlers: InformerHandlers<Object>
     private let resyncInterval: Double
-    private let state = Mutex<(cache: [String: Object], synced: Bool, stopped: Bool)>(([:], false, false))
+    private let state = Mutex<(cache: [String: Object], synced: Bool)>(([:], false))
+    private let stopSignal = StopSignal()
     private let cancellation = Mutex<StreamCancellation?>(nil)
     /// How many times the informer listed (for tests and logs).
     public var listCount: Int { lists.load(ordering: .relaxed) }
@@ -79,12 +80,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// Every `resyncInterval`, hands each cached object to onUpdate again, so an owner that
     /// missed acting on something (a failed reconcile) gets another chance.
     private func resyncPeriodically() {
-        var waited = 0.0
-        while !isStopped {
-            usleep(50_000)
-            waited += 0.05
-            guard waited >= resyncInterval else { continue }
-            waited = 0
+        while stopSignal.sleep(resyncInterval) {
             deliver { for object in objects.sorted(by: { ($0.metadata.name ?? "") < ($1.metadata.name ?? "") }) { handlers.onUpdate(object, object) } }
         }
     }
@@ -97,7 +93,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
 
     /// Stops the watch at once; handlers are not called afterwards.
     public func stop() {
-        state.withLock { $0.stopped = true }
+        stopSignal.stop()
         cancellation.withLock { $0?.cancel() }
     }
 
@@ -110,7 +106,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
 
     public var objects: [Object] { state.withLock { Array($0.cache.values) } }
 
-    private var isStopped: Bool { state.withLock { $0.stopped } }
+    private var isStopped: Bool { stopSignal.isStopped }
 
     private func run() {
         var backoff = 0.2
@@ -126,12 +122,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
             } catch {
                 guard !isStopped else { break }
                 // Unreachable or failing: wait, doubling up to 30 s, with up to 50% jitter.
-                let delay = backoff * (1 + Double.random(in: 0..<0.5))
-                var remaining = delay
-                while remaining > 0 && !isStopped {
-                    usleep(50_000)
-                    remaining -= 0.05
-                }
+                stopSignal.sleep(backoff * (1 + Double.random(in: 0..<0.5)))
                 backoff = min(backoff * 2, 30)
             }
         }

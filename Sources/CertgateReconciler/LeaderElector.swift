@@ -36,7 +36,6 @@ public final class LeaderElector: Sendable {
     private let onStoppedLeading: @Sendable () -> Void
     private struct State {
         var leading = false
-        var stopped = false
         /// The Lease record last seen (holder and renew time), and when it last changed by our clock.
         var observedHolder: String?
         var observedRecord: String?
@@ -44,6 +43,7 @@ public final class LeaderElector: Sendable {
     }
 
     private let state = Mutex(State())
+    private let stopSignal = StopSignal()
 
     public init(client: KubeClient, namespace: String, name: String = "certgate-leader", identity: String, timing: Timing = Timing(),
                 onStartedLeading: @escaping @Sendable () -> Void, onStoppedLeading: @escaping @Sendable () -> Void) {
@@ -64,8 +64,9 @@ public final class LeaderElector: Sendable {
 
     /// Stops campaigning; a leader stops leading and releases the Lease.
     public func stop() {
+        // Stopped first: a campaign that wins after this sees it and does not start leading.
+        stopSignal.stop()
         let wasLeading = state.withLock { state -> Bool in
-            state.stopped = true
             let leading = state.leading
             state.leading = false
             return leading
@@ -76,20 +77,20 @@ public final class LeaderElector: Sendable {
         }
     }
 
-    private var stopped: Bool { state.withLock { $0.stopped } }
+    private var stopped: Bool { stopSignal.isStopped }
 
     private func run() {
         while !stopped {
             if tryAcquireOrRenew() {
                 let started = state.withLock { state -> Bool in
-                    guard !state.stopped, !state.leading else { return false }
+                    guard !stopSignal.isStopped, !state.leading else { return false }
                     state.leading = true
                     return true
                 }
                 if started { onStartedLeading() }
                 renewWhileLeading()
             }
-            sleep(timing.retryPeriod)
+            stopSignal.sleep(timing.retryPeriod)
         }
     }
 
@@ -97,8 +98,7 @@ public final class LeaderElector: Sendable {
     private func renewWhileLeading() {
         var lastRenewal = now()
         while !stopped {
-            sleep(timing.retryPeriod)
-            if stopped { return }
+            guard stopSignal.sleep(timing.retryPeriod) else { return }
             if tryAcquireOrRenew() {
                 lastRenewal = now()
                 continue
@@ -179,14 +179,6 @@ public final class LeaderElector: Sendable {
     }
 
     private func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
-
-    private func sleep(_ seconds: Double) {
-        var remaining = seconds
-        while remaining > 0 && !stopped {
-            usleep(UInt32(min(0.05, remaining) * 1_000_000))
-            remaining -= 0.05
-        }
-    }
 
     /// RFC 3339 with microseconds, as Lease times are written.
     private func microTime() -> String {

@@ -77,7 +77,7 @@ public final class SelfManagedCertificate: Sendable {
     private let clock: @Sendable () -> Int64
     private let installedSerial = Mutex<String?>(nil)
     private let caBundle = Mutex<[UInt8]?>(nil)
-    private let stopped = Atomic<Bool>(false)
+    private let stopSignal = StopSignal()
 
     public init(client: KubeClient, serving: ServingCertificate, options: Options, logger: Logger,
                 clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
@@ -102,7 +102,7 @@ public final class SelfManagedCertificate: Sendable {
         spawnDetachedThread(name: "serving-cert") { [self] in run() }
     }
 
-    public func stop() { stopped.store(true, ordering: .relaxed) }
+    public func stop() { stopSignal.stop() }
 
     /// One pass: read, create or renew, write, install, patch the CA bundle.
     @discardableResult
@@ -305,7 +305,7 @@ public final class SelfManagedCertificate: Sendable {
 
     private func run() {
         var failures = 0
-        while !stopped.load(ordering: .relaxed) {
+        while !stopSignal.isStopped {
             var wait = options.checkInterval
             do {
                 let outcome = try synchronize()
@@ -318,14 +318,7 @@ public final class SelfManagedCertificate: Sendable {
                     "secret": "\(options.namespace)/\(options.secretName)", "error": "\(error)", "retry_in_seconds": "\(wait)",
                 ])
             }
-            sleep(wait)
-        }
-    }
-
-    private func sleep(_ seconds: Double) {
-        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-        while !stopped.load(ordering: .relaxed) && monotonicNanoseconds() < deadline {
-            usleep(50_000)
+            stopSignal.sleep(wait)
         }
     }
 }
