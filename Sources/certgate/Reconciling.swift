@@ -36,6 +36,9 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(help: "Namespace of the leader Lease. Default: --namespace.")
     var leaderElectionNamespace: String?
 
+    @Option(help: "Name of the leader Lease. Two installations in one namespace need different names.")
+    var leaderElectResourceName = "certgate-leader"
+
     @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
     var namespace: String?
 
@@ -54,6 +57,10 @@ struct ReconcilerOptions: ParsableArguments {
             throw ValidationError("\(flag): \"\(value)\" is not a duration such as 15s")
         }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        guard isValidObjectName(leaderElectResourceName) else {
+            throw ValidationError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
+                + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
+        }
     }
 }
 
@@ -131,7 +138,7 @@ final class ReconcilerRunner: Sendable {
         let timing = LeaderElector.Timing(leaseDuration: parseGoDuration(options.leaseDuration)!, renewDeadline: parseGoDuration(options.renewDeadline)!,
                                           retryPeriod: parseGoDuration(options.retryPeriod)!)
         let box = WeakRunner()
-        elector = LeaderElector(client: client, namespace: namespace, identity: identity, timing: timing,
+        elector = LeaderElector(client: client, namespace: namespace, name: options.leaderElectResourceName, identity: identity, timing: timing,
                                 onStartedLeading: { box.runner?.beginTerm() }, onStoppedLeading: { box.runner?.endTerm() })
         box.runner = self
         elector?.start()

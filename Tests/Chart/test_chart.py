@@ -272,6 +272,11 @@ class DefaultValuesTests(ChartTestCase):
         main = container(self.objects)
         self.assertEqual(deployment["spec"]["replicas"], 2)
         self.assertEqual(argument(main["args"], "--leader-elect"), "true")
+        lease = argument(main["args"], "--leader-elect-resource-name")
+        self.assertEqual(lease, "certgate-leader")
+        role = find(self.objects, "Role", "certgate-leader-election")
+        named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+        self.assertEqual([rule["resourceNames"] for rule in named], [[lease]], "the Role lets it update exactly its Lease")
         self.assertEqual(main["livenessProbe"]["httpGet"]["path"], "/healthz")
         self.assertEqual(main["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "webhook", "scheme": "HTTPS"})
         port_names = {p["name"] for p in main["ports"]}
@@ -284,6 +289,16 @@ class DefaultValuesTests(ChartTestCase):
                          {"kubernetes.io/hostname", "topology.kubernetes.io/zone"})
         self.assertEqual(find(self.objects, "PodDisruptionBudget")["spec"]["minAvailable"], 1)
         self.assertEqual({e["name"] for e in main["env"]}, {"POD_NAMESPACE"})
+
+    def test_two_releases_in_one_namespace_elect_their_leaders_apart(self):
+        leases = []
+        for release in ("certgate", "certgate-canary"):
+            objects = render(None, release=release)
+            lease = argument(container(objects)["args"], "--leader-elect-resource-name")
+            role = find(objects, "Role", f"{release}-leader-election")
+            self.assertIn([lease], [rule.get("resourceNames") for rule in role["rules"]])
+            leases.append(lease)
+        self.assertEqual(leases, ["certgate-leader", "certgate-canary-leader"])
 
     def test_the_policy_is_mounted_where_certgate_reads_it(self):
         main = container(self.objects)

@@ -87,6 +87,13 @@ import Testing
                 .flatMap { $0.stdout == "ok\n" ? true : nil }
         }
         #expect(ready == true, "ready over TLS under the Service's name with the patched bundle")
+
+        // Leader election on the Lease the chart's Role lets it update.
+        let leaseName = try #require(chartArguments.first { $0.hasPrefix("--leader-elect-resource-name=") }?.split(separator: "=").last.map(String.init))
+        let holder = eventually {
+            (try? client.get(.leases, namespace: "certgate", name: leaseName, as: Lease.self))?.spec?.holderIdentity.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        #expect(holder != nil, "no replica holds the Lease \(leaseName)")
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

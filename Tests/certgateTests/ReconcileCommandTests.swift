@@ -20,7 +20,7 @@ import Testing
         server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
                             "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
                             "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-election-namespace", "certgate",
-                            "--log-format", "json"]
+                            "--leader-elect-resource-name", "canary-leader", "--log-format", "json"]
         let log = Pipe()
         server.standardError = log
         server.standardOutput = FileHandle.nullDevice
@@ -36,12 +36,13 @@ import Testing
         }
         #expect(ready, "the Pki became Ready through the binary's reconciler")
         #expect(api.object(.secrets, namespace: "app1", name: "app1-pki") != nil)
-        #expect(try client.get(.leases, namespace: "certgate", name: "certgate-leader", as: Lease.self).spec?.holderIdentity?.isEmpty == false)
+        #expect(try client.get(.leases, namespace: "certgate", name: "canary-leader", as: Lease.self).spec?.holderIdentity?.isEmpty == false)
+        #expect(api.object(.leases, namespace: "certgate", name: "certgate-leader") == nil, "only the Lease it was given")
 
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         #expect(server.terminationStatus == 0)
-        #expect(try client.get(.leases, namespace: "certgate", name: "certgate-leader", as: Lease.self).spec?.holderIdentity == "",
+        #expect(try client.get(.leases, namespace: "certgate", name: "canary-leader", as: Lease.self).spec?.holderIdentity == "",
                 "the Lease is released for the next replica")
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(lines.contains("\"msg\":\"reconciler started (leader)\""), "\(lines)")

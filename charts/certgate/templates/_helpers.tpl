@@ -52,6 +52,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The leader Lease: one per release, so two releases in a namespace do not share a leader. */}}
+{{- define "certgate.leaseName" -}}
+{{- printf "%s-leader" (include "certgate.fullname" .) }}
+{{- end }}
+
 {{- define "certgate.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
