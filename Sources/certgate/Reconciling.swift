@@ -33,7 +33,9 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(name: .customLong("leader-elect"), help: "Reconcile only while holding the leader Lease (every replica serves the webhook).")
     var leaderElect = true
 
-    @Option(help: "Namespace of the leader Lease. Default: --namespace.")
+    // Spelt as kube-controller-manager spells it; the earlier --leader-election-namespace still works.
+    @Option(name: [.customLong("leader-elect-resource-namespace"), .customLong("leader-election-namespace")],
+            help: "Namespace of the leader Lease. Default: --namespace.")
     var leaderElectionNamespace: String?
 
     @Option(help: "Name of the leader Lease. Two installations in one namespace need different names.")

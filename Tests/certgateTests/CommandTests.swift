@@ -48,7 +48,9 @@ let certgateBinary: String = {
         #expect(address.stderr.contains("\"localhost\" is not a numeric IPv4 or IPv6 address"), "\(address.output)")
         let duration = try runProcess(certgateBinary, ["serve", "--idle-timeout", "5 minutes"])
         #expect(duration.stderr.contains("--idle-timeout: \"5 minutes\" is not a duration"), "\(duration.output)")
-        let lease = try runProcess(certgateBinary, ["serve", "--leader-elect-resource-name", "Certgate_Leader"])
+        // The namespace under its earlier spelling still parses: only the name is refused.
+        let lease = try runProcess(certgateBinary, ["serve", "--leader-election-namespace", "certgate",
+                                                    "--leader-elect-resource-name", "Certgate_Leader"])
         #expect(lease.status == 64)
         #expect(lease.stderr.contains("--leader-elect-resource-name: \"Certgate_Leader\" is not a valid object name"), "\(lease.output)")
     }

@@ -19,7 +19,7 @@ import Testing
         server.executableURL = URL(fileURLWithPath: certgateBinary)
         server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
                             "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
-                            "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-election-namespace", "certgate",
+                            "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-elect-resource-namespace", "certgate",
                             "--leader-elect-resource-name", "canary-leader", "--log-format", "json"]
         let log = Pipe()
         server.standardError = log
