@@ -122,8 +122,8 @@ struct Serve: ParsableCommand {
         let client = reconciler.reconcile || selfManaged || setup.webhookUrl != nil ? try reconciler.connect(logger: logger) : nil
         let registry = MetricsRegistry()
         let serverMetrics = ServerMetrics(registry: registry)
-        let (serving, selfManagedCertificate, certificateSource) = try makeServingCertificate(
-            client: client, metrics: CertificateMetrics(registry: registry), logger: logger)
+        let certificate = try makeServingCertificate(client: client, metrics: CertificateMetrics(registry: registry), logger: logger)
+        let serving = certificate.serving
 
         let group = try EventLoopGroup(count: eventLoops ?? EventLoopGroup.defaultLoopCount)
         let readiness = ReadinessChecks()
@@ -152,7 +152,7 @@ struct Serve: ParsableCommand {
         configuration.timeouts.idle = parseGoDuration(idleTimeout)!
         let webhook = HTTPServer(configuration: configuration, router: webhookRouter, group: group,
                                  metrics: serverMetrics, logger: logger)
-        readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(certificateSource)" : nil }
+        readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(certificate.source)" : nil }
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
         readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
         let runner = try ReconcilerRunner.start(options: reconciler, client: client, policy: { policySource.value }, registry: registry, logger: logger)
@@ -186,10 +186,9 @@ struct Serve: ParsableCommand {
         }
         stop.wait()
         runner?.stop()
-        selfManagedCertificate?.stop()
+        certificate.stopKeeping()
         webhook.shutdown(gracePeriod: parseGoDuration(shutdownGracePeriod)!)
         metricsServer?.shutdown(gracePeriod: 1)
-        serving.stopWatching()
         policySource.stopWatching()
         group.stopAndWait()
         withExtendedLifetime(sources) {}
@@ -227,9 +226,9 @@ struct Serve: ParsableCommand {
     }
 
     /// The serving certificate from files (registering --webhook-url with --webhook-ca-file),
-    /// or self-managed in a Secret; and where it comes from, for logs and readiness.
+    /// or self-managed in a Secret.
     private func makeServingCertificate(client: KubeClient?, metrics: CertificateMetrics,
-                                        logger: Logger) throws -> (ServingCertificate, SelfManagedCertificate?, String) {
+                                        logger: Logger) throws -> ServingCertificateSetup {
         if setup.webhookUrl != nil && client == nil {
             throw ValidationError("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig")
         }
@@ -258,7 +257,7 @@ struct Serve: ParsableCommand {
             let serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onEvent)
             let manager = try setup.selfManagedCertificate(client: client, namespace: namespace, serving: serving, logger: logger)
             manager.start()
-            return (serving, manager, source)
+            return ServingCertificateSetup(serving: serving, source: source, selfManaged: manager)
         }
         let serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2, onEvent: onEvent)
         serving.reload()
@@ -266,18 +265,37 @@ struct Serve: ParsableCommand {
             logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
         }
         serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
-        if let client, let caFile = setup.webhookCaFile, let registration = setup.registration(caBundle: try readCABundle(caFile)) {
-            let outcome = try registration.apply(with: client)
-            logger.info("webhook registered", metadata: ["validatingwebhookconfiguration": "\(registration.name)",
-                                                          "url": "\(registration.url)", "change": "\(outcome)"])
+        var registeredBundle: FileReloader<[UInt8]>?
+        if let client, let caFile = setup.webhookCaFile {
+            registeredBundle = try registerWebhook(client: client, caFile: caFile, logger: logger)
         }
-        return (serving, nil, source)
+        return ServingCertificateSetup(serving: serving, source: source, registeredBundle: registeredBundle)
     }
 
-    private func readCABundle(_ path: String) throws -> [UInt8] {
-        guard let bytes = readWholeFile(path) else { throw UnreadableFileError(path: path, role: "webhook CA bundle") }
-        do { _ = try Certificate.chain(pem: bytes) } catch { throw CertificateFileError(path: path, underlying: error) }
-        return bytes
+    /// Registers --webhook-url with the bundle in `caFile`, and again whenever the file
+    /// changes (a rotated CA). A bundle that does not parse, or cannot be registered, fails
+    /// the start; later, it is logged and the registration in place stays.
+    private func registerWebhook(client: KubeClient, caFile: String, logger: Logger) throws -> FileReloader<[UInt8]> {
+        let setup = setup
+        let watching = Atomic(false)  // the first failure ends the start instead
+        let bundle = FileReloader<[UInt8]>(paths: [caFile], build: { contents in
+            guard let bytes = contents[0] else { throw UnreadableFileError(path: caFile, role: "webhook CA bundle") }
+            do { _ = try Certificate.chain(pem: bytes) } catch { throw CertificateFileError(path: caFile, underlying: error) }
+            if let registration = setup.registration(caBundle: bytes) {
+                let outcome = try registration.apply(with: client)
+                logger.info("webhook registered", metadata: ["validatingwebhookconfiguration": "\(registration.name)",
+                                                              "url": "\(registration.url)", "change": "\(outcome)"])
+            }
+            return bytes
+        }, onEvent: { event in
+            if case .rejected(let error) = event, watching.load(ordering: .relaxed) {
+                logger.error("webhook CA bundle not registered; the registration in place stays", metadata: ["error": "\(error)"])
+            }
+        })
+        if let error = bundle.reload() { throw error }
+        watching.store(true, ordering: .relaxed)
+        bundle.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
+        return bundle
     }
 
     /// The certificate files to serve; with none given, the development pair in ./certs,
@@ -328,4 +346,21 @@ final class SignalCounter: Sendable {
 /// Seconds since 1970 as RFC 3339 UTC.
 func formatEpoch(_ seconds: Int64) -> String {
     formatUTC(Int(seconds), "%Y-%m-%dT%H:%M:%SZ")
+}
+
+/// Where `serve`'s serving certificate comes from and what keeps it current.
+struct ServingCertificateSetup {
+    let serving: ServingCertificate
+    /// The certificate files or the Secret, for logs and readiness.
+    let source: String
+    var selfManaged: SelfManagedCertificate?
+    /// --webhook-ca-file, re-registered when it changes.
+    var registeredBundle: FileReloader<[UInt8]>?
+
+    /// Stops watching files and renewing; the certificate in use stays.
+    func stopKeeping() {
+        selfManaged?.stop()
+        registeredBundle?.stopWatching()
+        serving.stopWatching()
+    }
 }

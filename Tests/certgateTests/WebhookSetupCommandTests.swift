@@ -65,6 +65,46 @@ import Testing
         #expect(api.object(.secrets, namespace: "default", name: "certgate-webhook-tls") == nil, "no Secret with certificate files")
     }
 
+    /// A rotated CA file (the new CA beside the old) is registered again while serve runs;
+    /// a file that stops parsing leaves the registration as it was and says why.
+    @Test func aChangedWebhookCAFileIsRegisteredAgain() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let directory = TemporaryDirectory()
+        let pki = try TestPKI(in: directory)
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let bundleFile = directory.file("bundle.pem")
+        let original = try String(contentsOfFile: pki.caFile, encoding: .utf8)
+        try original.write(toFile: bundleFile, atomically: true, encoding: .utf8)
+        let port = freePort()
+        let (server, log) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
+                                               "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
+                                               "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
+                                               "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", bundleFile,
+                                               "--webhook-configuration", "certgate-dev", "--certificate-check-interval", "200ms"])
+        defer { if server.isRunning { server.terminate() } }
+        func registeredBundle() -> String? {
+            (try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev", as: ValidatingWebhookConfiguration.self))?
+                .webhooks?.first?.clientConfig.caBundle
+        }
+        #expect(eventually { registeredBundle().flatMap { $0 == Data(original.utf8).base64EncodedString() ? true : nil } } == true)
+
+        let rotated = original + (try String(contentsOfFile: pki.clientCAFile, encoding: .utf8))
+        try rotated.write(toFile: bundleFile, atomically: true, encoding: .utf8)
+        #expect(eventually { registeredBundle().flatMap { $0 == Data(rotated.utf8).base64EncodedString() ? true : nil } } == true,
+                "the rotated bundle was registered within 30 s")
+
+        try "not a certificate\n".write(toFile: bundleFile, atomically: true, encoding: .utf8)
+        Thread.sleep(forTimeInterval: 1)  // five checks of the file
+        #expect(registeredBundle() == Data(rotated.utf8).base64EncodedString(), "a broken file leaves the registration in place")
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+        let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(server.terminationStatus == 0, "\(lines)")
+        #expect(lines.contains("webhook CA bundle not registered; the registration in place stays"), "\(lines)")
+    }
+
     @Test func contradictoryCertificateFlagsAreRefusedWithTheReason() throws {
         let cases: [([String], String)] = [
             (["--tls-secret", "x", "--tls-cert-file", "a", "--tls-key-file", "b"], "two sources of the serving certificate"),
