@@ -124,11 +124,37 @@ private struct TreeBuilder {
             try open(Frame(isMapping: true, tag: string(start.tag), anchor: string(start.anchor), mark: mark))
         case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
             let frame = stack.removeLast()
-            let content: YAMLNode.Content = frame.isMapping ? .mapping(frame.entries) : .sequence(frame.items)
+            let content: YAMLNode.Content = frame.isMapping ? .mapping(try merged(frame.entries)) : .sequence(frame.items)
             try finish(YAMLNode(content, tag: frame.tag, mark: frame.mark), size: frame.size + 1, anchor: frame.anchor)
         default:
             break
         }
+    }
+
+    /// Applies YAML's merge key as kubectl does: `<<: *base` (or a list of them) adds the
+    /// entries of the named mappings whose keys the mapping does not set itself; with a list,
+    /// the earlier mapping wins.
+    private func merged(_ entries: [(key: YAMLNode, value: YAMLNode)]) throws -> [(key: YAMLNode, value: YAMLNode)] {
+        func isMergeKey(_ key: YAMLNode) -> Bool {
+            guard case .scalar("<<", let plain) = key.content else { return false }
+            return plain && (key.tag == nil || key.tag == YAMLNode.tagPrefix + "merge")
+        }
+        guard entries.contains(where: { isMergeKey($0.key) }) else { return entries }
+        var result = entries.filter { !isMergeKey($0.key) }
+        var keys = Set(result.compactMap { $0.key.string })
+        for entry in entries where isMergeKey(entry.key) {
+            let sources = entry.value.sequence ?? [entry.value]
+            for source in sources {
+                guard let sourceEntries = source.mapping else {
+                    throw YAMLError("a merge key (<<) takes a mapping or a list of mappings", at: source.mark)
+                }
+                for sourceEntry in sourceEntries {
+                    guard let name = sourceEntry.key.string else { continue }
+                    if keys.insert(name).inserted { result.append(sourceEntry) }
+                }
+            }
+        }
+        return result
     }
 
     private mutating func open(_ frame: Frame) throws {

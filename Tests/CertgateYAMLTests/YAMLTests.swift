@@ -52,6 +52,23 @@ import Testing
         #expect(root["copy"]?.sequence?.map(\.string) == ["a", "b"])
     }
 
+    @Test func mergeKeysAddWhatTheMappingDoesNotSet() throws {
+        let root = try #require(try YAML.document(in: """
+            base: &base {size: 256, algorithm: ECDSA}
+            other: &other {size: 4096, rotation: Always}
+            one: {<<: *base, size: 384}
+            both: {<<: [*base, *other], encoding: PKCS8}
+            quoted: {"<<": *base}
+            """))
+        #expect(root["one"]?.mapping?.map { "\($0.key.string!)=\($0.value.string!)" } == ["size=384", "algorithm=ECDSA"])
+        #expect(root["both"]?.mapping?.map { "\($0.key.string!)=\($0.value.string!)" }
+                == ["encoding=PKCS8", "size=256", "algorithm=ECDSA", "rotation=Always"], "the earlier mapping of the list wins")
+        #expect(root["quoted"]?["<<"]?.mapping != nil, "a quoted << is an ordinary key")
+        #expect { try YAML.documents(in: "a: {<<: [x]}\n") } throws: {
+            "\($0)" == "a merge key (<<) takes a mapping or a list of mappings at line 1, column 10"
+        }
+    }
+
     @Test func aBillionLaughsDocumentIsRefusedNotBuilt() {
         var text = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...7 {
