@@ -43,65 +43,36 @@ import Testing
     }
 
     @Test func webhookURLWithCertificateFilesRegistersTheGivenCABundle() throws {
-        let api = try TestAPIServer()
-        defer { api.stop() }
-        let directory = TemporaryDirectory()
-        let pki = try TestPKI(in: directory)
-        try api.writeKubeconfig(to: directory.file("kubeconfig"))
-        let client = try KubeClient(configuration: api.clusterConfiguration())
-        let port = freePort()
-        let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
-                                             "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
-                                             "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
-                                             "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", pki.caFile,
-                                             "--webhook-configuration", "certgate-dev", "--webhook-failure-policy", "Ignore"])
-        defer { if server.isRunning { server.terminate() } }
-        let registered = eventually {
-            try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev", as: ValidatingWebhookConfiguration.self)
-        }
+        let run = try ServeWithCertificateFiles(flags: ["--webhook-failure-policy", "Ignore"])
+        defer { run.stop() }
+        let registered = eventually { run.registered() }
         let webhook = try #require(registered?.webhooks?.first, "the webhook was registered within 30 s")
-        #expect(webhook.clientConfig.caBundle == (try Data(contentsOf: URL(fileURLWithPath: pki.caFile))).base64EncodedString())
+        #expect(webhook.clientConfig.caBundle == (try Data(contentsOf: URL(fileURLWithPath: run.pki.caFile))).base64EncodedString())
         #expect(webhook.failurePolicy == "Ignore")
-        #expect(api.object(.secrets, namespace: "default", name: "certgate-webhook-tls") == nil, "no Secret with certificate files")
+        #expect(run.api.object(.secrets, namespace: "default", name: "certgate-webhook-tls") == nil, "no Secret with certificate files")
     }
 
     /// A rotated CA file (the new CA beside the old) is registered again while serve runs;
     /// a file that stops parsing leaves the registration as it was and says why.
     @Test func aChangedWebhookCAFileIsRegisteredAgain() throws {
-        let api = try TestAPIServer()
-        defer { api.stop() }
-        let directory = TemporaryDirectory()
-        let pki = try TestPKI(in: directory)
-        try api.writeKubeconfig(to: directory.file("kubeconfig"))
-        let client = try KubeClient(configuration: api.clusterConfiguration())
-        let bundleFile = directory.file("bundle.pem")
-        let original = try String(contentsOfFile: pki.caFile, encoding: .utf8)
-        try original.write(toFile: bundleFile, atomically: true, encoding: .utf8)
-        let port = freePort()
-        let (server, log) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
-                                               "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
-                                               "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
-                                               "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", bundleFile,
-                                               "--webhook-configuration", "certgate-dev", "--certificate-check-interval", "200ms"])
-        defer { if server.isRunning { server.terminate() } }
-        func registeredBundle() -> String? {
-            (try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev", as: ValidatingWebhookConfiguration.self))?
-                .webhooks?.first?.clientConfig.caBundle
-        }
+        let run = try ServeWithCertificateFiles(flags: ["--certificate-check-interval", "200ms"])
+        defer { run.stop() }
+        func registeredBundle() -> String? { run.registered()?.webhooks?.first?.clientConfig.caBundle }
+        let original = try String(contentsOfFile: run.pki.caFile, encoding: .utf8)
         #expect(eventually { registeredBundle().flatMap { $0 == Data(original.utf8).base64EncodedString() ? true : nil } } == true)
 
-        let rotated = original + (try String(contentsOfFile: pki.clientCAFile, encoding: .utf8))
-        try rotated.write(toFile: bundleFile, atomically: true, encoding: .utf8)
+        let rotated = original + (try String(contentsOfFile: run.pki.clientCAFile, encoding: .utf8))
+        try rotated.write(toFile: run.bundleFile, atomically: true, encoding: .utf8)
         #expect(eventually { registeredBundle().flatMap { $0 == Data(rotated.utf8).base64EncodedString() ? true : nil } } == true,
                 "the rotated bundle was registered within 30 s")
 
-        try "not a certificate\n".write(toFile: bundleFile, atomically: true, encoding: .utf8)
+        try "not a certificate\n".write(toFile: run.bundleFile, atomically: true, encoding: .utf8)
         Thread.sleep(forTimeInterval: 1)  // five checks of the file
         #expect(registeredBundle() == Data(rotated.utf8).base64EncodedString(), "a broken file leaves the registration in place")
-        kill(server.processIdentifier, SIGTERM)
-        server.waitUntilExit()
-        let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(server.terminationStatus == 0, "\(lines)")
+        kill(run.server.processIdentifier, SIGTERM)
+        run.server.waitUntilExit()
+        let lines = String(decoding: run.log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(run.server.terminationStatus == 0, "\(lines)")
         #expect(lines.contains("webhook CA bundle not registered; the registration in place stays"), "\(lines)")
     }
 
@@ -125,5 +96,42 @@ import Testing
                                                      "--webhook-url", "https://127.0.0.1:8443/validate"], timeout: 20)
         #expect(result.status == 64, "\(result.output)")
         #expect(result.stderr.contains("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig"), "\(result.output)")
+    }
+}
+
+/// `serve` against a test API server, with certificate files, registering --webhook-url as
+/// the configuration certgate-dev with the CA bundle in `bundleFile` (a copy of the test CA,
+/// free to rewrite), plus `flags`.
+private struct ServeWithCertificateFiles {
+    let api: TestAPIServer
+    let directory = TemporaryDirectory()
+    let pki: TestPKI
+    let client: KubeClient
+    let bundleFile: String
+    let server: Process
+    let log: Pipe
+
+    init(flags: [String]) throws {
+        api = try TestAPIServer()
+        pki = try TestPKI(in: directory)
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
+        client = try KubeClient(configuration: api.clusterConfiguration())
+        bundleFile = directory.file("bundle.pem")
+        try FileManager.default.copyItem(atPath: pki.caFile, toPath: bundleFile)
+        let port = freePort()
+        (server, log) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
+                                           "--kubeconfig", directory.file("kubeconfig"), "--reconcile=false",
+                                           "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile,
+                                           "--webhook-url", "https://localhost:\(port)/validate", "--webhook-ca-file", bundleFile,
+                                           "--webhook-configuration", "certgate-dev"] + flags)
+    }
+
+    func registered() -> ValidatingWebhookConfiguration? {
+        try? client.get(.validatingWebhookConfigurations, namespace: nil, name: "certgate-dev", as: ValidatingWebhookConfiguration.self)
+    }
+
+    func stop() {
+        if server.isRunning { server.terminate() }
+        api.stop()
     }
 }
