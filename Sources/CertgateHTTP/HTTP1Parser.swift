@@ -301,6 +301,9 @@ struct ChunkedDecoder {
         case done
     }
 
+    /// A chunk size with its extensions; nginx and Go refuse far shorter ones in practice.
+    static let maxSizeLineBytes = 1024
+
     private var state = State.size
     private var decodedBytes = 0
     private var trailerBytes = 0
@@ -319,24 +322,33 @@ struct ChunkedDecoder {
             switch state {
             case .size:
                 guard let lineEnd = findLineEnd(buffer, from: offset) else {
-                    if buffer.count - offset > 1024 { throw HTTPParseError(status: 400, message: "chunk size line too long") }
+                    if buffer.count - offset > ChunkedDecoder.maxSizeLineBytes {
+                        throw HTTPParseError(status: 400, message: "chunk size line too long")
+                    }
                     return false
+                }
+                if lineEnd.end - offset > ChunkedDecoder.maxSizeLineBytes {
+                    throw HTTPParseError(status: 400, message: "chunk size line too long")
                 }
                 var size = 0
                 var digits = 0
                 var index = offset
                 while index < lineEnd.end, let digit = hexValue(buffer[index]) {
-                    size = size * 16 + digit
+                    // Checked before the shift: the client picks how many digits there are.
+                    guard size <= (Int.max - digit) >> 4 else {
+                        throw HTTPParseError(status: 413, message: "chunk size too large")
+                    }
+                    size = size << 4 | digit
                     digits += 1
                     index += 1
-                    if digits > 15 { throw HTTPParseError(status: 413, message: "chunk size too large") }
                 }
                 // Anything after the digits must be a chunk extension (";name=value"), which is ignored.
                 if digits == 0 || (index < lineEnd.end && buffer[index] != 0x3B && buffer[index] != 0x20 && buffer[index] != 0x09) {
                     throw HTTPParseError(status: 400, message: "malformed chunk size")
                 }
                 offset = lineEnd.next
-                if decodedBytes + size > maxBodyBytes {
+                // decodedBytes never exceeds maxBodyBytes, so the subtraction cannot overflow.
+                if size > maxBodyBytes - decodedBytes {
                     throw HTTPParseError(status: 413, message: "request body exceeds the limit of \(maxBodyBytes) bytes")
                 }
                 state = size == 0 ? .trailers : .data(size)

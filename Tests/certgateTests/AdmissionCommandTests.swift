@@ -68,6 +68,40 @@ let examples = "\(repositoryRoot)/examples"
     }
 }
 
+@Suite struct HostileClientTests {
+    /// A chunk size of 24 hex digits used to overflow the size computation and trap, taking
+    /// down the whole process (and with failurePolicy Fail, every Pki write in the cluster).
+    @Test func anOverflowingChunkSizeIsRefusedAndTheNextReviewIsJudged() throws {
+        let directory = TemporaryDirectory()
+        let pki = try TestPKI(in: directory)
+        let (port, metricsPort) = (freePort(), freePort())
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: certgateBinary)
+        server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "127.0.0.1:\(metricsPort)",
+                            "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile, "--policy", "\(examples)/policy.yaml"]
+        server.standardError = FileHandle.nullDevice
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        _ = try waitForHTTP("http://127.0.0.1:\(metricsPort)/readyz") { $0.hasSuffix("200") }
+
+        let attack = try rawClient(["h1", "--port", String(port), "--ca", pki.caFile,
+                                    "send:POST /validate HTTP/1.1\\r\\nHost: localhost\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n"
+                                        + "ffffffffffffffffffffffff\\r\\n...\\r\\n", "recv"])
+        let answer = attack["responses"] as? String ?? ""
+        #expect(answer.hasPrefix("HTTP/1.1 413 Content Too Large\r\n"), "\(attack)")
+        #expect(answer.contains("chunk size too large"), "\(answer)")
+        #expect(server.isRunning)
+
+        let result = try runProcess("curl", ["-sS", "--max-time", "5", "--http1.1", "--cacert", pki.caFile, "-H", "Content-Type: application/json",
+                                             "--data-binary", "@\(examples)/admissionreview-typo.json", "https://localhost:\(port)/validate?timeout=10s"])
+        let review = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let response = review?["response"] as? [String: Any]
+        #expect(response?["uid"] as? String == "a2118f23-240c-450b-a479-ea05ed4b9bf0", "\(result.output)")
+        #expect(response?["allowed"] as? Bool == false)
+    }
+}
+
 @Suite struct ValidateCommandTests {
     @Test func judgesADirectoryAndExitsOneOnADenial() throws {
         let result = try runProcess(certgateBinary, ["validate", "-f", examples, "--policy", "\(examples)/policy.yaml"])
