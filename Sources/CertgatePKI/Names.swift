@@ -2,8 +2,13 @@
 import Glibc
 #endif
 
+/// The longest duration Go represents (time.Duration is int64 nanoseconds, about 292
+/// years); Go's ParseDuration refuses anything longer, and so does this.
+public let maxGoDurationSeconds = Double(Int64.max) / 1e9
+
 /// Parses Go duration strings as Kubernetes flags and cert-manager write them: "2160h",
-/// "90m", "1h30m", "500ms", "1.5h". Returns seconds, or nil if it is not a Go duration.
+/// "90m", "1h30m", "500ms", "1.5h". Returns seconds, or nil if it is not a Go duration
+/// or is longer than Go can hold.
 public func parseGoDuration(_ text: String) -> Double? {
     var rest = Substring(text)
     guard !rest.isEmpty else { return nil }
@@ -26,12 +31,17 @@ public func parseGoDuration(_ text: String) -> Double? {
         default: return nil
         }
         total += value * scale
+        // Checked on every term: "99999999999999999999h" is finite as a Double but no
+        // duration, and one of 10^400 digits is not even finite.
+        guard total <= maxGoDurationSeconds else { return nil }
     }
     return total
 }
 
 /// Seconds as a Go duration in whole hours, minutes and seconds ("2160h", "1h30m", "90s").
 public func formatDuration(_ seconds: Double) -> String {
+    // Every duration that parsed is in range; anything else is shown, not trapped on.
+    guard seconds.isFinite, abs(seconds) <= maxGoDurationSeconds else { return "\(seconds)s" }
     var rest = Int(seconds.rounded())
     if rest == 0 { return "0s" }
     var text = ""

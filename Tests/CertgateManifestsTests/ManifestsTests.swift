@@ -26,6 +26,9 @@ let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
     @Test(arguments: [
         ("namespace:\n  app1: [app1]\n", "unknown key \"namespace\" (did you mean \"namespaces\"?); known keys are [serviceNames namespaces dnsSuffixes ipRanges duration privateKeys issuers defaultIssuer]"),
         ("duration: {maximum: 1y}\n", "duration.maximum: \"1y\" is not a duration such as 2160h, 90m or 1h30m"),
+        // Once a trap: past Int.max seconds, formatting the default for a message overflowed.
+        ("duration: {default: 99999999999999999999999h}\n",
+         "duration.default: \"99999999999999999999999h\" is not a duration such as 2160h, 90m or 1h30m"),
         ("duration: {minimum: 10h, maximum: 1h, default: 5h}\n", "duration.minimum 10h is longer than duration.maximum 1h"),
         ("ipRanges: [10.0.0.0]\n", "ipRanges[0]: \"10.0.0.0\" is not a CIDR range such as 10.0.0.0/8 or fd00::/8"),
         ("namespaces: [app1]\n", "namespaces: expected a mapping of keys to values"),

@@ -159,6 +159,12 @@ let denials: [RuleCase] = [
         #expect(parseGoDuration("") == nil)
         #expect(formatDuration(5400) == "1h30m")
         #expect(formatDuration(2160 * 3600) == "2160h")
+        // Go's limit, int64 nanoseconds: 2562047h47m16.854775807s.
+        #expect(parseGoDuration("2562047h") == 2_562_047.0 * 3600)
+        #expect(parseGoDuration("2562048h") == nil)
+        #expect(parseGoDuration("99999999999999999999999h") == nil)
+        #expect(parseGoDuration("1" + String(repeating: "0", count: 400) + "h") == nil)
+        #expect(formatDuration(.infinity) == "infs")
     }
 
     @Test func didYouMeanStaysClose() {
