@@ -1,14 +1,14 @@
 /// Reads HTTP/1.1 responses one after another out of a connection's byte stream, handing
 /// body bytes out as they arrive, so a watch stream can be decoded while it is still open.
-struct HTTP1ResponseParser {
-    struct Head {
-        var status: Int
-        var headers: HTTPHeaders
+package struct HTTP1ResponseParser {
+    package struct Head {
+        package var status: Int
+        package var headers: HTTPHeaders
         /// Whether the connection may carry another request afterwards.
-        var keepAlive: Bool
+        package var keepAlive: Bool
     }
 
-    enum Event {
+    package enum Event {
         case head(Head)
         case body([UInt8])
         case end
@@ -28,7 +28,9 @@ struct HTTP1ResponseParser {
     private var state = State.head
     private let maxHeadBytes = 1 << 20
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package init() {}
+
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         if offset == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 64 * 1024)
             offset = 0
@@ -38,7 +40,7 @@ struct HTTP1ResponseParser {
 
     /// The next event, or nil when more bytes are needed. `bodyless` is true for the answer
     /// to a HEAD request.
-    mutating func next(bodyless: Bool = false) throws(HTTPParseError) -> Event? {
+    package mutating func next(bodyless: Bool = false) throws(HTTPParseError) -> Event? {
         switch state {
         case .head:
             guard let head = try parseHead(bodyless: bodyless) else { return nil }
@@ -75,7 +77,7 @@ struct HTTP1ResponseParser {
     }
 
     /// The connection closed: the end of a body delimited by closing, or an error.
-    mutating func peerClosed() throws(HTTPParseError) -> Event {
+    package mutating func peerClosed() throws(HTTPParseError) -> Event {
         if case .untilClose = state {
             state = .head
             return .end
@@ -96,8 +98,11 @@ struct HTTP1ResponseParser {
                 start = line.next
             }
             offset = headEnd.next
+            // "HTTP/1.x NNN": exactly three digits, so no sign, no space, no overflow.
             guard let statusLine = lines.first, statusLine.starts(with: Array("HTTP/1.".utf8)), statusLine.count >= 12,
-                  let status = Int(String(decoding: statusLine.dropFirst(9).prefix(3), as: UTF8.self)) else {
+                  statusLine[statusLine.startIndex + 8] == UInt8(ascii: " "),
+                  let status = decimal(statusLine.dropFirst(9).prefix(3)), status >= 100,
+                  statusLine.count == 12 || statusLine[statusLine.startIndex + 12] == UInt8(ascii: " ") else {
                 throw HTTPParseError(status: 502, message: "malformed status line")
             }
             let isHTTP10 = statusLine[statusLine.startIndex + 7] == UInt8(ascii: "0")
@@ -118,7 +123,11 @@ struct HTTP1ResponseParser {
                 state = .fixed(0)
             } else if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
                 state = .chunked(ChunkedDecoder(maxBodyBytes: .max, maxTrailerBytes: maxHeadBytes))
-            } else if let length = headers["content-length"].flatMap(Int.init) {
+            } else if let text = headers["content-length"] {
+                // Digits only: Int("-1") or Int("+1") would parse, and a negative length never ends.
+                guard text.utf8.count <= 18, let length = decimal(text.utf8) else {
+                    throw HTTPParseError(status: 502, message: "invalid Content-Length \"\(text.prefix(64))\" in a response")
+                }
                 state = .fixed(length)
             } else {
                 state = .untilClose
@@ -136,6 +145,17 @@ struct HTTP1ResponseParser {
         }
         return nil
     }
+}
+
+/// The value of a run of ASCII digits (at most 18, so it fits), or nil for anything else.
+private func decimal(_ bytes: some Collection<UInt8>) -> Int? {
+    guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+    var value = 0
+    for byte in bytes {
+        guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+        value = value * 10 + Int(byte - UInt8(ascii: "0"))
+    }
+    return value
 }
 
 extension String {

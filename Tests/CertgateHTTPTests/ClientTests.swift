@@ -128,4 +128,37 @@ func clientContext(_ server: TestServer, withClientCertificate: Bool = false) th
         #expect(piece == Array("stream".utf8))
         guard case .end = try parser.peerClosed() else { Issue.record("no end"); return }
     }
+
+    private func events(_ text: String) -> [String] {
+        var parser = HTTP1ResponseParser()
+        Array(text.utf8).withUnsafeBytes { parser.append($0) }
+        var seen: [String] = []
+        do {
+            while let event = try parser.next() {
+                switch event {
+                case .head(let head): seen.append("head \(head.status)")
+                case .body(let body): seen.append("body \(body.count)")
+                case .end: seen.append("end")
+                }
+            }
+        } catch {
+            seen.append("error \(error.status): \(error.message)")
+        }
+        return seen
+    }
+
+    @Test func aNegativeContentLengthIsAnErrorNotAWaitForever() {
+        #expect(events("HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nhello")
+            == ["error 502: invalid Content-Length \"-5\" in a response"])
+        #expect(events("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello").last?.hasPrefix("error 502") == true)
+        #expect(events("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello") == ["head 200", "body 5", "end"])
+    }
+
+    @Test func theStatusIsExactlyThreeDigits() {
+        #expect(events("HTTP/1.1 -12 OK\r\n\r\n") == ["error 502: malformed status line"])
+        #expect(events("HTTP/1.1 +20 OK\r\n\r\n") == ["error 502: malformed status line"])
+        #expect(events("HTTP/1.1 2000 OK\r\n\r\n") == ["error 502: malformed status line"])
+        #expect(events("HTTP/1.1 099 OK\r\n\r\n") == ["error 502: malformed status line"])
+        #expect(events("HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n") == ["head 404", "end"])
+    }
 }
