@@ -136,25 +136,22 @@ public final class KubeClient: Sendable {
         query.append(("allowWatchBookmarks", "true"))
         query.append(("timeoutSeconds", String(timeoutSeconds)))
         let request = try makeRequest("GET", resource.path(namespace: namespace), query: query, body: nil, contentType: nil)
-        var pending: [UInt8] = []
+        var stream = WatchStreamDecoder<T>()
+        var failureBody: [UInt8] = []
         var failure: APIStatus?
-        let decoder = JSONDecoder()
         try http.stream(request, cancellation: cancellation) { head in
             if head.status >= 300 { failure = APIStatus(code: head.status, reason: nil, message: nil) }
             return true
         } body: { piece in
-            pending.append(contentsOf: piece)
-            if failure != nil { return true }
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(pending[..<newline])
-                pending.removeSubrange(...newline)
-                if line.isEmpty { continue }
-                guard try onEvent(try WatchEvent<T>.decode(line, decoder: decoder)) else { return false }
+            if failure != nil {
+                // A Status body is small; past a bound the rest is not worth holding.
+                if failureBody.count < 64 * 1024 { failureBody.append(contentsOf: piece) }
+                return true
             }
-            return true
+            return try stream.append(piece, onEvent: onEvent)
         }
         if let failure {
-            throw (try? JSONDecoder().decode(APIStatus.self, from: Data(pending))) ?? failure
+            throw (try? JSONDecoder().decode(APIStatus.self, from: Data(failureBody))) ?? failure
         }
     }
 

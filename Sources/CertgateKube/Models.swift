@@ -396,6 +396,38 @@ public enum WatchEvent<Item: Codable & Sendable>: Sendable {
     }
 }
 
+/// Splits a watch response body into its events (one JSON object per line) as the body
+/// arrives in pieces of any size.
+public struct WatchStreamDecoder<Item: Codable & Sendable> {
+    /// No object the API server stores comes near this (etcd refuses requests past 1.5 MiB);
+    /// a line longer than it is a broken or hostile stream, not an event to wait for.
+    public static var maxEventBytes: Int { 16 * 1024 * 1024 }
+
+    private var pending: [UInt8] = []
+    private let decoder = JSONDecoder()
+
+    public init() {}
+
+    /// Adds `piece` and hands every event it completes to `onEvent`. Returns false as soon
+    /// as `onEvent` does (the rest of the piece is dropped: the caller stops the watch).
+    public mutating func append(_ piece: [UInt8], onEvent: (WatchEvent<Item>) throws -> Bool) throws -> Bool {
+        pending.append(contentsOf: piece)
+        var lineStart = 0
+        defer { pending.removeSubrange(0..<lineStart) }
+        while let newline = pending[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Array(pending[lineStart..<newline])
+            lineStart = newline + 1
+            if line.isEmpty { continue }
+            guard try onEvent(try WatchEvent<Item>.decode(line, decoder: decoder)) else { return false }
+        }
+        if pending.count - lineStart > Self.maxEventBytes {
+            throw APIStatus(code: 500, reason: "InternalError",
+                            message: "a watch event is longer than \(Self.maxEventBytes) bytes; the stream is abandoned")
+        }
+        return true
+    }
+}
+
 private struct WatchEnvelope: Decodable { let type: String }
 private struct WatchTyped<T: Decodable>: Decodable { let object: T }
 private struct WatchBookmark: Decodable { let metadata: ObjectMeta }
