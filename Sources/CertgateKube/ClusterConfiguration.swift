@@ -112,9 +112,16 @@ public enum ClusterConfigurationLoader {
     /// A kubeconfig file's current (or named) context.
     public static func kubeconfig(path: String, context requested: String? = nil, allowInsecure: Bool = false) throws -> ClusterConfiguration {
         guard let bytes = readWholeFile(path) else { throw ClusterConfigurationError("cannot read the kubeconfig \(path)") }
+        return try kubeconfig(text: String(decoding: bytes, as: UTF8.self), path: path, context: requested, allowInsecure: allowInsecure)
+    }
+
+    /// A kubeconfig's current (or named) context from its text; `path` names it in errors,
+    /// and relative certificate and token files are read from its directory.
+    public static func kubeconfig(text: String, path: String, context requested: String? = nil,
+                                  allowInsecure: Bool = false) throws -> ClusterConfiguration {
         let root: YAMLNode?
         do {
-            root = try YAML.document(in: String(decoding: bytes, as: UTF8.self))
+            root = try YAML.document(in: text)
         } catch {
             throw ClusterConfigurationError("the kubeconfig \(path) is not valid YAML: \(error)")
         }
