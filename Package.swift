@@ -78,6 +78,16 @@ let package = Package(
             ]
         ),
         // scripts/bench-reconciler: the shipped binary against the test API server; not shipped.
+        // The parsers of untrusted input as fuzz targets, for certgate-fuzz and their replay tests; not shipped.
+        .target(
+            name: "CertgateFuzzing",
+            dependencies: [
+                "CertgateHTTP", "CertgateJSON", "CertgateWebhook", "CertgatePKI", "CertgateManifests", "CertgateKube", "CertgateCrypto",
+                "CertgateMetrics", "CertgateNet", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // libFuzzer's entry points over CertgateFuzzing (scripts/fuzz); not shipped.
+        .executableTarget(name: "certgate-fuzz", dependencies: ["CertgateFuzzing"]),
         .executableTarget(
             name: "certgate-reconcile-bench",
             dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateTestSupport"]
@@ -113,6 +123,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "CertgateFuzzingTests", dependencies: ["CertgateFuzzing"]),
         .testTarget(name: "certgateTests", dependencies: ["certgate", "CertgateCrypto", "CertgateTestSupport", "CertgateKube", "CertgateKubeTesting", "CertgatePKI"]),
     ]
 )

@@ -16,6 +16,13 @@ protocol ProtocolHandler: AnyObject {
     func beginShutdown()
 }
 
+/// What a connection without TLS speaks (with TLS, ALPN chooses).
+package enum CleartextProtocol: Sendable {
+    case http1
+    /// HTTP/2 with prior knowledge: the client starts with the connection preface.
+    case http2
+}
+
 /// One accepted TCP connection, with or without TLS, owned by one event loop.
 ///
 /// Reads are processed as they come and answers are queued and written in one batch after
@@ -48,7 +55,10 @@ final class Connection: EventHandler {
     /// Past this many queued bytes the connection stops reading until its peer catches up.
     static let maxQueuedOutput = 1 << 20
 
-    init(descriptor: Int32, peer: SocketAddress?, tls: TLSSession?, context: LoopContext) {
+    /// `cleartext` is what a connection without TLS speaks: HTTP/1.1 for every listener;
+    /// HTTP/2 only for ``HTTPServer/serveCleartext(descriptor:speaking:)``.
+    init(descriptor: Int32, peer: SocketAddress?, tls: TLSSession?, context: LoopContext,
+         cleartext: CleartextProtocol = .http1) {
         self.descriptor = descriptor
         self.peer = peer
         self.tls = tls
@@ -60,7 +70,12 @@ final class Connection: EventHandler {
         } else {
             phase = .open
         }
-        if tls == nil { handler = HTTP1Handler(connection: self, now: now) }
+        if tls == nil {
+            switch cleartext {
+            case .http1: handler = HTTP1Handler(connection: self, now: now)
+            case .http2: handler = HTTP2Handler(connection: self, now: now)
+            }
+        }
     }
 
     var hasQueuedOutput: Bool { outputOffset < output.count }

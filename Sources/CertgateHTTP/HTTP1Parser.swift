@@ -12,32 +12,32 @@ public struct HTTPLimits: Sendable {
 }
 
 /// A request the parser rejects, with the status to answer and why.
-struct HTTPParseError: Error, Equatable {
-    let status: Int
-    let message: String
+package struct HTTPParseError: Error, Equatable {
+    package let status: Int
+    package let message: String
 }
 
 /// Reads HTTP/1.1 requests out of a byte stream, one at a time, without copying the head
 /// more than once. Feed it with ``append(_:)`` and call ``next()`` until it returns nil.
-struct HTTP1Parser {
+package struct HTTP1Parser {
     /// A parsed request head, waiting for (or with) its body.
-    struct Head {
-        var method: String
-        var path: String
-        var query: String?
-        var version: HTTPVersion
-        var headers: HTTPHeaders
-        var framing: Framing
-        var expectsContinue: Bool
-        var keepAlive: Bool
+    package struct Head {
+        package var method: String
+        package var path: String
+        package var query: String?
+        package var version: HTTPVersion
+        package var headers: HTTPHeaders
+        package var framing: Framing
+        package var expectsContinue: Bool
+        package var keepAlive: Bool
     }
 
-    enum Framing: Equatable {
+    package enum Framing: Equatable {
         case length(Int)
         case chunked
     }
 
-    enum Event {
+    package enum Event {
         /// A head was read; its body may still be on its way.
         case head(Head)
         /// The body of the current request is complete.
@@ -59,12 +59,12 @@ struct HTTP1Parser {
     private var chunked = ChunkedDecoder(maxBodyBytes: 0, maxTrailerBytes: 0)
     private var body: [UInt8] = []
 
-    init(limits: HTTPLimits) {
+    package init(limits: HTTPLimits) {
         self.limits = limits
     }
 
     /// Whether the parser holds part of a request (head or body) not yet complete.
-    var isMidRequest: Bool {
+    package var isMidRequest: Bool {
         if case .head = state { return offset < buffer.count }
         return true
     }
@@ -75,7 +75,7 @@ struct HTTP1Parser {
         return false
     }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         if offset > 0 && offset == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 64 * 1024)
             scanFrom = 0
@@ -85,7 +85,7 @@ struct HTTP1Parser {
     }
 
     /// The next event, or nil when more bytes are needed.
-    mutating func next() throws(HTTPParseError) -> Event? {
+    package mutating func next() throws(HTTPParseError) -> Event? {
         switch state {
         case .head:
             guard let head = try parseHead() else { return nil }

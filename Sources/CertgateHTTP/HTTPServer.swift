@@ -122,6 +122,28 @@ public final class HTTPServer: Sendable {
         return bound.map(\.address)
     }
 
+    /// Serves an already connected stream socket without TLS, speaking `protocol`, on the
+    /// first loop; takes ownership of `descriptor`. Listeners never offer HTTP/2 without TLS:
+    /// this is for the fuzz targets, for which a handshake per input would cost more than
+    /// the input, and which must still drive the connection code the listeners use.
+    package func serveCleartext(descriptor: Int32, speaking protocol: CleartextProtocol) {
+        guard reserveConnection() else {
+            SocketIO.close(descriptor)
+            return
+        }
+        let context = contexts[0]
+        context.loop.execute { [context] in
+            let connection = Connection(descriptor: descriptor, peer: nil, tls: nil, context: context, cleartext: `protocol`)
+            do {
+                try context.loop.register(descriptor, interest: .readable, handler: connection)
+                context.add(connection)
+            } catch {
+                context.server.releaseConnection()
+                SocketIO.close(descriptor)
+            }
+        }
+    }
+
     /// Connections open right now.
     public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
 
