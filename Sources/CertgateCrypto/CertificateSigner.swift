@@ -185,9 +185,23 @@ extension CertificateSigner {
     }
 }
 
+/// The bytes of an IPv4 (4) or IPv6 (16) literal, or nil.
+public func parseIPAddress(_ text: String) -> [UInt8]? {
+    // inet_pton reads a C string: "10.0.0.1\0junk" would pass as 10.0.0.1, and OpenSSL's
+    // extension text would then end at the NUL and drop every name after it.
+    guard !text.utf8.contains(0) else { return nil }
+    var v4 = in_addr()
+    if inet_pton(AF_INET, text, &v4) == 1 {
+        return withUnsafeBytes(of: &v4) { Array($0) }
+    }
+    var v6 = in6_addr()
+    if inet_pton(AF_INET6, text, &v6) == 1 {
+        return withUnsafeBytes(of: &v6) { Array($0) }
+    }
+    return nil
+}
+
 /// Whether `text` is an IPv4 or IPv6 address literal.
 public func isIPAddressLiteral(_ text: String) -> Bool {
-    var v4 = in_addr()
-    var v6 = in6_addr()
-    return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+    parseIPAddress(text) != nil
 }

@@ -51,19 +51,6 @@ public func formatDuration(_ seconds: Double) -> String {
     return text
 }
 
-/// The bytes of an IPv4 (4) or IPv6 (16) literal, or nil.
-public func parseIPAddress(_ text: String) -> [UInt8]? {
-    var v4 = in_addr()
-    if inet_pton(AF_INET, text, &v4) == 1 {
-        return withUnsafeBytes(of: &v4) { Array($0) }
-    }
-    var v6 = in6_addr()
-    if inet_pton(AF_INET6, text, &v6) == 1 {
-        return withUnsafeBytes(of: &v6) { Array($0) }
-    }
-    return nil
-}
-
 func formatIPAddress(_ bytes: [UInt8]) -> String {
     var buffer = [CChar](repeating: 0, count: 64)
     let family = bytes.count == 4 ? AF_INET : AF_INET6

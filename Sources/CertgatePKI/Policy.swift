@@ -1,3 +1,5 @@
+import CertgateCrypto
+
 /// What the control plane allows: the knowledge application owners lack.
 ///
 /// The same policy judges Pkis in the webhook, in the reconciler and in `certgate validate`.

@@ -1,3 +1,5 @@
+import CertgateCrypto
+
 /// What the rules found: violations deny the Pki; warnings are shown and let it through.
 public struct Judgement: Sendable, Equatable {
     /// In a stable order: field order of the spec, list elements by index.

@@ -1,3 +1,4 @@
+import CertgateCrypto
 import CertgatePKI
 import Testing
 
@@ -45,6 +46,9 @@ let denials: [RuleCase] = [
              violation: "spec.dnsNames[0]: \"app1.example.com\" is not under an allowed suffix [.svc .svc.cluster.local]"),
     RuleCase(name: "invalid IP", change: { $0.ipAddresses = ["10.0.0.300"] },
              violation: "spec.ipAddresses[0]: \"10.0.0.300\" is not an IPv4 or IPv6 address"),
+    // A C string ends at the NUL: the address once passed as 10.0.0.1 and every SAN after it was dropped.
+    RuleCase(name: "IP with a NUL inside", change: { $0.ipAddresses = ["10.0.0.1\u{0},DNS:other.svc"] },
+             violation: "spec.ipAddresses[0]: \"10.0.0.1\u{0},DNS:other.svc\" is not an IPv4 or IPv6 address"),
     RuleCase(name: "IP outside the ranges", change: { $0.ipAddresses = ["10.1.2.3", "192.168.1.1"] },
              violation: "spec.ipAddresses[1]: 192.168.1.1 is not in an allowed range [10.0.0.0/8 fd00::/8]"),
     RuleCase(name: "no name at all", change: { $0.dnsNames = nil },
