@@ -80,6 +80,24 @@ func recordedBody(_ name: String) throws -> Data {
         #expect(status.code == 410 && status.reason == "Expired")
     }
 
+    @Test func aWatchStreamCutAnywhereGivesTheSameEventsAndALineWithoutEndIsRefused() throws {
+        let wire = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(recordings)/watch-pkis.jsonl")))
+        for size in [1, 7, 4096, wire.count] {
+            var stream = WatchStreamDecoder<PkiResource>()
+            var events = 0
+            for start in stride(from: 0, to: wire.count, by: size) {
+                _ = try stream.append(Array(wire[start..<min(wire.count, start + size)])) { _ in events += 1; return true }
+            }
+            #expect(events == 5, "pieces of \(size) bytes")
+        }
+        var endless = WatchStreamDecoder<PkiResource>()
+        let piece = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+        let error = #expect(throws: APIStatus.self) {
+            for _ in 0...16 { _ = try endless.append(piece) { _ in true } }
+        }
+        #expect(error?.message?.contains("longer than 16777216 bytes") == true, "\(String(describing: error))")
+    }
+
     @Test func findsTheSecretsAPodMounts() throws {
         let json = #"{"metadata":{"name":"app1","namespace":"app1"},"spec":{"volumes":[{"name":"tls","secret":{"secretName":"app1-tls"}},{"name":"all","projected":{"sources":[{"secret":{"name":"app1-extra"}},{"configMap":{"name":"cm"}}]}},{"name":"tmp","emptyDir":{}}]}}"#
         let pod = try decoder.decode(Pod.self, from: Data(json.utf8))
