@@ -181,3 +181,15 @@ public final class Shared<Value>: @unchecked Sendable {
         lock.withLock { body(&storage) }
     }
 }
+
+/// `environment` plus the parent's sanitizer and crash-handler settings, for a child process
+/// a test starts with an environment of its own: under scripts/test-asan the child is an
+/// instrumented build too and must run with the same options.
+public func childEnvironment(_ environment: [String: String]) -> [String: String] {
+    var result = environment
+    let inherited = ProcessInfo.processInfo.environment
+    for name in ["ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "SWIFT_BACKTRACE"] where result[name] == nil {
+        result[name] = inherited[name]
+    }
+    return result
+}

@@ -56,7 +56,7 @@ import Testing
         server.executableURL = URL(fileURLWithPath: certgateBinary)
         server.arguments = ["serve", "--address", "127.0.0.1", "--port", String(port), "--metrics-address", "0",
                             "--tls-cert-file", pki.certificateFile, "--tls-key-file", pki.keyFile]
-        server.environment = ["HOME": home.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
+        server.environment = childEnvironment(["HOME": home.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
         let log = Pipe()
         server.standardError = log
         server.standardOutput = FileHandle.nullDevice
