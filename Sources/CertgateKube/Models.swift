@@ -404,6 +404,9 @@ public struct WatchStreamDecoder<Item: Codable & Sendable> {
     public static var maxEventBytes: Int { 16 * 1024 * 1024 }
 
     private var pending: [UInt8] = []
+    /// Where the search for the next newline resumes: a line arriving in many pieces is
+    /// scanned once, not once per piece.
+    private var scanned = 0
     private let decoder = JSONDecoder()
 
     public init() {}
@@ -413,8 +416,11 @@ public struct WatchStreamDecoder<Item: Codable & Sendable> {
     public mutating func append(_ piece: [UInt8], onEvent: (WatchEvent<Item>) throws -> Bool) throws -> Bool {
         pending.append(contentsOf: piece)
         var lineStart = 0
-        defer { pending.removeSubrange(0..<lineStart) }
-        while let newline = pending[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+        defer {
+            pending.removeSubrange(0..<lineStart)
+            scanned = pending.count
+        }
+        while let newline = pending[max(lineStart, scanned)...].firstIndex(of: UInt8(ascii: "\n")) {
             let line = Array(pending[lineStart..<newline])
             lineStart = newline + 1
             if line.isEmpty { continue }
