@@ -133,14 +133,7 @@ public final class HTTPServer: Sendable {
         }
         let context = contexts[0]
         context.loop.execute { [context] in
-            let connection = Connection(descriptor: descriptor, peer: nil, tls: nil, context: context, cleartext: `protocol`)
-            do {
-                try context.loop.register(descriptor, interest: .readable, handler: connection)
-                context.add(connection)
-            } catch {
-                context.server.releaseConnection()
-                SocketIO.close(descriptor)
-            }
+            context.serve(descriptor: descriptor, peer: nil, tls: nil, cleartext: `protocol`)
         }
     }
 
@@ -286,8 +279,17 @@ final class LoopContext: @unchecked Sendable {
 
     var isShuttingDown: Bool { shuttingDown }
 
-    func add(_ connection: Connection) {
-        connections[ObjectIdentifier(connection)] = connection
+    /// Starts serving a connected socket whose slot ``HTTPServer/reserveConnection()`` took;
+    /// gives the slot back and closes the socket if the loop cannot watch it.
+    func serve(descriptor: Int32, peer: SocketAddress?, tls: TLSSession?, cleartext: CleartextProtocol = .http1) {
+        let connection = Connection(descriptor: descriptor, peer: peer, tls: tls, context: self, cleartext: cleartext)
+        do {
+            try loop.register(descriptor, interest: .readable, handler: connection)
+            connections[ObjectIdentifier(connection)] = connection
+        } catch {
+            server.releaseConnection()
+            SocketIO.close(descriptor)
+        }
     }
 
     func remove(_ connection: Connection) {
@@ -365,14 +367,7 @@ final class Acceptor: EventHandler {
                 }
                 session = made
             }
-            let connection = Connection(descriptor: accepted.descriptor, peer: accepted.peer, tls: session, context: context)
-            do {
-                try context.loop.register(accepted.descriptor, interest: .readable, handler: connection)
-                context.add(connection)
-            } catch {
-                server.releaseConnection()
-                SocketIO.close(accepted.descriptor)
-            }
+            context.serve(descriptor: accepted.descriptor, peer: accepted.peer, tls: session)
         }
     }
 }
