@@ -139,7 +139,9 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
             let list = try client.list(resource, namespace: namespace, options: page, of: Object.self)
             items += list.items
             version = list.metadata.resourceVersion ?? version
-            page.continueToken = list.metadata.continue
+            // The last page of a custom-resource list says "continue":"" rather than leaving
+            // the key out; client-go takes an empty token as the end too.
+            page.continueToken = list.metadata.continue.flatMap { $0.isEmpty ? nil : $0 }
         } while page.continueToken != nil
         lists.wrappingAdd(1, ordering: .relaxed)
         var fresh: [String: Object] = [:]

@@ -202,6 +202,10 @@ public final class TestAPIServer: @unchecked Sendable {
         if offset + page.count < items.count {
             metadata["continue"] = String(offset + page.count)
             metadata["remainingItemCount"] = items.count - offset - page.count
+        } else if target.kind.isCustomResource {
+            // As recorded (list-pkis.http): a custom resource's last page says "continue":"";
+            // built-in kinds leave the key out (list-secrets-metadata-only-200.http).
+            metadata["continue"] = ""
         }
         return json(200, ["kind": target.kind.kind + "List", "apiVersion": target.kind.apiVersion, "metadata": metadata, "items": page])
     }
@@ -411,6 +415,9 @@ struct ResourceKind: Equatable {
     let hasStatus: Bool
 
     var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
+    /// Served from a CustomResourceDefinition, whose lists the API server writes as
+    /// unstructured JSON (empty list metadata fields kept).
+    var isCustomResource: Bool { group == "certgate.dev" }
     /// How the API server names it in messages: "pkis.certgate.dev", "secrets".
     var qualified: String { group.isEmpty ? plural : "\(plural).\(group)" }
 

@@ -1,0 +1,137 @@
+import CertgateHTTP
+import CertgateKube
+import CertgateKubeTesting
+import CertgateMetrics
+import CertgateNet
+import CertgateTLS
+import CertgateTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// The wire recorded from kube-apiserver 1.28, beside the repository.
+private let sharedRecordings = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("../shared/fixtures/apiserver-1.28").standardized.path
+
+/// The body of a recorded `curl -i` answer (curl removed the chunked framing).
+private func recordedListBody(_ name: String) throws -> [UInt8] {
+    let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(sharedRecordings)/\(name)")))
+    let separator = Array("\r\n\r\n".utf8)
+    guard let start = (0..<(bytes.count - 3)).first(where: { Array(bytes[$0..<$0 + 4]) == separator }) else {
+        throw RecordingError(file: name)
+    }
+    return Array(bytes[(start + 4)...])
+}
+
+private struct RecordingError: Error, CustomStringConvertible {
+    let file: String
+    var description: String { "the recording \(file) has no blank line after its head" }
+}
+
+/// An HTTPS server that answers list requests for app1's pkis with recorded pages, chosen by
+/// whether the request carries a continue token, and holds watches open without events.
+private final class RecordedListServer: Sendable {
+    let pki: TestPKI
+    let port: UInt16
+    /// List requests served (watches not counted).
+    let lists = Shared(0)
+    private let directory: TemporaryDirectory
+    private let group: EventLoopGroup
+    private let server: HTTPServer
+    private let watches = Shared<[ResponseStream]>([])
+
+    init(firstPage: String, nextPage: String?) throws {
+        directory = TemporaryDirectory()
+        pki = try TestPKI(in: directory)
+        let serving = ServingCertificate(files: ServingCertificateFiles(certificateFile: pki.certificateFile, keyFile: pki.keyFile))
+        if let error = serving.reload() { throw error }
+        let first = try recordedListBody(firstPage)
+        let next = try nextPage.map(recordedListBody)
+        group = try EventLoopGroup(count: 1, namePrefix: "recorded-api")
+        var router = Router()
+        let lists = lists
+        let watches = watches
+        router.fallback = { request in
+            let query = request.query ?? ""
+            if query.contains("watch=true") {
+                let stream = ResponseStream()
+                watches.update { $0.append(stream) }
+                return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
+            }
+            // Bounded: a client that never stops paging gets errors, not an endless stream of pages.
+            var served = 0
+            lists.update { $0 += 1; served = $0 }
+            guard served <= 20 else { return .error(500, "too many list requests") }
+            let page = query.contains("continue=") && !query.contains("continue=&") && !query.hasSuffix("continue=") ? next : first
+            return .json(200, page ?? first)
+        }
+        var logger = Logger(label: "recorded-api")
+        logger.logLevel = .critical
+        server = HTTPServer(configuration: HTTPServerConfiguration(name: "recorded", addresses: [try SocketAddress(host: "127.0.0.1", port: 0)], tls: serving),
+                            router: router, group: group, metrics: ServerMetrics(registry: MetricsRegistry()), logger: logger)
+        port = try server.start()[0].port
+    }
+
+    var clusterConfiguration: ClusterConfiguration {
+        ClusterConfiguration(host: "127.0.0.1", port: port, tls: TLSClientConfiguration(trustRoots: [pki.ca]), token: nil, source: "recorded")
+    }
+
+    func stop() {
+        for stream in watches.value { stream.finish() }
+        server.shutdown(gracePeriod: 1)
+        group.stopAndWait()
+    }
+}
+
+/// The last page of a custom-resource list carries "continue":"" (an empty string, not an
+/// absent key); an informer that took it for a next page listed forever and never synced.
+@Suite struct RecordedListTests {
+    @Test func oneRecordedPage() throws {
+        try expectOnePass(firstPage: "list-pkis.http", nextPage: nil, pages: 1)
+    }
+
+    @Test func twoRecordedPages() throws {
+        try expectOnePass(firstPage: "list-pkis-limit1.http", nextPage: "list-pkis-limit1-continue.http", pages: 2)
+    }
+
+    private func expectOnePass(firstPage: String, nextPage: String?, pages: Int) throws {
+        let api = try RecordedListServer(firstPage: firstPage, nextPage: nextPage)
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration)
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1",
+                                             handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
+        informer.start()
+        defer { informer.stop() }
+        let deadline = Date().addingTimeInterval(10)
+        while !informer.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(informer.hasSynced, "not synced after \(api.lists.value) list requests")
+        #expect(api.lists.value == pages)
+        #expect(informer.get(namespace: "app1", name: "app1-pki") != nil)
+        #expect(informer.get(namespace: "app1", name: "app2-pki") != nil)
+    }
+
+    /// The double's list metadata as the recordings show it, for a custom resource and a built-in kind.
+    @Test func theTestAPIServerEndsListsAsTheRecordingsDo() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        func listMetadata(_ path: String) throws -> [String: Any] {
+            let result = try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)",
+                                                 "https://127.0.0.1:\(api.port)\(path)"])
+            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return object?["metadata"] as? [String: Any] ?? [:]
+        }
+        func recordedMetadata(_ name: String) throws -> [String: Any] {
+            let object = try JSONSerialization.jsonObject(with: Data(try recordedListBody(name))) as? [String: Any]
+            return object?["metadata"] as? [String: Any] ?? [:]
+        }
+        let pkis = try listMetadata("/apis/certgate.dev/v1/namespaces/app1/pkis")
+        #expect(pkis["continue"] as? String == "", "\(pkis)")
+        #expect(try recordedMetadata("list-pkis.http")["continue"] as? String == "")
+        let secrets = try listMetadata("/api/v1/namespaces/app1/secrets")
+        #expect(secrets["continue"] == nil, "\(secrets)")
+        #expect(try recordedMetadata("list-secrets-metadata-only-200.http")["continue"] == nil)
+    }
+}
