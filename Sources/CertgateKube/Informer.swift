@@ -108,22 +108,26 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
 
     private var isStopped: Bool { stopSignal.isStopped }
 
+    /// Lists, then watches from the list's resourceVersion until the watch fails; then waits
+    /// and lists again. Every failure, a 410 and a watch that ends at once included, goes
+    /// through the same backoff, as client-go's reflector does: a server that answers every
+    /// watch with nothing can never make the informer list in a loop.
     private func run() {
-        var backoff = 0.2
+        var backoff = RelistBackoff()
         while !isStopped {
             do {
                 var version = try relist()
-                backoff = 0.2
                 while !isStopped {
-                    version = try watch(from: version)
+                    let watched = try watch(from: version)
+                    version = watched.version
+                    if watched.events > 0 || watched.seconds >= RelistBackoff.healthyWatchSeconds { backoff.reset() }
+                    if watched.events == 0 && watched.seconds < RelistBackoff.shortWatchSeconds && !isStopped {
+                        throw ShortWatch(seconds: watched.seconds)
+                    }
                 }
-            } catch let status as APIStatus where status.isGone {
-                continue  // the resourceVersion is too old: list again
             } catch {
                 guard !isStopped else { break }
-                // Unreachable or failing: wait, doubling up to 30 s, with up to 50% jitter.
-                stopSignal.sleep(backoff * (1 + Double.random(in: 0..<0.5)))
-                backoff = min(backoff * 2, 30)
+                stopSignal.sleep(backoff.next())
             }
         }
     }
@@ -165,16 +169,20 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         return version
     }
 
-    /// Watches until the server ends the stream; returns the last resourceVersion seen.
-    private func watch(from start: String) throws -> String {
+    /// Watches until the server ends the stream; returns the last resourceVersion seen, how
+    /// many events came, and how long the watch lasted.
+    private func watch(from start: String) throws -> (version: String, events: Int, seconds: Double) {
         var version = start
+        var events = 0
+        let started = monotonicNanoseconds()
         let handle = StreamCancellation()
         cancellation.withLock { $0 = handle }
-        if isStopped { return version }
+        if isStopped { return (version, 0, 0) }
         // client-go picks a random timeout so that many watchers do not reconnect together.
         try client.watch(resource, namespace: namespace, options: ListOptions(labelSelector: options.labelSelector,
                                                                               fieldSelector: options.fieldSelector, resourceVersion: version),
                          timeoutSeconds: Int.random(in: 300...600), of: Object.self, cancellation: handle) { event in
+            events += 1
             switch event {
             case .added(let object), .modified(let object):
                 let key = Informer.key(object.metadata.namespace, object.metadata.name ?? "")
@@ -196,10 +204,41 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
             }
             return !isStopped
         }
-        return version
+        return (version, events, Double(monotonicNanoseconds() &- started) / 1e9)
     }
 
     private static func key(_ namespace: String?, _ name: String) -> String {
         "\(namespace ?? "")/\(name)"
+    }
+}
+
+/// A watch the server ended within a second without an event: client-go calls it a "very
+/// short watch" and backs off before listing again.
+struct ShortWatch: Error, CustomStringConvertible {
+    let seconds: Double
+    var description: String { "the watch ended after \(seconds) s without an event" }
+}
+
+/// client-go's reflector backoff: 0.8 s, doubling to 30 s, with jitter up to the delay
+/// itself; back to the start only once a watch has delivered events or lasted a while.
+struct RelistBackoff {
+    static let initial = 0.8
+    static let maximum = 30.0
+    /// A watch that ends sooner than this without an event counts as a failure.
+    static let shortWatchSeconds = 1.0
+    /// A watch that lasted this long was healthy, events or not.
+    static let healthyWatchSeconds = 60.0
+
+    private var delay = RelistBackoff.initial
+
+    /// The next wait; each is about twice the last, up to the maximum.
+    mutating func next() -> Double {
+        let wait = delay * (1 + Double.random(in: 0..<1))
+        delay = min(delay * 2, RelistBackoff.maximum)
+        return min(wait, RelistBackoff.maximum)
+    }
+
+    mutating func reset() {
+        delay = RelistBackoff.initial
     }
 }

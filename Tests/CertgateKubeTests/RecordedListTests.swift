@@ -36,12 +36,15 @@ private final class RecordedListServer: Sendable {
     let port: UInt16
     /// List requests served (watches not counted).
     let lists = Shared(0)
+    let watchRequests = Shared(0)
     private let directory: TemporaryDirectory
     private let group: EventLoopGroup
     private let server: HTTPServer
     private let watches = Shared<[ResponseStream]>([])
 
-    init(firstPage: String, nextPage: String?) throws {
+    /// With `watchesEndAtOnce`, every watch is answered with an empty stream that ends at
+    /// once, as a proxy that cuts streaming answers would.
+    init(firstPage: String, nextPage: String?, watchesEndAtOnce: Bool = false) throws {
         directory = TemporaryDirectory()
         pki = try TestPKI(in: directory)
         let serving = ServingCertificate(files: ServingCertificateFiles(certificateFile: pki.certificateFile, keyFile: pki.keyFile))
@@ -52,9 +55,12 @@ private final class RecordedListServer: Sendable {
         var router = Router()
         let lists = lists
         let watches = watches
+        let watchRequests = watchRequests
         router.fallback = { request in
             let query = request.query ?? ""
             if query.contains("watch=true") {
+                watchRequests.update { $0 += 1 }
+                if watchesEndAtOnce { return HTTPResponse(status: 200, headers: ["content-type": "application/json"]) }
                 let stream = ResponseStream()
                 watches.update { $0.append(stream) }
                 return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
@@ -133,5 +139,23 @@ private final class RecordedListServer: Sendable {
         let secrets = try listMetadata("/api/v1/namespaces/app1/secrets")
         #expect(secrets["continue"] == nil, "\(secrets)")
         #expect(try recordedMetadata("list-secrets-metadata-only-200.http")["continue"] == nil)
+    }
+
+    /// A watch that ends at once without an event used to be retried at once, without end
+    /// (hundreds of requests a second); now every retry waits, longer each time.
+    @Test func watchesThatEndAtOnceAreRetriedWithGrowingPauses() throws {
+        let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil, watchesEndAtOnce: true)
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration)
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1",
+                                             handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
+        informer.start()
+        Thread.sleep(forTimeInterval: 3)
+        informer.stop()
+        #expect(informer.hasSynced)
+        // 0.8 s, then 1.6 s, each with up to as much again of jitter: at most three passes in 3 s.
+        let requests = api.lists.value + api.watchRequests.value
+        #expect(api.lists.value >= 1 && api.lists.value <= 3, "\(api.lists.value) lists")
+        #expect(requests <= 6, "\(api.lists.value) lists and \(api.watchRequests.value) watches in 3 s")
     }
 }
