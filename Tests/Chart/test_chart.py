@@ -229,6 +229,7 @@ class DefaultValuesTests(ChartTestCase):
         allowed = {
             ("certgate.dev", "pkis"): {"get", "list", "watch"},
             ("certgate.dev", "pkis/status"): {"update", "patch"},
+            ("certgate.dev", "pkis/finalizers"): {"update"},
             ("", "secrets"): {"get", "list", "watch", "create", "update"},
             ("", "events"): {"create", "patch"},
             ("", "pods"): {"get", "list", "watch"},
@@ -251,6 +252,8 @@ class DefaultValuesTests(ChartTestCase):
                 else:
                     self.assertEqual(kind, "ClusterRole")
                     self.assertLessEqual(verbs, allowed[(group, resource)], f"{resource}: {verbs}")
+        # Owner references with blockOwnerDeletion need it where OwnerReferencesPermissionEnforcement runs.
+        self.assertIn("update", granted.get(("ClusterRole", "certgate.dev", "pkis/finalizers", ()), set()))
         self.assertEqual(find(self.objects, "Role")["metadata"]["namespace"], "certgate")
         for binding in (o for o in self.objects if o["kind"].endswith("Binding")):
             self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "certgate", "namespace": "certgate"}])
