@@ -45,6 +45,10 @@ public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? 
     for (index, usage) in (spec.usages ?? []).enumerated() where !knownUsages.contains(usage) {
         rules.deny("spec.usages[\(index)]", "\"\(usage)\" is not a known usage; use one of [\(knownUsages.joined(separator: ", "))]")
     }
+    if let rotation = spec.rotationPolicy, !["Always", "Never"].contains(rotation) {
+        rules.deny("spec.rotationPolicy", "\"\(rotation)\" is not a rotation policy; use Always (a new key at each renewal) or Never"
+            + didYouMean(rotation, ["Always", "Never"]))
+    }
     if let issuer = spec.issuer, policy.issuers[issuer] == nil {
         let names = policy.issuers.keys.sorted()
         rules.deny("spec.issuer", "\"\(issuer)\" is not an issuer of the policy; use one of \(bracketed(names))"

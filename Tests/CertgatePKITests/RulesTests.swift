@@ -49,6 +49,8 @@ let denials: [RuleCase] = [
     // A C string ends at the NUL: the address once passed as 10.0.0.1 and every SAN after it was dropped.
     RuleCase(name: "IP with a NUL inside", change: { $0.ipAddresses = ["10.0.0.1\u{0},DNS:other.svc"] },
              violation: "spec.ipAddresses[0]: \"10.0.0.1\u{0},DNS:other.svc\" is not an IPv4 or IPv6 address"),
+    RuleCase(name: "unknown rotation policy", change: { $0.rotationPolicy = "never" },
+             violation: "spec.rotationPolicy: \"never\" is not a rotation policy; use Always (a new key at each renewal) or Never (did you mean \"Never\"?)"),
     RuleCase(name: "IP outside the ranges", change: { $0.ipAddresses = ["10.1.2.3", "192.168.1.1"] },
              violation: "spec.ipAddresses[1]: 192.168.1.1 is not in an allowed range [10.0.0.0/8 fd00::/8]"),
     RuleCase(name: "no name at all", change: { $0.dnsNames = nil },
