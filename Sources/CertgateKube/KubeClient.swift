@@ -120,8 +120,13 @@ public final class KubeClient: Sendable {
                             contentType: "application/strategic-merge-patch+json"), T.self)
     }
 
-    public func delete(_ resource: Resource, namespace: String?, name: String) throws {
-        _ = try call("DELETE", resource.path(namespace: namespace, name: name))
+    /// Deletes an object; with `propagationPolicy` ("Foreground", "Background", "Orphan")
+    /// in DeleteOptions, as kubectl delete --cascade and GitOps tools send it.
+    public func delete(_ resource: Resource, namespace: String?, name: String, propagationPolicy: String? = nil) throws {
+        let options = propagationPolicy.map {
+            Data(#"{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1","propagationPolicy":"\#($0)"}"#.utf8)
+        }
+        _ = try call("DELETE", resource.path(namespace: namespace, name: name), body: options)
     }
 
     /// Watches from `options.resourceVersion`, calling `onEvent` for each event as it

@@ -173,7 +173,7 @@ public final class TestAPIServer: @unchecked Sendable {
                 // Custom resources take no strategic merge patch, as on the real server.
                 return status(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
             }
-        case ("DELETE", let name?, nil): return delete(target, name)
+        case ("DELETE", let name?, nil): return delete(target, name, request.body)
         default: return status(405, "MethodNotAllowed", "\(request.method) is not supported on \(request.path)")
         }
     }
@@ -322,7 +322,9 @@ public final class TestAPIServer: @unchecked Sendable {
             }
             // Server-owned metadata stays the server's; labels, annotations and owners follow the client.
             var metadata = next["metadata"] as? [String: Any] ?? [:]
-            for field in ["name", "namespace", "uid", "creationTimestamp", "generation"] { metadata[field] = storedMetadata[field] }
+            for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+                metadata[field] = storedMetadata[field]
+            }
             resourceVersion += 1
             metadata["resourceVersion"] = String(resourceVersion)
             next["metadata"] = metadata
@@ -334,9 +336,29 @@ public final class TestAPIServer: @unchecked Sendable {
         }
     }
 
-    private func delete(_ target: Target, _ name: String) -> HTTPResponse {
-        locked { () -> HTTPResponse in
+    /// Deletes at once, or with DeleteOptions `propagationPolicy: Foreground` as recorded
+    /// (pki-delete-foreground-200.http): the object stays, with deletionTimestamp and the
+    /// foregroundDeletion finalizer, until its dependents are gone. No garbage collector
+    /// runs here, so it stays until the test removes it.
+    private func delete(_ target: Target, _ name: String, _ body: [UInt8]) -> HTTPResponse {
+        let options = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        let foreground = options?["propagationPolicy"] as? String == "Foreground"
+        return locked { () -> HTTPResponse in
             let objectKey = key(target.kind, target.namespace, name)
+            if foreground, var stored = objects[objectKey] {
+                var metadata = stored["metadata"] as? [String: Any] ?? [:]
+                if metadata["deletionTimestamp"] == nil {
+                    resourceVersion += 1
+                    metadata["deletionTimestamp"] = timestamp()
+                    metadata["deletionGracePeriodSeconds"] = 0
+                    metadata["finalizers"] = (metadata["finalizers"] as? [String] ?? []) + ["foregroundDeletion"]
+                    metadata["resourceVersion"] = String(resourceVersion)
+                    stored["metadata"] = metadata
+                    objects[objectKey] = stored
+                    record("MODIFIED", objectKey, stored)
+                }
+                return json(200, stored)
+            }
             guard var stored = objects.removeValue(forKey: objectKey) else { return notFound(target.kind, name) }
             resourceVersion += 1
             var metadata = stored["metadata"] as? [String: Any] ?? [:]

@@ -158,4 +158,28 @@ private final class RecordedListServer: Sendable {
         #expect(api.lists.value >= 1 && api.lists.value <= 3, "\(api.lists.value) lists")
         #expect(requests <= 6, "\(api.lists.value) lists and \(api.watchRequests.value) watches in 3 s")
     }
+
+    /// A foreground delete answers 200 with the object, now being deleted, and the object
+    /// stays: the double's answer against pki-delete-foreground-200.http.
+    @Test func theTestAPIServerDeletesInTheForegroundAsRecorded() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        let result = try runProcess("curl", ["-sS", "-X", "DELETE", "--max-time", "5", "--cacert", api.pki.caFile,
+                                             "-H", "Authorization: Bearer \(api.token)", "-H", "Content-Type: application/json",
+                                             "--data", #"{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1","propagationPolicy":"Foreground"}"#,
+                                             "https://127.0.0.1:\(api.port)/apis/certgate.dev/v1/namespaces/app1/pkis/a"])
+        let answered = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+        let recorded = try JSONSerialization.jsonObject(with: Data(try recordedListBody("pki-delete-foreground-200.http"))) as? [String: Any] ?? [:]
+        #expect(answered["kind"] as? String == recorded["kind"] as? String, "\(answered)")
+        let ours = answered["metadata"] as? [String: Any] ?? [:]
+        let theirs = recorded["metadata"] as? [String: Any] ?? [:]
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "finalizers"] {
+            #expect((ours[field] == nil) == (theirs[field] == nil), "\(field): \(ours)")
+        }
+        #expect(ours["finalizers"] as? [String] == theirs["finalizers"] as? [String])
+        #expect(try client.get(.pkis, namespace: "app1", name: "a", as: PkiResource.self).metadata.deletionTimestamp != nil)
+    }
 }
+
