@@ -62,6 +62,11 @@ public final class PkiReconciler: Sendable {
             metrics?.certificates.remove("\(namespace)/\(name)")
             return .done(requeueAfter: nil)  // deleted; its Secret goes with it (ownerReference)
         }
+        if pki.metadata.deletionTimestamp != nil {
+            // Being deleted (in the foreground, as GitOps tools do): the garbage collector is
+            // removing its Secret, and writing it again would fight the collector for ever.
+            return .done(requeueAfter: nil)
+        }
         guard let policy = policy() else { return .retry("no policy has loaded") }
         let reference = ObjectReference(apiVersion: pki.apiVersion, kind: pki.kind, namespace: namespace, name: name, uid: pki.metadata.uid)
         let secretName = pki.spec.secretName ?? name

@@ -51,6 +51,21 @@ struct Rig {
 }
 
 @Suite struct PkiReconcilerTests {
+    /// A foreground delete (what GitOps tools send) leaves the Pki in place with a
+    /// deletionTimestamp while the garbage collector removes its Secret; writing the Secret
+    /// again would loop with the collector for ever.
+    @Test func aPkiBeingDeletedIsLeftAlone() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        try rig.client.delete(.pkis, namespace: "app1", name: "app1-pki", propagationPolicy: "Foreground")
+        let deleting = try rig.pki()
+        #expect(deleting.metadata.deletionTimestamp != nil)
+        #expect(rig.reconcile() == .done(requeueAfter: nil))
+        #expect(throws: APIStatus.self) { try rig.secret() }
+        #expect(try rig.events(about: "Pki", "app1-pki").isEmpty)
+    }
+
     @Test func issuesASecretTheApplicationCanUseAndSaysSoOnThePkiAndItsPods() throws {
         let rig = try Rig()
         defer { rig.api.stop() }
