@@ -85,7 +85,8 @@ public final class KubeClient: Sendable {
 
     public func list<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                                             of type: T.Type = T.self) throws -> ObjectList<T> {
-        try decode(try call("GET", resource.path(namespace: namespace), query: options.queryItems), ObjectList<T>.self)
+        try decode(try call("GET", resource.path(namespace: namespace), query: options.queryItems,
+                            accept: T.self == ObjectMetadataOnly.self ? Self.metadataOnlyList : Self.json), ObjectList<T>.self)
     }
 
     public func create<T: Codable>(_ resource: Resource, namespace: String?, _ object: T) throws -> T {
@@ -140,7 +141,8 @@ public final class KubeClient: Sendable {
         query.append(("watch", "true"))
         query.append(("allowWatchBookmarks", "true"))
         query.append(("timeoutSeconds", String(timeoutSeconds)))
-        let request = try makeRequest("GET", resource.path(namespace: namespace), query: query, body: nil, contentType: nil)
+        let request = try makeRequest("GET", resource.path(namespace: namespace), query: query, body: nil, contentType: nil,
+                                      accept: T.self == ObjectMetadataOnly.self ? Self.metadataOnlyWatch : Self.json)
         var stream = WatchStreamDecoder<T>()
         var failureBody: [UInt8] = []
         var failure: APIStatus?
@@ -162,11 +164,19 @@ public final class KubeClient: Sendable {
 
     // MARK: Requests
 
+    static let json = "application/json"
+    /// What client-go's metadata informers ask for: lists and watches of ObjectMetadataOnly
+    /// carry names, labels and owners without the objects' data (a Secret's certificates,
+    /// a Helm release's megabytes), with plain JSON as the fallback of servers without it.
+    static let metadataOnlyList = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+    static let metadataOnlyWatch = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
     private func call(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,
-                      contentType: String? = "application/json") throws -> HTTPResponse {
+                      contentType: String? = "application/json", accept: String = KubeClient.json) throws -> HTTPResponse {
         var refreshed = false
         while true {
-            let request = try makeRequest(method, path, query: query, body: body, contentType: contentType, refreshToken: refreshed)
+            let request = try makeRequest(method, path, query: query, body: body, contentType: contentType, accept: accept,
+                                          refreshToken: refreshed)
             let response = try http.send(request)
             if response.status == 401, token != nil, !refreshed {
                 refreshed = true  // the token may have rotated since it was read
@@ -178,8 +188,8 @@ public final class KubeClient: Sendable {
     }
 
     private func makeRequest(_ method: String, _ path: String, query: [(String, String)], body: Data?,
-                             contentType: String?, refreshToken: Bool = false) throws -> HTTPRequest {
-        var headers: HTTPHeaders = ["accept": "application/json"]
+                             contentType: String?, accept: String = KubeClient.json, refreshToken: Bool = false) throws -> HTTPRequest {
+        var headers: HTTPHeaders = ["accept": accept]
         if let token { headers.add("authorization", "Bearer \(try token.current(refresh: refreshToken))") }
         if body != nil, let contentType { headers.add("content-type", contentType) }
         let queryText = query.isEmpty ? nil : query.map { "\($0.0)=\(escapeQueryValue($0.1))" }.joined(separator: "&")

@@ -48,6 +48,8 @@ public final class TestAPIServer: @unchecked Sendable {
         let namespace: String?
         let selector: Selector
         let stream: ResponseStream
+        /// Asked for PartialObjectMetadata: objects go out as their metadata only.
+        let metadataOnly: Bool
     }
 
     public init(token: String = "test-token") throws {
@@ -207,7 +209,17 @@ public final class TestAPIServer: @unchecked Sendable {
             // built-in kinds leave the key out (list-secrets-metadata-only-200.http).
             metadata["continue"] = ""
         }
+        if request.asksForMetadataOnly {
+            // As recorded (list-secrets-metadata-only-200.http): names, owners and versions, no data.
+            return json(200, ["kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
+                              "items": page.map(partialObjectMetadata)])
+        }
         return json(200, ["kind": target.kind.kind + "List", "apiVersion": target.kind.apiVersion, "metadata": metadata, "items": page])
+    }
+
+    /// An object as PartialObjectMetadata: its metadata and nothing else.
+    private func partialObjectMetadata(_ object: [String: Any]) -> [String: Any] {
+        ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"] ?? [String: Any]()]
     }
 
     private func watch(_ target: Target, _ request: HTTPRequest) -> HTTPResponse {
@@ -215,6 +227,7 @@ public final class TestAPIServer: @unchecked Sendable {
         let selector = Selector(request)
         let since = request.queryValue("resourceVersion").flatMap(Int.init) ?? 0
         let bookmarks = request.queryValue("allowWatchBookmarks") == "true"
+        let metadataOnly = request.asksForMetadataOnly
         let replay = locked { () -> [[String: Any]]? in
             if since > 0 && since < compactedBelow { return nil }
             let events: [[String: Any]]
@@ -226,7 +239,8 @@ public final class TestAPIServer: @unchecked Sendable {
                 events = history.filter { $0.version > since && $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.object) }
                     .map { ["type": $0.type, "object": $0.object] as [String: Any] }
             }
-            watchers.append(Watcher(kind: target.kind, namespace: target.namespace, selector: selector, stream: stream))
+            watchers.append(Watcher(kind: target.kind, namespace: target.namespace, selector: selector, stream: stream,
+                                    metadataOnly: metadataOnly))
             var all = events
             if bookmarks {
                 all.append(["type": "BOOKMARK", "object": ["kind": target.kind.kind, "apiVersion": target.kind.apiVersion,
@@ -239,7 +253,12 @@ public final class TestAPIServer: @unchecked Sendable {
             stream.finish()
             return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
         }
-        for event in replay { stream.write(line(event)) }
+        for var event in replay {
+            if metadataOnly, event["type"] as? String != "BOOKMARK", let object = event["object"] as? [String: Any] {
+                event["object"] = partialObjectMetadata(object)
+            }
+            stream.write(line(event))
+        }
         if let seconds = request.queryValue("timeoutSeconds").flatMap(Double.init) {
             DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [weak self] in
                 self?.locked { self?.watchers.removeAll { $0.stream === stream } }
@@ -375,7 +394,7 @@ public final class TestAPIServer: @unchecked Sendable {
         history.append((resourceVersion, type, objectKey, object))
         let event = line(["type": type, "object": object])
         for watcher in watchers where objectKey.hasPrefix(prefix(watcher.kind, watcher.namespace)) && watcher.selector.matches(object) {
-            watcher.stream.write(event)
+            watcher.stream.write(watcher.metadataOnly ? line(["type": type, "object": partialObjectMetadata(object)]) : event)
         }
         watchers.removeAll { $0.stream.isCancelled }
     }
@@ -599,4 +618,13 @@ private func timestamp() -> String {
 
 private func randomSuffix() -> String {
     String((0..<5).map { _ in "bcdfghjklmnpqrstvwxz2456789".randomElement()! })
+}
+
+extension HTTPRequest {
+    /// Whether the first type the Accept header names is metadata only (the API server
+    /// uses the first it can serve), as client-go's metadata informers ask.
+    var asksForMetadataOnly: Bool {
+        let first = (headers["accept"] ?? "").split(separator: ",").first ?? ""
+        return first.contains("as=PartialObjectMetadata")
+    }
 }

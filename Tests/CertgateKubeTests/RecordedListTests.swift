@@ -37,6 +37,8 @@ private final class RecordedListServer: Sendable {
     /// List requests served (watches not counted).
     let lists = Shared(0)
     let watchRequests = Shared(0)
+    /// The Accept header of every request, in order.
+    let acceptHeaders = Shared<[String]>([])
     private let directory: TemporaryDirectory
     private let group: EventLoopGroup
     private let server: HTTPServer
@@ -56,7 +58,9 @@ private final class RecordedListServer: Sendable {
         let lists = lists
         let watches = watches
         let watchRequests = watchRequests
+        let acceptHeaders = acceptHeaders
         router.fallback = { request in
+            acceptHeaders.update { $0.append(request.headers["accept"] ?? "") }
             let query = request.query ?? ""
             if query.contains("watch=true") {
                 watchRequests.update { $0 += 1 }
@@ -180,6 +184,47 @@ private final class RecordedListServer: Sendable {
         }
         #expect(ours["finalizers"] as? [String] == theirs["finalizers"] as? [String])
         #expect(try client.get(.pkis, namespace: "app1", name: "a", as: PkiResource.self).metadata.deletionTimestamp != nil)
+    }
+
+    /// Secrets are watched for their names and owners only: asking for PartialObjectMetadata
+    /// keeps every Secret's data (Helm releases hold megabytes each) off the wire and out of
+    /// memory. The recorded metadata-only list decodes as the informer's objects.
+    @Test func theSecretInformerAsksForMetadataOnly() throws {
+        let api = try RecordedListServer(firstPage: "list-secrets-metadata-only-200.http", nextPage: nil)
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration)
+        let informer = Informer<ObjectMetadataOnly>(client: client, resource: .secrets, namespace: "app1",
+                                                    handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
+        informer.start()
+        defer { informer.stop() }
+        let deadline = Date().addingTimeInterval(10)
+        while (!informer.hasSynced || api.watchRequests.value == 0) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(informer.get(namespace: "app1", name: "s1") != nil)
+        let accepts = api.acceptHeaders.value
+        #expect(accepts.count >= 2)
+        #expect(accepts.first?.hasPrefix("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1") == true, "\(accepts)")
+        #expect(accepts.dropFirst().allSatisfy { $0.hasPrefix("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1") }, "\(accepts)")
+    }
+
+    /// The double answers a metadata-only list as the recording shows, without the data.
+    @Test func theTestAPIServerAnswersMetadataOnlyAsRecorded() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.secrets, namespace: "app1", Secret(metadata: ObjectMeta(name: "s1", namespace: "app1"), type: "Opaque",
+                                                                  data: ["k": Array(repeating: 0x61, count: 1000)]))
+        let result = try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)",
+                                             "-H", "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+                                             "https://127.0.0.1:\(api.port)/api/v1/namespaces/app1/secrets?limit=500"])
+        let ours = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+        let theirs = try JSONSerialization.jsonObject(with: Data(try recordedListBody("list-secrets-metadata-only-200.http"))) as? [String: Any] ?? [:]
+        #expect(ours["kind"] as? String == theirs["kind"] as? String, "\(ours)")
+        #expect(ours["apiVersion"] as? String == theirs["apiVersion"] as? String)
+        let ourItem = (ours["items"] as? [[String: Any]])?.first ?? [:]
+        let theirItem = (theirs["items"] as? [[String: Any]])?.first ?? [:]
+        #expect(Set(ourItem.keys) == Set(theirItem.keys), "\(ourItem.keys) vs \(theirItem.keys)")
+        #expect(ourItem["kind"] as? String == "PartialObjectMetadata")
+        #expect(!result.stdout.contains("\"data\""))
     }
 }
 
