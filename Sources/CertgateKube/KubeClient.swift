@@ -1,5 +1,8 @@
 import CertgateHTTP
 import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A kind of object the API serves: where its REST paths are.
 public struct Resource: Sendable, Equatable {
@@ -69,14 +72,18 @@ public struct ListOptions: Sendable, Equatable {
 public final class KubeClient: Sendable {
     private let http: HTTPClient
     private let token: TokenSource?
+    public let limits: KubeClientLimits
+    private let pacer: RequestPacer
 
-    public init(http: HTTPClient, token: TokenSource?) {
+    public init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits = KubeClientLimits()) {
         self.http = http
         self.token = token
+        self.limits = limits
+        pacer = RequestPacer(qps: limits.qps, burst: limits.burst)
     }
 
-    public convenience init(configuration: ClusterConfiguration) throws {
-        self.init(http: try configuration.makeHTTPClient(), token: configuration.token)
+    public convenience init(configuration: ClusterConfiguration, limits: KubeClientLimits = KubeClientLimits()) throws {
+        self.init(http: try configuration.makeHTTPClient(), token: configuration.token, limits: limits)
     }
 
     public func get<T: Decodable>(_ resource: Resource, namespace: String?, name: String, as type: T.Type = T.self) throws -> T {
@@ -174,12 +181,20 @@ public final class KubeClient: Sendable {
     private func call(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,
                       contentType: String? = "application/json", accept: String = KubeClient.json) throws -> HTTPResponse {
         var refreshed = false
+        var retries = 0
         while true {
             let request = try makeRequest(method, path, query: query, body: body, contentType: contentType, accept: accept,
                                           refreshToken: refreshed)
+            pacer.wait()
             let response = try http.send(request)
             if response.status == 401, token != nil, !refreshed {
                 refreshed = true  // the token may have rotated since it was read
+                continue
+            }
+            if retries < limits.maxRetries,
+               let delay = limits.retryDelay(method: method, status: response.status, retryAfter: response.headers["retry-after"]) {
+                retries += 1
+                usleep(UInt32(delay * 1_000_000))
                 continue
             }
             guard (200..<300).contains(response.status) else { throw apiError(response) }

@@ -44,6 +44,12 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
     var namespace: String?
 
+    @Option(help: "Requests a second to the Kubernetes API once the burst is spent (controller-runtime's default).")
+    var kubeApiQps: Double = 20
+
+    @Option(help: "Requests to the Kubernetes API that may go at once before --kube-api-qps paces them.")
+    var kubeApiBurst = 30
+
     @Option(help: "Go duration a Lease stays valid without renewal.")
     var leaseDuration = "15s"
 
@@ -59,6 +65,8 @@ struct ReconcilerOptions: ParsableArguments {
             throw ValidationError("\(flag): \"\(value)\" is not a duration such as 15s")
         }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        guard kubeApiQps > 0, kubeApiQps.isFinite else { throw ValidationError("--kube-api-qps must be more than 0") }
+        guard kubeApiBurst >= 1 else { throw ValidationError("--kube-api-burst must be at least 1") }
         guard isValidObjectName(leaderElectResourceName) else {
             throw ValidationError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
@@ -90,7 +98,7 @@ extension ReconcilerOptions {
             return nil
         }
         logger.info("cluster configured", metadata: ["cluster": "\(configuration.source)"])
-        return try KubeClient(configuration: configuration)
+        return try KubeClient(configuration: configuration, limits: KubeClientLimits(qps: kubeApiQps, burst: kubeApiBurst))
     }
 }
 

@@ -196,12 +196,49 @@ final class WatchRecorder: @unchecked Sendable {
     @Test func injectedFailuresCarryRetryAfter() throws {
         let api = try TestAPIServer()
         defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration())
+        // No retries: the client sees the 429 and its Retry-After.
+        let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(maxRetries: 0))
         api.failNext(1, status: 429, retryAfter: 2)
         #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { error in
             let status = error as? APIStatus
             return status?.code == 429 && status?.details?.retryAfterSeconds == 2
         }
         #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty, "only the next request fails")
+    }
+}
+
+@Suite struct ClientPacingTests {
+    /// As client-go: a 429 or 5xx with Retry-After is tried again after that long, up to a
+    /// bound; a request that is not idempotent is tried again only after a 429.
+    @Test func retriesWhatTheServerTurnedAwayAfterItsRetryAfter() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(maxRetries: 2))
+        api.failNext(2, status: 503, retryAfter: 1)
+        let started = Date()
+        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty)
+        #expect(Date().timeIntervalSince(started) >= 1.9, "waited each Retry-After")
+
+        api.failNext(3, status: 429, retryAfter: 0)
+        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 429 }
+        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty)
+
+        api.failNext(1, status: 429, retryAfter: 0)
+        #expect(try client.create(.pkis, namespace: "app1", samplePki("a")).metadata.name == "a")
+        api.failNext(1, status: 503, retryAfter: 0)
+        #expect { try client.create(.pkis, namespace: "app1", samplePki("b")) } throws: { ($0 as? APIStatus)?.code == 503 }
+        api.failNext(1, status: 500)
+        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 500 }
+    }
+
+    /// A burst goes at once; after it, requests are paced at the rate.
+    @Test func pacesRequestsPastTheBurst() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 10, burst: 2))
+        let started = Date()
+        for _ in 0..<6 { _ = try client.list(.pkis, namespace: "app1", of: PkiResource.self) }
+        // Two at once, then four at 10 a second: not sooner than 0.4 s.
+        #expect(Date().timeIntervalSince(started) >= 0.35)
     }
 }

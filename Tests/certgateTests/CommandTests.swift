@@ -48,6 +48,9 @@ let certgateBinary: String = {
         #expect(address.stderr.contains("\"localhost\" is not a numeric IPv4 or IPv6 address"), "\(address.output)")
         let duration = try runProcess(certgateBinary, ["serve", "--idle-timeout", "5 minutes"])
         #expect(duration.stderr.contains("--idle-timeout: \"5 minutes\" is not a duration"), "\(duration.output)")
+        let qps = try runProcess(certgateBinary, ["serve", "--kube-api-qps", "0"])
+        #expect(qps.status == 64)
+        #expect(qps.stderr.contains("--kube-api-qps must be more than 0"), "\(qps.output)")
         // The namespace under its earlier spelling still parses: only the name is refused.
         let lease = try runProcess(certgateBinary, ["serve", "--leader-election-namespace", "certgate",
                                                     "--leader-elect-resource-name", "Certgate_Leader"])
