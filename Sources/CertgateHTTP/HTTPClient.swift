@@ -95,12 +95,13 @@ public final class HTTPClient: Sendable {
         return response
     }
 
-    /// Sends `request` and hands the response's body to `body` as it arrives, with no read
-    /// timeout (a watch). `head` sees the status first; either returning false stops the
-    /// stream and closes its connection. Returns when the server ends the response.
-    public func stream(_ request: HTTPRequest, cancellation: StreamCancellation? = nil,
+    /// Sends `request` and hands the response's body to `body` as it arrives, with no
+    /// overall timeout (a watch). `head` sees the status first; either returning false stops
+    /// the stream and closes its connection. Returns when the server ends the response; throws
+    /// a TimeoutError when nothing arrives for `idleTimeout` seconds.
+    public func stream(_ request: HTTPRequest, cancellation: StreamCancellation? = nil, idleTimeout: Double? = nil,
                        head: (HTTPResponse) throws -> Bool, body: ([UInt8]) throws -> Bool) throws {
-        try exchange(request, deadline: .max, cancellation: cancellation) { parsed in
+        try exchange(request, deadline: .max, idleTimeout: idleTimeout, cancellation: cancellation) { parsed in
             try head(HTTPResponse(status: parsed.status, headers: parsed.headers))
         } body: { piece in
             try body(piece)
@@ -111,7 +112,7 @@ public final class HTTPClient: Sendable {
         monotonicNanoseconds() + UInt64(max(0.001, seconds) * 1e9)
     }
 
-    private func exchange(_ request: HTTPRequest, deadline: UInt64, cancellation: StreamCancellation? = nil,
+    private func exchange(_ request: HTTPRequest, deadline: UInt64, idleTimeout: Double? = nil, cancellation: StreamCancellation? = nil,
                           head: (HTTP1ResponseParser.Head) throws -> Bool, body: ([UInt8]) throws -> Bool) throws {
         let idempotent = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(request.method)
         var attempt = 0
@@ -128,7 +129,7 @@ public final class HTTPClient: Sendable {
             defer { cancellation?.detach() }
             do {
                 let keepAlive = try connection.exchange(serialize(request), bodyless: request.method == "HEAD",
-                                                        deadline: deadline, head: head, body: body)
+                                                        deadline: deadline, idleTimeout: idleTimeout, head: head, body: body)
                 if keepAlive && !(cancellation?.isCancelled ?? false) { checkIn(connection) } else { connection.close() }
                 return
             } catch let failure as ConnectionFailure where failure.beforeResponse && reused && idempotent && attempt == 1 {
@@ -232,7 +233,7 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Writes a request and reads its response. Returns whether the connection may be reused.
-    func exchange(_ request: [UInt8], bodyless: Bool, deadline: UInt64,
+    func exchange(_ request: [UInt8], bodyless: Bool, deadline: UInt64, idleTimeout: Double? = nil,
                   head: (HTTP1ResponseParser.Head) throws -> Bool, body: ([UInt8]) throws -> Bool) throws -> Bool {
         var answered = false
         do {
@@ -252,7 +253,9 @@ final class ClientConnection: @unchecked Sendable {
                         return keepAlive
                     }
                 }
-                let count = try read(into: &scratch, deadline: deadline)
+                // Each read may wait for the idle time at most: a stream the server went silent on ends.
+                let readDeadline = idleTimeout.map { min(deadline, monotonicNanoseconds() + UInt64($0 * 1e9)) } ?? deadline
+                let count = try read(into: &scratch, deadline: readDeadline)
                 if count == 0 {
                     guard answered else { throw HTTPClientError("\(target) closed the connection before answering") }
                     if case .end = try parser.peerClosed() { return false }

@@ -58,12 +58,19 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// How many times the informer listed (for tests and logs).
     public var listCount: Int { lists.load(ordering: .relaxed) }
     private let lists = Atomic<Int>(0)
+    /// The watch's timeoutSeconds is drawn from here (client-go: 5 to 10 minutes), so that
+    /// many watchers do not reconnect together.
+    private let watchTimeouts: ClosedRange<Int>
+    private let watchSilenceGrace: Double
     /// Handlers are called under this lock: the watch and the resync timer both call them.
     private let delivery = Mutex<Void>(())
 
     public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
-                resyncInterval: Double = 600, handlers: InformerHandlers<Object>) {
+                resyncInterval: Double = 600, watchTimeouts: ClosedRange<Int> = 300...600,
+                watchSilenceGrace: Double = KubeClient.watchSilenceGraceSeconds, handlers: InformerHandlers<Object>) {
         self.client = client
+        self.watchTimeouts = watchTimeouts
+        self.watchSilenceGrace = watchSilenceGrace
         self.resource = resource
         self.namespace = namespace
         self.options = options
@@ -181,7 +188,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         // client-go picks a random timeout so that many watchers do not reconnect together.
         try client.watch(resource, namespace: namespace, options: ListOptions(labelSelector: options.labelSelector,
                                                                               fieldSelector: options.fieldSelector, resourceVersion: version),
-                         timeoutSeconds: Int.random(in: 300...600), of: Object.self, cancellation: handle) { event in
+                         timeoutSeconds: Int.random(in: watchTimeouts), silenceGrace: watchSilenceGrace,
+                         of: Object.self, cancellation: handle) { event in
             events += 1
             switch event {
             case .added(let object), .modified(let object):

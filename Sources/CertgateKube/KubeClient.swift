@@ -140,9 +140,13 @@ public final class KubeClient: Sendable {
     /// Watches from `options.resourceVersion`, calling `onEvent` for each event as it
     /// arrives until the server ends the stream or `onEvent` returns false. No read timeout:
     /// the caller restarts the watch (from the last resourceVersion it saw) when it ends.
+    /// A watch the server has not ended this long after its timeoutSeconds, with nothing
+    /// received meanwhile, is abandoned: the connection is dead or black-holed.
+    public static let watchSilenceGraceSeconds = 60.0
+
     public func watch<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
-                                             timeoutSeconds: Int = 300, of type: T.Type = T.self,
-                                             cancellation: StreamCancellation? = nil,
+                                             timeoutSeconds: Int = 300, silenceGrace: Double = KubeClient.watchSilenceGraceSeconds,
+                                             of type: T.Type = T.self, cancellation: StreamCancellation? = nil,
                                              onEvent: (WatchEvent<T>) throws -> Bool) throws {
         var query = options.queryItems
         query.append(("watch", "true"))
@@ -153,7 +157,7 @@ public final class KubeClient: Sendable {
         var stream = WatchStreamDecoder<T>()
         var failureBody: [UInt8] = []
         var failure: APIStatus?
-        try http.stream(request, cancellation: cancellation) { head in
+        try http.stream(request, cancellation: cancellation, idleTimeout: Double(timeoutSeconds) + silenceGrace) { head in
             if head.status >= 300 { failure = APIStatus(code: head.status, reason: nil, message: nil) }
             return true
         } body: { piece in

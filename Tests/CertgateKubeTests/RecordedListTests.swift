@@ -226,5 +226,33 @@ private final class RecordedListServer: Sendable {
         #expect(ourItem["kind"] as? String == "PartialObjectMetadata")
         #expect(!result.stdout.contains("\"data\""))
     }
+
+    /// A watch that stays open but silent well past its timeoutSeconds (a black-holed
+    /// connection, a proxy that lost its upstream) is abandoned and the informer lists again,
+    /// instead of trusting a cache that no longer follows the cluster.
+    @Test func aSilentWatchIsAbandonedAndTheInformerListsAgain() throws {
+        let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil)
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration)
+        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", watchTimeouts: 1...1, watchSilenceGrace: 1,
+                                             handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
+        informer.start()
+        defer { informer.stop() }
+        let deadline = Date().addingTimeInterval(10)
+        while api.lists.value < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(api.lists.value >= 2, "\(api.lists.value) lists, \(api.watchRequests.value) watches")
+        #expect(api.watchRequests.value >= 1)
+    }
+
+    /// Client connections probe an idle peer (TCP keepalive), as Go's dialer does for client-go.
+    @Test func clientConnectionsUseTCPKeepalive() throws {
+        let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil)
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration)
+        _ = try client.list(.pkis, namespace: "app1", of: PkiResource.self)
+        // The connection waits in the client's pool; ss shows its keepalive timer.
+        let sockets = try runProcess("ss", ["-tnoH", "state", "established", "( dport = :\(api.port) )"])
+        #expect(sockets.stdout.contains("keepalive"), "\(sockets.output)")
+    }
 }
 
