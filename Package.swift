@@ -41,9 +41,11 @@ let package = Package(
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
         .target(
             name: "CertgateKube",
-            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", "CertgateYAML"]
+            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgatePKI", "CertgateYAML",
+                           .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics"]),
+        .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics",
+                                                          .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CertgateWebhookSetup",
             dependencies: ["CertgateKube", "CertgateTLS", "CertgateCrypto", "CertgateNet", .product(name: "Logging", package: "swift-log")]
@@ -105,7 +107,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport", "CertgateMetrics"]),
+        .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport", "CertgateMetrics", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "CertgateWebhookSetupTests",
             dependencies: [

@@ -62,13 +62,17 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// many watchers do not reconnect together.
     private let watchTimeouts: ClosedRange<Int>
     private let watchSilenceGrace: Double
+    /// Told of every failed list or watch (a watch that ended at once included).
+    private let failures: FailureReporter?
     /// Handlers are called under this lock: the watch and the resync timer both call them.
     private let delivery = Mutex<Void>(())
 
     public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                 resyncInterval: Double = 600, watchTimeouts: ClosedRange<Int> = 300...600,
-                watchSilenceGrace: Double = KubeClient.watchSilenceGraceSeconds, handlers: InformerHandlers<Object>) {
+                watchSilenceGrace: Double = KubeClient.watchSilenceGraceSeconds, failures: FailureReporter? = nil,
+                handlers: InformerHandlers<Object>) {
         self.client = client
+        self.failures = failures
         self.watchTimeouts = watchTimeouts
         self.watchSilenceGrace = watchSilenceGrace
         self.resource = resource
@@ -127,13 +131,19 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
                 while !isStopped {
                     let watched = try watch(from: version)
                     version = watched.version
-                    if watched.events > 0 || watched.seconds >= RelistBackoff.healthyWatchSeconds { backoff.reset() }
+                    if watched.events > 0 || watched.seconds >= RelistBackoff.healthyWatchSeconds {
+                        backoff.reset()
+                        failures?.recovered("informer \(namespace.map { "\(resource.plural) in \($0)" } ?? "\(resource.plural) in all namespaces")")
+                    }
                     if watched.events == 0 && watched.seconds < RelistBackoff.shortWatchSeconds && !isStopped {
                         throw ShortWatch(seconds: watched.seconds)
                     }
                 }
             } catch {
                 guard !isStopped else { break }
+                let scope = namespace.map { "\(resource.plural) in \($0)" } ?? "\(resource.plural) in all namespaces"
+                failures?.report("informer \(scope)", "cannot list or watch \(scope); the cache may be stale until it can",
+                                 error: error, metadata: ["resource": "\(resource.plural)", "namespace": "\(namespace ?? "")"])
                 stopSignal.sleep(backoff.next())
             }
         }

@@ -21,14 +21,14 @@ public final class PkiController: Sendable {
 
     /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
     public init(client: KubeClient, reconciler: PkiReconciler, workers: Int = 4, resyncInterval: Double = 600,
-                rateLimiter: RetryRateLimiter = RetryRateLimiter(),
+                rateLimiter: RetryRateLimiter = RetryRateLimiter(), failures: FailureReporter? = nil,
                 isIssuerSecret: @escaping @Sendable (String, String) -> Bool = { _, _ in false }) {
         let queue = WorkQueue(rateLimiter: rateLimiter)
         self.queue = queue
         self.reconciler = reconciler
         self.workers = max(1, workers)
         let enqueue: @Sendable (ObjectMeta) -> Void = { queue.add("\($0.namespace ?? "")/\($0.name ?? "")") }
-        pkis = Informer(client: client, resource: .pkis, namespace: nil, resyncInterval: resyncInterval,
+        pkis = Informer(client: client, resource: .pkis, namespace: nil, resyncInterval: resyncInterval, failures: failures,
                         handlers: InformerHandlers(
                             onAdd: { enqueue($0.metadata) },
                             onUpdate: { old, new in
@@ -51,7 +51,7 @@ public final class PkiController: Sendable {
                 for pki in pkiInformer.objects { enqueue(pki.metadata) }
             }
         }
-        secrets = Informer(client: client, resource: .secrets, namespace: nil, resyncInterval: resyncInterval,
+        secrets = Informer(client: client, resource: .secrets, namespace: nil, resyncInterval: resyncInterval, failures: failures,
                            handlers: InformerHandlers(onAdd: secretChanged, onUpdate: { _, new in secretChanged(new) }, onDelete: secretChanged))
     }
 

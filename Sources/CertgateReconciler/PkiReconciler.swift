@@ -25,13 +25,17 @@ public final class PkiReconciler: Sendable {
     private let bootstrapCA: Bool
     private let clock: @Sendable () -> Int64
     private let metrics: ReconcilerMetrics?
+    /// Told of every pass that failed and will be retried, by the Pki's key.
+    private let failures: FailureReporter?
 
     /// - Parameters:
     ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.
     ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
     public init(client: KubeClient, events: EventRecorder, policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false,
-                metrics: ReconcilerMetrics? = nil, clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
+                metrics: ReconcilerMetrics? = nil, failures: FailureReporter? = nil,
+                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
         self.metrics = metrics
+        self.failures = failures
         self.client = client
         self.events = events
         self.policy = policy
@@ -43,11 +47,16 @@ public final class PkiReconciler: Sendable {
 
     public func reconcile(namespace: String, name: String) -> Outcome {
         let outcome: Outcome
+        let key = "\(namespace)/\(name)"
         do {
             outcome = try reconcileOrThrow(namespace: namespace, name: name)
+            failures?.recovered(key)
         } catch let status as APIStatus where status.isConflict {
+            // Someone else wrote first: routine, retried at once with what they wrote.
             outcome = .retry("conflict: \(status.message ?? "")")
         } catch {
+            failures?.report(key, "reconcile of Pki \(key) failed; retrying with backoff", error: error,
+                             metadata: ["pki": "\(key)"])
             outcome = .retry("\(error)")
         }
         if case .done = outcome { metrics?.reconciles.labels("done").increment() } else { metrics?.reconciles.labels("retry").increment() }

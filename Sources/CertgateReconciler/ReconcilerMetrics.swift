@@ -11,6 +11,8 @@ public struct ReconcilerMetrics: Sendable {
     let issuanceSeconds: Histogram
     let events: Counter
     let certificates: CertificateTracker
+    /// Failures that stopped progress (a reconcile, a list or watch), by the API server's reason.
+    public let failures: Counter
 
     /// Registers the families; `queueDepth` is read at scrape time.
     public init(registry: MetricsRegistry, queueDepth: @escaping @Sendable () -> Int) {
@@ -18,6 +20,9 @@ public struct ReconcilerMetrics: Sendable {
         issuanceSeconds = registry.histogram("certgate_issuance_duration_seconds", help: "Time to generate a key and sign a certificate.",
                                              buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         events = registry.counter("certgate_events_total", help: "Events written, by type and reason.", labels: ["type", "reason"])
+        failures = registry.counter("certgate_failures_total",
+                                    help: "Reconciles and lists or watches that failed, by where (reconcile, informer) and reason (Forbidden, Timeout, ...).",
+                                    labels: ["component", "reason"])
         let certificates = CertificateTracker()
         self.certificates = certificates
         registry.computedGauge("certgate_reconcile_queue_depth", help: "Pki keys waiting for a worker.") { [([], Double(queueDepth()))] }

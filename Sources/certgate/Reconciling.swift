@@ -120,10 +120,13 @@ final class ReconcilerRunner: Sendable {
         let recorder = EventRecorder(client: client)
         let current = WeakRunner()
         let metrics = ReconcilerMetrics(registry: registry) { current.runner?.queueDepth ?? 0 }
-        let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics)
+        let reconcileFailures = FailureReporter(logger: logger) { metrics.failures.labels("reconcile", $0).increment() }
+        let informerFailures = FailureReporter(logger: logger) { metrics.failures.labels("informer", $0).increment() }
+        let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics,
+                                       failures: reconcileFailures)
         let workers = options.workers
         let makeController: @Sendable () -> PkiController = {
-            PkiController(client: client, reconciler: reconciler, workers: workers, isIssuerSecret: { namespace, name in
+            PkiController(client: client, reconciler: reconciler, workers: workers, failures: informerFailures, isIssuerSecret: { namespace, name in
                 policy()?.issuers.values.contains { $0.namespace == namespace && $0.name == name } ?? false
             })
         }
