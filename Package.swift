@@ -76,7 +76,7 @@ let package = Package(
             name: "CertgateKubeTesting",
             dependencies: [
                 "CertgateKube", "CertgateHTTP", "CertgateTLS", "CertgateNet", "CertgateMetrics", "CertgateCrypto", "CertgateTestSupport",
-                .product(name: "Logging", package: "swift-log"),
+                "CertgateYAML", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // scripts/bench-reconciler: the shipped binary against the test API server; not shipped.

@@ -5,6 +5,7 @@ import CertgateMetrics
 import CertgateNet
 import CertgateTLS
 import CertgateTestSupport
+import CertgateYAML
 import Foundation
 import Logging
 
@@ -161,6 +162,28 @@ public final class TestAPIServer: @unchecked Sendable {
         guard let target = Target(path: request.path) else {
             return status(404, "NotFound", "the server could not find the requested resource")
         }
+        var request = request
+        var warnings: [String] = []
+        if ["POST", "PUT", "PATCH"].contains(request.method), target.kind.isCustomResource, target.subresource == nil,
+           var object = parse(request.body), let schema = TestAPIServer.pkiSchema {
+            // As a real server does with the CRD's structural schema (create-400-unknown-field-strict.http,
+            // create-201-unknown-field-pruned-warning.http): Strict refuses unknown fields, Warn
+            // (the default) and Ignore drop them, Warn saying so in Warning headers.
+            let unknown = pruneUnknownFields(&object, schema: schema)
+            let validation = request.queryValue("fieldValidation") ?? "Warn"
+            if !unknown.isEmpty && validation == "Strict" {
+                return status(400, "BadRequest", "\(target.kind.kind) in version \"\(target.kind.version)\" cannot be handled as a "
+                    + "\(target.kind.kind): strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", "))
+            }
+            if validation != "Ignore" { warnings = unknown.map { "299 - \"unknown field \\\"\($0)\\\"\"" } }
+            request.body = Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+        }
+        var response = routeValidated(request, target)
+        for warning in warnings { response.headers.add("warning", warning) }
+        return response
+    }
+
+    private func routeValidated(_ request: HTTPRequest, _ target: Target) -> HTTPResponse {
         switch (request.method, target.name, target.subresource) {
         case ("GET", nil, nil):
             return request.queryValue("watch") == "true" ? watch(target, request) : list(target, request)
@@ -627,4 +650,45 @@ extension HTTPRequest {
         let first = (headers["accept"] ?? "").split(separator: ",").first ?? ""
         return first.contains("as=PartialObjectMetadata")
     }
+}
+
+// MARK: Structural schema
+
+extension TestAPIServer {
+    /// The openAPIV3Schema of the chart's CRD for pkis: what the real server prunes against.
+    static let pkiSchema: YAMLNode? = {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../charts/certgate/crds/pkis.certgate.dev.yaml").standardized.path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let crd = try? YAML.document(in: text) else { return nil }
+        return crd["spec"]?["versions"]?.sequence?.first?["schema"]?["openAPIV3Schema"]
+    }()
+}
+
+/// Removes from `object` the fields `schema` does not declare (metadata is the server's own;
+/// x-kubernetes-preserve-unknown-fields keeps a subtree whole) and returns their paths,
+/// as the API server names them: "spec.rotationPolcy", "spec.usages[0].x".
+func pruneUnknownFields(_ object: inout [String: Any], schema: YAMLNode, path: String = "") -> [String] {
+    guard schema["x-kubernetes-preserve-unknown-fields"]?.string != "true", let properties = schema["properties"] else { return [] }
+    var unknown: [String] = []
+    for key in object.keys.sorted() {
+        let fieldPath = path.isEmpty ? key : "\(path).\(key)"
+        if path.isEmpty && ["apiVersion", "kind", "metadata"].contains(key) { continue }
+        guard let fieldSchema = properties[key] else {
+            object[key] = nil
+            unknown.append(fieldPath)
+            continue
+        }
+        if var child = object[key] as? [String: Any] {
+            unknown += pruneUnknownFields(&child, schema: fieldSchema, path: fieldPath)
+            object[key] = child
+        } else if var elements = object[key] as? [Any], let itemSchema = fieldSchema["items"] {
+            for index in elements.indices {
+                guard var element = elements[index] as? [String: Any] else { continue }
+                unknown += pruneUnknownFields(&element, schema: itemSchema, path: "\(fieldPath)[\(index)]")
+                elements[index] = element
+            }
+            object[key] = elements
+        }
+    }
+    return unknown
 }

@@ -254,5 +254,45 @@ private final class RecordedListServer: Sendable {
         let sockets = try runProcess("ss", ["-tnoH", "state", "established", "( dport = :\(api.port) )"])
         #expect(sockets.stdout.contains("keepalive"), "\(sockets.output)")
     }
+
+    /// A field the CRD does not declare: refused under fieldValidation=Strict (what kubectl
+    /// sends), pruned with a Warning otherwise, as the recordings show. The recorded field is
+    /// declared by this chart's CRD, so another undeclared one stands in for it.
+    @Test func theTestAPIServerPrunesAndRefusesUnknownFieldsAsRecorded() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let recordedBody = try String(contentsOfFile: "\(sharedRecordings)/requests/create-unknown-field.body", encoding: .utf8)
+        let body = recordedBody.replacingOccurrences(of: "rotationPolicy", with: "colour")
+        func create(_ query: String) throws -> (head: String, body: [String: Any]) {
+            let result = try runProcess("curl", ["-sS", "-i", "--http1.1", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)",
+                                                 "-H", "Content-Type: application/json", "--data-binary", body,
+                                                 "https://127.0.0.1:\(api.port)/apis/certgate.dev/v1/namespaces/app1/pkis\(query)"])
+            let parts = result.stdout.components(separatedBy: "\r\n\r\n")
+            let object = try JSONSerialization.jsonObject(with: Data((parts.last ?? "").utf8)) as? [String: Any] ?? [:]
+            return (parts.first ?? "", object)
+        }
+        func recorded(_ name: String) throws -> (head: String, body: [String: Any]) {
+            let text = try String(contentsOfFile: "\(sharedRecordings)/\(name)", encoding: .utf8).replacingOccurrences(of: "rotationPolicy", with: "colour")
+            let parts = text.components(separatedBy: "\r\n\r\n")
+            return (parts[0], try JSONSerialization.jsonObject(with: Data(parts[1].utf8)) as? [String: Any] ?? [:])
+        }
+
+        let strict = try create("?fieldValidation=Strict")
+        let refused = try recorded("create-400-unknown-field-strict.http")
+        #expect(strict.head.hasPrefix("HTTP/1.1 400"), "\(strict.head)")
+        for field in ["kind", "status", "reason", "message"] {
+            #expect(strict.body[field] as? String == refused.body[field] as? String, "\(field): \(strict.body)")
+        }
+        #expect(strict.body["code"] as? Int == refused.body["code"] as? Int)
+
+        let pruned = try create("")
+        let kept = try recorded("create-201-unknown-field-pruned-warning.http")
+        #expect(pruned.head.hasPrefix("HTTP/1.1 201"), "\(pruned.head)")
+        let warning = { (head: String) in head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("warning:") }.map { String($0.dropFirst(8)).trimmingCharacters(in: .whitespaces) } }
+        #expect(warning(pruned.head) != nil && warning(pruned.head) == warning(kept.head), "\(pruned.head)")
+        let spec = pruned.body["spec"] as? [String: Any] ?? [:]
+        #expect(spec["colour"] == nil)
+        #expect(Set(spec.keys) == Set((kept.body["spec"] as? [String: Any] ?? [:]).keys))
+    }
 }
 
