@@ -37,6 +37,7 @@ process.arguments = ["serve", "--address", "127.0.0.1", "--port", "0", "--metric
                      "--kube-api-qps", "100000", "--kube-api-burst", "100000"]
 process.standardOutput = FileHandle.nullDevice
 process.standardError = FileHandle.nullDevice
+let requestsBefore = api.requests.count
 let started = Date()
 try process.run()
 
@@ -59,6 +60,8 @@ while ready < count && Date() < deadline {
     ready = readyCount()
 }
 let elapsed = Date().timeIntervalSince(started)
+// Every request certgate sent until all were Ready: lists, watches, gets, writes, Events.
+let requestsPerPki = Double(api.requests.count - requestsBefore) / Double(count)
 func status(_ field: String) -> String {
     let text = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
     return text.split(separator: "\n").first { $0.hasPrefix(field + ":") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "?" } ?? "?"
@@ -68,5 +71,5 @@ let peak = (Double(status("VmHWM")) ?? 0) / 1024
 process.terminate()
 process.waitUntilExit()
 api.stop()
-print("pkis: \(count), ready: \(ready), seconds to all Ready: \(String(format: "%.2f", elapsed)), certgate RSS MiB: \(String(format: "%.1f", rss)) (peak \(String(format: "%.1f", peak)))")
+print("pkis: \(count), ready: \(ready), seconds to all Ready: \(String(format: "%.2f", elapsed)), certgate RSS MiB: \(String(format: "%.1f", rss)) (peak \(String(format: "%.1f", peak))), API requests per Pki: \(String(format: "%.2f", requestsPerPki))")
 exit(ready == count ? 0 : 1)
