@@ -9,6 +9,7 @@ import glob
 import os
 import struct
 import subprocess
+import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,21 +99,10 @@ for path in sorted(glob.glob(os.path.join(FIXTURES, "*.raw"))):
 write("kube-wire", "watch-pkis-jsonl", b"\x05" + read(os.path.join(FIXTURES, "watch-pkis.jsonl")))
 write("kube-wire", "watch-pkis-jsonl-cut", b"\x0b" + read(os.path.join(FIXTURES, "watch-pkis.jsonl")))
 
-# HTTP/2 after the preface: frames as curl and the API server would send them.
-def frame(kind, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
-
-def literal(name, value):
-    def string(data):
-        if len(data) < 127:
-            return bytes([len(data)]) + data
-        rest, out = len(data) - 127, bytes([127])
-        while rest >= 128:
-            out += bytes([rest % 128 + 128])
-            rest //= 128
-        return out + bytes([rest]) + data
-    return b"\x00" + string(name) + string(value)
+# HTTP/2 after the preface: frames as curl and the API server would send them, framed and
+# HPACK-encoded by the raw test client's own helpers.
+sys.path.insert(0, os.path.join(ROOT, "Tests", "Clients"))
+from rawclient import frame, hpack_literal as literal  # noqa: E402
 
 
 def request_block(method, path, length=None):

@@ -195,8 +195,7 @@ package struct HTTP1Parser {
             let value = String(decoding: valueBytes, as: UTF8.self)
             switch name {
             case "content-length":
-                guard !valueBytes.isEmpty, valueBytes.count <= 18, valueBytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                      let length = Int(value) else {
+                guard let length = decimal(valueBytes) else {
                     throw HTTPParseError(status: 400, message: "invalid Content-Length \"\(value)\"")
                 }
                 if let contentLength, contentLength != length {
@@ -437,6 +436,18 @@ func isTokenByte(_ byte: UInt8) -> Bool {
     default:
         return false
     }
+}
+
+/// The value of a run of ASCII digits (at most 18, so it fits in an Int), or nil for
+/// anything else: no sign, no space, no overflow (Int("+5") and Int("-5") would parse).
+func decimal(_ bytes: some Collection<UInt8>) -> Int? {
+    guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+    var value = 0
+    for byte in bytes {
+        guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+        value = value * 10 + Int(byte - UInt8(ascii: "0"))
+    }
+    return value
 }
 
 @inline(__always)

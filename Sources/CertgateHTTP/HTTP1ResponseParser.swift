@@ -125,7 +125,7 @@ package struct HTTP1ResponseParser {
                 state = .chunked(ChunkedDecoder(maxBodyBytes: .max, maxTrailerBytes: maxHeadBytes))
             } else if let text = headers["content-length"] {
                 // Digits only: Int("-1") or Int("+1") would parse, and a negative length never ends.
-                guard text.utf8.count <= 18, let length = decimal(text.utf8) else {
+                guard let length = decimal(text.utf8) else {
                     throw HTTPParseError(status: 502, message: "invalid Content-Length \"\(text.prefix(64))\" in a response")
                 }
                 state = .fixed(length)
@@ -145,17 +145,6 @@ package struct HTTP1ResponseParser {
         }
         return nil
     }
-}
-
-/// The value of a run of ASCII digits (at most 18, so it fits), or nil for anything else.
-private func decimal(_ bytes: some Collection<UInt8>) -> Int? {
-    guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
-    var value = 0
-    for byte in bytes {
-        guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
-        value = value * 10 + Int(byte - UInt8(ascii: "0"))
-    }
-    return value
 }
 
 extension String {

@@ -64,6 +64,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     private let watchSilenceGrace: Double
     /// Told of every failed list or watch (a watch that ended at once included).
     private let failures: FailureReporter?
+    /// What this informer follows, as its failures name it: "pkis in app1".
+    private let scope: String
     /// Handlers are called under this lock: the watch and the resync timer both call them.
     private let delivery = Mutex<Void>(())
 
@@ -77,6 +79,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         self.watchSilenceGrace = watchSilenceGrace
         self.resource = resource
         self.namespace = namespace
+        scope = "\(resource.plural) in \(namespace ?? "all namespaces")"
         self.options = options
         self.handlers = handlers
         self.resyncInterval = resyncInterval
@@ -133,7 +136,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
                     version = watched.version
                     if watched.events > 0 || watched.seconds >= RelistBackoff.healthyWatchSeconds {
                         backoff.reset()
-                        failures?.recovered("informer \(namespace.map { "\(resource.plural) in \($0)" } ?? "\(resource.plural) in all namespaces")")
+                        failures?.recovered("informer \(scope)")
                     }
                     if watched.events == 0 && watched.seconds < RelistBackoff.shortWatchSeconds && !isStopped {
                         throw ShortWatch(seconds: watched.seconds)
@@ -141,7 +144,6 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
                 }
             } catch {
                 guard !isStopped else { break }
-                let scope = namespace.map { "\(resource.plural) in \($0)" } ?? "\(resource.plural) in all namespaces"
                 failures?.report("informer \(scope)", "cannot list or watch \(scope); the cache may be stale until it can",
                                  error: error, metadata: ["resource": "\(resource.plural)", "namespace": "\(namespace ?? "")"])
                 stopSignal.sleep(backoff.next())

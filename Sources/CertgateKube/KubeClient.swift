@@ -137,13 +137,14 @@ public final class KubeClient: Sendable {
         _ = try call("DELETE", resource.path(namespace: namespace, name: name), body: options)
     }
 
-    /// Watches from `options.resourceVersion`, calling `onEvent` for each event as it
-    /// arrives until the server ends the stream or `onEvent` returns false. No read timeout:
-    /// the caller restarts the watch (from the last resourceVersion it saw) when it ends.
     /// A watch the server has not ended this long after its timeoutSeconds, with nothing
     /// received meanwhile, is abandoned: the connection is dead or black-holed.
     public static let watchSilenceGraceSeconds = 60.0
 
+    /// Watches from `options.resourceVersion`, calling `onEvent` for each event as it
+    /// arrives until the server ends the stream or `onEvent` returns false; throws a
+    /// TimeoutError when nothing arrives for timeoutSeconds plus `silenceGrace`. The caller
+    /// restarts the watch (from the last resourceVersion it saw) when it ends.
     public func watch<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                                              timeoutSeconds: Int = 300, silenceGrace: Double = KubeClient.watchSilenceGraceSeconds,
                                              of type: T.Type = T.self, cancellation: StreamCancellation? = nil,

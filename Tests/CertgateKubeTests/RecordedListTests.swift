@@ -24,6 +24,34 @@ private func recordedListBody(_ name: String) throws -> [UInt8] {
     return Array(bytes[(start + 4)...])
 }
 
+/// A JSON object's members ([:] when it is not one).
+private func jsonObject(_ bytes: some Sequence<UInt8>) throws -> [String: Any] {
+    try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] ?? [:]
+}
+
+/// curl against the test API server with its CA and token; `arguments` come before the URL.
+private func curl(_ api: TestAPIServer, _ arguments: [String], _ path: String) throws -> ProcessResult {
+    try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)"]
+        + arguments + ["https://127.0.0.1:\(api.port)\(path)"])
+}
+
+/// An informer whose handlers do nothing: these tests look at the wire and the cache.
+private func startInformer<Object: KubeObject>(_ api: RecordedListServer, _ resource: Resource, _: Object.Type,
+                                               watchTimeouts: ClosedRange<Int> = 300...600,
+                                               watchSilenceGrace: Double = KubeClient.watchSilenceGraceSeconds) throws -> Informer<Object> {
+    let informer = Informer<Object>(client: try KubeClient(configuration: api.clusterConfiguration), resource: resource, namespace: "app1",
+                                    watchTimeouts: watchTimeouts, watchSilenceGrace: watchSilenceGrace,
+                                    handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
+    informer.start()
+    return informer
+}
+
+/// Asks `condition` every 20 ms until it holds or `seconds` have passed.
+private func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+}
+
 private struct RecordingError: Error, CustomStringConvertible {
     let file: String
     var description: String { "the recording \(file) has no blank line after its head" }
@@ -108,13 +136,9 @@ private final class RecordedListServer: Sendable {
     private func expectOnePass(firstPage: String, nextPage: String?, pages: Int) throws {
         let api = try RecordedListServer(firstPage: firstPage, nextPage: nextPage)
         defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration)
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1",
-                                             handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
-        informer.start()
+        let informer = try startInformer(api, .pkis, PkiResource.self)
         defer { informer.stop() }
-        let deadline = Date().addingTimeInterval(10)
-        while !informer.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        waitUntil { informer.hasSynced }
         #expect(informer.hasSynced, "not synced after \(api.lists.value) list requests")
         #expect(api.lists.value == pages)
         #expect(informer.get(namespace: "app1", name: "app1-pki") != nil)
@@ -128,14 +152,10 @@ private final class RecordedListServer: Sendable {
         let client = try KubeClient(configuration: api.clusterConfiguration())
         _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
         func listMetadata(_ path: String) throws -> [String: Any] {
-            let result = try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)",
-                                                 "https://127.0.0.1:\(api.port)\(path)"])
-            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-            return object?["metadata"] as? [String: Any] ?? [:]
+            try jsonObject(try curl(api, [], path).stdout.utf8)["metadata"] as? [String: Any] ?? [:]
         }
         func recordedMetadata(_ name: String) throws -> [String: Any] {
-            let object = try JSONSerialization.jsonObject(with: Data(try recordedListBody(name))) as? [String: Any]
-            return object?["metadata"] as? [String: Any] ?? [:]
+            try jsonObject(try recordedListBody(name))["metadata"] as? [String: Any] ?? [:]
         }
         let pkis = try listMetadata("/apis/certgate.dev/v1/namespaces/app1/pkis")
         #expect(pkis["continue"] as? String == "", "\(pkis)")
@@ -150,10 +170,7 @@ private final class RecordedListServer: Sendable {
     @Test func watchesThatEndAtOnceAreRetriedWithGrowingPauses() throws {
         let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil, watchesEndAtOnce: true)
         defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration)
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1",
-                                             handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
-        informer.start()
+        let informer = try startInformer(api, .pkis, PkiResource.self)
         Thread.sleep(forTimeInterval: 3)
         informer.stop()
         #expect(informer.hasSynced)
@@ -170,12 +187,11 @@ private final class RecordedListServer: Sendable {
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration())
         _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
-        let result = try runProcess("curl", ["-sS", "-X", "DELETE", "--max-time", "5", "--cacert", api.pki.caFile,
-                                             "-H", "Authorization: Bearer \(api.token)", "-H", "Content-Type: application/json",
-                                             "--data", #"{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1","propagationPolicy":"Foreground"}"#,
-                                             "https://127.0.0.1:\(api.port)/apis/certgate.dev/v1/namespaces/app1/pkis/a"])
-        let answered = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
-        let recorded = try JSONSerialization.jsonObject(with: Data(try recordedListBody("pki-delete-foreground-200.http"))) as? [String: Any] ?? [:]
+        let result = try curl(api, ["-X", "DELETE", "-H", "Content-Type: application/json",
+                                    "--data", #"{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1","propagationPolicy":"Foreground"}"#],
+                              "/apis/certgate.dev/v1/namespaces/app1/pkis/a")
+        let answered = try jsonObject(result.stdout.utf8)
+        let recorded = try jsonObject(try recordedListBody("pki-delete-foreground-200.http"))
         #expect(answered["kind"] as? String == recorded["kind"] as? String, "\(answered)")
         let ours = answered["metadata"] as? [String: Any] ?? [:]
         let theirs = recorded["metadata"] as? [String: Any] ?? [:]
@@ -192,13 +208,9 @@ private final class RecordedListServer: Sendable {
     @Test func theSecretInformerAsksForMetadataOnly() throws {
         let api = try RecordedListServer(firstPage: "list-secrets-metadata-only-200.http", nextPage: nil)
         defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration)
-        let informer = Informer<ObjectMetadataOnly>(client: client, resource: .secrets, namespace: "app1",
-                                                    handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
-        informer.start()
+        let informer = try startInformer(api, .secrets, ObjectMetadataOnly.self)
         defer { informer.stop() }
-        let deadline = Date().addingTimeInterval(10)
-        while (!informer.hasSynced || api.watchRequests.value == 0) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        waitUntil { informer.hasSynced && api.watchRequests.value > 0 }
         #expect(informer.get(namespace: "app1", name: "s1") != nil)
         let accepts = api.acceptHeaders.value
         #expect(accepts.count >= 2)
@@ -213,11 +225,10 @@ private final class RecordedListServer: Sendable {
         let client = try KubeClient(configuration: api.clusterConfiguration())
         _ = try client.create(.secrets, namespace: "app1", Secret(metadata: ObjectMeta(name: "s1", namespace: "app1"), type: "Opaque",
                                                                   data: ["k": Array(repeating: 0x61, count: 1000)]))
-        let result = try runProcess("curl", ["-sS", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)",
-                                             "-H", "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
-                                             "https://127.0.0.1:\(api.port)/api/v1/namespaces/app1/secrets?limit=500"])
-        let ours = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
-        let theirs = try JSONSerialization.jsonObject(with: Data(try recordedListBody("list-secrets-metadata-only-200.http"))) as? [String: Any] ?? [:]
+        let result = try curl(api, ["-H", "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"],
+                              "/api/v1/namespaces/app1/secrets?limit=500")
+        let ours = try jsonObject(result.stdout.utf8)
+        let theirs = try jsonObject(try recordedListBody("list-secrets-metadata-only-200.http"))
         #expect(ours["kind"] as? String == theirs["kind"] as? String, "\(ours)")
         #expect(ours["apiVersion"] as? String == theirs["apiVersion"] as? String)
         let ourItem = (ours["items"] as? [[String: Any]])?.first ?? [:]
@@ -233,13 +244,9 @@ private final class RecordedListServer: Sendable {
     @Test func aSilentWatchIsAbandonedAndTheInformerListsAgain() throws {
         let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil)
         defer { api.stop() }
-        let client = try KubeClient(configuration: api.clusterConfiguration)
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", watchTimeouts: 1...1, watchSilenceGrace: 1,
-                                             handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
-        informer.start()
+        let informer = try startInformer(api, .pkis, PkiResource.self, watchTimeouts: 1...1, watchSilenceGrace: 1)
         defer { informer.stop() }
-        let deadline = Date().addingTimeInterval(10)
-        while api.lists.value < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        waitUntil { api.lists.value >= 2 }
         #expect(api.lists.value >= 2, "\(api.lists.value) lists, \(api.watchRequests.value) watches")
         #expect(api.watchRequests.value >= 1)
     }
@@ -264,17 +271,15 @@ private final class RecordedListServer: Sendable {
         let recordedBody = try String(contentsOfFile: "\(sharedRecordings)/requests/create-unknown-field.body", encoding: .utf8)
         let body = recordedBody.replacingOccurrences(of: "rotationPolicy", with: "colour")
         func create(_ query: String) throws -> (head: String, body: [String: Any]) {
-            let result = try runProcess("curl", ["-sS", "-i", "--http1.1", "--max-time", "5", "--cacert", api.pki.caFile, "-H", "Authorization: Bearer \(api.token)",
-                                                 "-H", "Content-Type: application/json", "--data-binary", body,
-                                                 "https://127.0.0.1:\(api.port)/apis/certgate.dev/v1/namespaces/app1/pkis\(query)"])
+            let result = try curl(api, ["-i", "--http1.1", "-H", "Content-Type: application/json", "--data-binary", body],
+                                  "/apis/certgate.dev/v1/namespaces/app1/pkis\(query)")
             let parts = result.stdout.components(separatedBy: "\r\n\r\n")
-            let object = try JSONSerialization.jsonObject(with: Data((parts.last ?? "").utf8)) as? [String: Any] ?? [:]
-            return (parts.first ?? "", object)
+            return (parts.first ?? "", try jsonObject((parts.last ?? "").utf8))
         }
         func recorded(_ name: String) throws -> (head: String, body: [String: Any]) {
             let text = try String(contentsOfFile: "\(sharedRecordings)/\(name)", encoding: .utf8).replacingOccurrences(of: "rotationPolicy", with: "colour")
             let parts = text.components(separatedBy: "\r\n\r\n")
-            return (parts[0], try JSONSerialization.jsonObject(with: Data(parts[1].utf8)) as? [String: Any] ?? [:])
+            return (parts[0], try jsonObject(parts[1].utf8))
         }
 
         let strict = try create("?fieldValidation=Strict")
