@@ -87,12 +87,33 @@ public struct APIStatus: Codable, Sendable, Equatable, Error, CustomStringConver
     }
 
     public var description: String { "\(code) \(reason ?? "Failure"): \(message ?? "")" }
+
+    private enum CodingKeys: String, CodingKey { case status, message, reason, details, code }
+
+    /// `code` is omitted when zero, as a successful DELETE's Status has it (pki-delete-200.http).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        status = try container.decodeIfPresent(String.self, forKey: .status)
+        message = try container.decodeIfPresent(String.self, forKey: .message)
+        reason = try container.decodeIfPresent(String.self, forKey: .reason)
+        details = try container.decodeIfPresent(Details.self, forKey: .details)
+        code = try container.decodeIfPresent(Int.self, forKey: .code) ?? 0
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(status, forKey: .status)
+        try container.encodeIfPresent(message, forKey: .message)
+        try container.encodeIfPresent(reason, forKey: .reason)
+        try container.encodeIfPresent(details, forKey: .details)
+        if code != 0 { try container.encode(code, forKey: .code) }
+    }
 }
 
 /// core/v1 Secret; `data` values are base64 on the wire.
 public struct Secret: Codable, Sendable, Equatable {
-    public var apiVersion = "v1"
-    public var kind = "Secret"
+    public var apiVersion: String? = "v1"
+    public var kind: String? = "Secret"
     public var metadata: ObjectMeta
     public var type: String?
     public var data: [String: String]?
@@ -136,8 +157,8 @@ public struct Event: Codable, Sendable, Equatable {
         public init(component: String?) { self.component = component }
     }
 
-    public var apiVersion = "v1"
-    public var kind = "Event"
+    public var apiVersion: String? = "v1"
+    public var kind: String? = "Event"
     public var metadata: ObjectMeta
     public var involvedObject: ObjectReference
     public var reason: String?
@@ -220,8 +241,8 @@ public struct Lease: Codable, Sendable, Equatable {
         }
     }
 
-    public var apiVersion = "coordination.k8s.io/v1"
-    public var kind = "Lease"
+    public var apiVersion: String? = "coordination.k8s.io/v1"
+    public var kind: String? = "Lease"
     public var metadata: ObjectMeta
     public var spec: Spec?
 
@@ -313,6 +334,10 @@ public struct ValidatingWebhookConfiguration: Codable, Sendable, Equatable {
     }
 }
 
+// apiVersion and kind are optional in the types below: list items of built-in kinds carry
+// neither (events-list-fieldselector.http), and a decoder that required them would fail on
+// the first list a real API server sends.
+
 /// certgate.dev/v1 Pki with its status, as the reconciler reads and writes it.
 public struct PkiResource: Codable, Sendable, Equatable {
     public struct Condition: Codable, Sendable, Equatable {
@@ -346,8 +371,11 @@ public struct PkiResource: Codable, Sendable, Equatable {
         public init() {}
     }
 
-    public var apiVersion = "certgate.dev/v1"
-    public var kind = "Pki"
+    /// What every Pki is, whether or not a body said so.
+    public static let typeMeta = (apiVersion: "certgate.dev/v1", kind: "Pki")
+
+    public var apiVersion: String? = typeMeta.apiVersion
+    public var kind: String? = typeMeta.kind
     public var metadata: ObjectMeta
     public var spec: PkiSpec
     public var status: Status?

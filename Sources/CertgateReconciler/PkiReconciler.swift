@@ -136,7 +136,7 @@ public final class PkiReconciler: Sendable {
             try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
             return .retry("issuance failed: \(error)")
         }
-        let owner = OwnerReference(apiVersion: pki.apiVersion, kind: pki.kind, name: name, uid: pki.metadata.uid ?? "")
+        let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
         var secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: ["certgate.dev/pki": name],
                                                  ownerReferences: [owner]),
                             type: "kubernetes.io/tls",
