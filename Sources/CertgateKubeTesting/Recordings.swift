@@ -2,7 +2,7 @@ import Foundation
 
 /// An HTTP answer as `curl -i` prints it (a `.http` recording: curl removed any chunked
 /// framing) or as `curl -i --raw` keeps it (a `.raw` recording: the chunks as sent).
-public struct RecordedAnswer {
+public struct RecordedAnswer: Sendable {
     /// "HTTP/1.1" or "HTTP/2".
     public var httpVersion: String
     public var status: Int
@@ -69,8 +69,8 @@ public struct RecordedAnswer {
 
 /// How one recording was produced, taken from the README of the recordings folder: the
 /// request to send again for a `.http` or `.raw` answer.
-public struct RecordedRequest {
-    public enum Credentials: Equatable {
+public struct RecordedRequest: Sendable {
+    public enum Credentials: Equatable, Sendable {
         /// `$TOKEN`: the admin token.
         case admin
         /// No Authorization header: the anonymous user.

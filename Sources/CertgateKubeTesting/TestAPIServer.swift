@@ -12,19 +12,21 @@ import Logging
 /// An in-process Kubernetes API server for tests: HTTPS on loopback, objects in memory, the
 /// real paths and wire format (JSON, Status errors, resourceVersion, watch streams).
 ///
-/// What it does as kube-apiserver 1.28 does: a cluster-wide resourceVersion counter; uid,
-/// creationTimestamp and (for pkis) generation set on create; 409 AlreadyExists on create,
-/// 409 Conflict on a stale update, 422 on an update without resourceVersion, 404 on a
-/// missing object; generation bumped on spec changes only; the status subresource of pkis
-/// (status ignored on the main resource, only status taken on /status); merge patch, and
-/// strategic merge patch of built-in kinds (415 for pkis), both conditional on a
-/// resourceVersion in the patch;
-/// delete answered with Status Success; label (equality) and field selectors
-/// (metadata.name/namespace, involvedObject.*); limit and continue; bearer-token
-/// authentication (401); watches from a resourceVersion with history replay, live events,
-/// a BOOKMARK after the replay, and 410 Expired (an ERROR event) before the compaction point.
-/// Faults on demand: ``failNext(_:status:retryAfter:)``, ``stallNext(seconds:)``,
-/// ``dropWatches()``, ``compact()``.
+/// It is held to kube-apiserver 1.28 by TestAPIServerConformanceTests, which re-sends every
+/// request recorded in shared/fixtures/apiserver-1.28 and compares the answers: where they
+/// differ, the recording wins. What it does as the real server does: a cluster-wide
+/// resourceVersion counter; uid, creationTimestamp, generation (pkis) and managedFields set
+/// on writes; 409 AlreadyExists and Conflict, 422 Invalid (a stale or missing
+/// resourceVersion, and the CRD's types and enums), 404, 401 for an unknown token and 403
+/// for the anonymous user and ungranted ServiceAccounts; pruning of fields the CRD does not
+/// declare (400 under fieldValidation=Strict); the status subresource of pkis; merge patch,
+/// and strategic merge patch of built-in kinds; delete in the background or the foreground;
+/// label and field selectors; limit and continue tokens in the real form, "continue":"" on
+/// custom resources' last pages; PartialObjectMetadataList for a metadata-only Accept;
+/// watches that replay from a resourceVersion, follow live changes, send BOOKMARKs as the
+/// watch cache does, and end with an ERROR 410 before the compaction point; discovery and
+/// /version. Faults on demand: ``failNext(_:status:retryAfter:)``, ``stallNext(seconds:)``,
+/// ``dropWatches(abruptly:)``, ``compact()``.
 public final class TestAPIServer: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `lock`; the HTTP server calls in from loop threads.
     public let pki: TestPKI
@@ -40,6 +42,12 @@ public final class TestAPIServer: @unchecked Sendable {
     private var compactedBelow = 0
     private var watchers: [Watcher] = []
     private var failures: [(status: Int, retryAfter: Int?)] = []
+    /// Bearer tokens of identities without RBAC grants (ServiceAccounts), by token.
+    private var ungrantedUsers: [String: String] = [:]
+    /// How often a watch that saw changes gets a BOOKMARK (the watch cache's minute).
+    private let bookmarkInterval: Double
+    /// The structural schema of pkis, from a CRD file.
+    private let pkiSchema: YAMLNode?
     private var stalls: [Double] = []
     /// Requests served, for tests to inspect ("GET /api/v1/namespaces/app1/secrets/x").
     public private(set) var requests: [String] = []
@@ -51,9 +59,16 @@ public final class TestAPIServer: @unchecked Sendable {
         let stream: ResponseStream
         /// Asked for PartialObjectMetadata: objects go out as their metadata only.
         let metadataOnly: Bool
+        let bookmarks: Bool
+        /// Whether a live event went out since the watch began or since its last BOOKMARK.
+        var changedSinceBookmark = false
     }
 
-    public init(token: String = "test-token") throws {
+    /// `bookmarkInterval`: the real server's is a minute; tests of bookmarks shorten it.
+    /// `pkiCRD`: the CustomResourceDefinition of pkis to serve (the chart's by default).
+    public init(token: String = "test-token", bookmarkInterval: Double = 60, pkiCRD: String = TestAPIServer.chartCRD) throws {
+        self.bookmarkInterval = bookmarkInterval
+        pkiSchema = TestAPIServer.openAPISchema(crdFile: pkiCRD)
         directory = TemporaryDirectory()
         pki = try TestPKI(in: directory)
         self.token = token
@@ -121,10 +136,54 @@ public final class TestAPIServer: @unchecked Sendable {
         }
     }
 
-    /// Forgets history: lists and watches from an older resourceVersion get 410 Expired.
+    /// Forgets history: watches from an older resourceVersion get 410 Expired, and so do
+    /// lists that ask for an exact older version.
     public func compact() {
         locked { compactedBelow = resourceVersion + 1 }
     }
+
+    /// Forgets history older than `version`.
+    public func compact(below version: Int) {
+        locked { compactedBelow = max(compactedBelow, version) }
+    }
+
+    /// A bearer token of the ServiceAccount `namespace/name`, authenticated but granted
+    /// nothing, as `kubectl create token` gives before any RoleBinding exists.
+    public func serviceAccountToken(namespace: String, name: String) -> String {
+        let token = "sa-\(namespace)-\(name)-\(UUID().uuidString.lowercased())"
+        locked { ungrantedUsers["Bearer \(token)"] = "system:serviceaccount:\(namespace):\(name)" }
+        return token
+    }
+
+    /// Stores `object` as it is (uid, resourceVersion and creationTimestamp filled in when
+    /// missing) without an event, as if it had been there before the test: to set up the
+    /// state a recording was made in. The resourceVersion counter moves past its version.
+    public func seed(_ object: [String: Any]) {
+        guard let kind = ResourceKind.all.first(where: { $0.apiVersion == object["apiVersion"] as? String && $0.kind == object["kind"] as? String })
+        else { return }
+        var object = object
+        var metadata = object["metadata"] as? [String: Any] ?? [:]
+        guard let name = metadata["name"] as? String else { return }
+        locked {
+            if metadata["resourceVersion"] == nil {
+                resourceVersion += 1
+                metadata["resourceVersion"] = String(resourceVersion)
+            }
+            resourceVersion = max(resourceVersion, Int(metadata["resourceVersion"] as? String ?? "") ?? 0)
+            metadata["uid"] = metadata["uid"] ?? UUID().uuidString.lowercased()
+            metadata["creationTimestamp"] = metadata["creationTimestamp"] ?? timestamp()
+            object["metadata"] = metadata
+            objects[key(kind, metadata["namespace"] as? String, name)] = object
+        }
+    }
+
+    /// Moves the resourceVersion counter to at least `version`, as a cluster that has lived.
+    public func advanceResourceVersion(to version: Int) {
+        locked { resourceVersion = max(resourceVersion, version) }
+    }
+
+    /// Watches open now.
+    public var openWatches: Int { locked { watchers.filter { !$0.stream.isCancelled }.count } }
 
     /// The stored object, as JSON.
     public func object(_ resource: Resource, namespace: String?, name: String) -> [String: Any]? {
@@ -136,9 +195,31 @@ public final class TestAPIServer: @unchecked Sendable {
     // MARK: Requests
 
     private func handle(_ request: HTTPRequest) -> HTTPResponse {
+        var response = authorizedResponse(request)
+        // As recorded (get-404-curl-useragent-pretty.http): curl's own User-Agent gets
+        // indented JSON without the final newline every other client gets.
+        if (request.headers["user-agent"] ?? "").hasPrefix("curl"), response.stream == nil,
+           let object = try? JSONSerialization.jsonObject(with: Data(response.body)),
+           let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .withoutEscapingSlashes]) {
+            response.body = Array(pretty)
+        }
+        return response
+    }
+
+    private func authorizedResponse(_ request: HTTPRequest) -> HTTPResponse {
         locked { requests.append("\(request.method) \(request.path)") }
-        guard request.headers["authorization"] == "Bearer \(token)" else {
-            return status(401, "Unauthorized", "Unauthorized")
+        if request.path == "/version" {
+            // Served to anyone, always indented (version-200.http).
+            return json(200, versionInfo, pretty: true)
+        }
+        switch request.headers["authorization"] {
+        case "Bearer \(token)": break
+        case nil:
+            // No credentials: the anonymous user, whom RBAC refuses (no-token-403-anonymous.http).
+            return forbidden(request, user: "system:anonymous")
+        case let authorization?:
+            guard let user = locked({ ungrantedUsers[authorization] }) else { return status(401, "Unauthorized", "Unauthorized") }
+            return forbidden(request, user: user)
         }
         if let failure = locked({ failures.isEmpty ? nil : failures.removeFirst() }) {
             var response = status(failure.status, failure.status == 429 ? "TooManyRequests" : "InternalError",
@@ -159,13 +240,14 @@ public final class TestAPIServer: @unchecked Sendable {
     }
 
     private func route(_ request: HTTPRequest) -> HTTPResponse {
+        if let resources = discovery(request.path) { return json(200, resources) }
         guard let target = Target(path: request.path) else {
             return status(404, "NotFound", "the server could not find the requested resource")
         }
         var request = request
         var warnings: [String] = []
         if ["POST", "PUT", "PATCH"].contains(request.method), target.kind.isCustomResource, target.subresource == nil,
-           var object = parse(request.body), let schema = TestAPIServer.pkiSchema {
+           var object = parse(request.body), let schema = pkiSchema {
             // As a real server does with the CRD's structural schema (create-400-unknown-field-strict.http,
             // create-201-unknown-field-pruned-warning.http): Strict refuses unknown fields, Warn
             // (the default) and Ignore drop them, Warn saying so in Warning headers.
@@ -176,6 +258,14 @@ public final class TestAPIServer: @unchecked Sendable {
                     + "\(target.kind.kind): strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", "))
             }
             if validation != "Ignore" { warnings = unknown.map { "299 - \"unknown field \\\"\($0)\\\"\"" } }
+            if request.method != "PATCH" {
+                // As recorded (create-422-invalid.http): wrong types are refused with a cause each.
+                let violations = schemaViolations(object, schema: schema)
+                if !violations.isEmpty {
+                    let name = (object["metadata"] as? [String: Any])?["name"] as? String ?? target.name ?? ""
+                    return invalid(target.kind, name, violations, kindInMessage: true)
+                }
+            }
             request.body = Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
         }
         var response = routeValidated(request, target)
@@ -186,14 +276,16 @@ public final class TestAPIServer: @unchecked Sendable {
     private func routeValidated(_ request: HTTPRequest, _ target: Target) -> HTTPResponse {
         switch (request.method, target.name, target.subresource) {
         case ("GET", nil, nil):
-            return request.queryValue("watch") == "true" ? watch(target, request) : list(target, request)
+            return request.isWatch ? watch(target, request) : list(target, request)
         case ("GET", let name?, nil): return get(target, name)
-        case ("POST", nil, nil): return create(target, request.body)
-        case ("PUT", let name?, let sub): return update(target, name, sub, request.body, patch: nil)
+        case ("POST", nil, nil): return create(target, request.body, manager: request.fieldManager)
+        case ("PUT", let name?, let sub): return update(target, name, sub, request.body, patch: nil, manager: request.fieldManager)
         case ("PATCH", let name?, let sub):
             switch (request.headers["content-type"], target.kind.group.hasSuffix(".k8s.io") || target.kind.group.isEmpty) {
-            case ("application/merge-patch+json", _): return update(target, name, sub, request.body, patch: .merge)
-            case ("application/strategic-merge-patch+json", true): return update(target, name, sub, request.body, patch: .strategicMerge)
+            case ("application/merge-patch+json", _):
+                return update(target, name, sub, request.body, patch: .merge, manager: request.fieldManager)
+            case ("application/strategic-merge-patch+json", true):
+                return update(target, name, sub, request.body, patch: .strategicMerge, manager: request.fieldManager)
             default:
                 // Custom resources take no strategic merge patch, as on the real server.
                 return status(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
@@ -211,22 +303,28 @@ public final class TestAPIServer: @unchecked Sendable {
     }
 
     private func list(_ target: Target, _ request: HTTPRequest) -> HTTPResponse {
-        if let since = request.queryValue("resourceVersion").flatMap(Int.init), since > 0, since < locked({ compactedBelow }) {
+        // A resourceVersion alone means "not older than": served from the watch cache
+        // whatever was compacted (list-compacted-rv-notolderthan-200.http); only an Exact
+        // match of a compacted version is 410 (list-410-exact.http).
+        if request.queryValue("resourceVersionMatch") == "Exact", let exact = request.queryValue("resourceVersion").flatMap(Int.init),
+           exact < locked({ compactedBelow }) {
             return status(410, "Expired", "The resourceVersion for the provided list is too old.")
         }
         let selector = Selector(request)
-        let (items, version) = locked { () -> ([[String: Any]], Int) in
-            let matching = objects.filter { $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.value) }
-                .sorted { $0.key < $1.key }.map(\.value)
-            return (matching, resourceVersion)
+        let listPrefix = prefix(target.kind, target.namespace)
+        let (entries, version) = locked { () -> ([(key: String, value: [String: Any])], Int) in
+            let matching = objects.filter { $0.key.hasPrefix(listPrefix) && selector.matches($0.value) }.sorted { $0.key < $1.key }
+            return (matching.map { (String($0.key.dropFirst(listPrefix.count)), $0.value) }, resourceVersion)
         }
-        let offset = request.queryValue("continue").flatMap { Int($0) } ?? 0
-        let limit = request.queryValue("limit").flatMap(Int.init) ?? items.count
-        let page = Array(items.dropFirst(offset).prefix(limit))
-        var metadata: [String: Any] = ["resourceVersion": String(version)]
-        if offset + page.count < items.count {
-            metadata["continue"] = String(offset + page.count)
-            metadata["remainingItemCount"] = items.count - offset - page.count
+        let start = request.queryValue("continue").flatMap { ContinueToken(encoded: $0.removingPercentEncoding ?? $0) }
+        let remaining = start.map { token in entries.filter { $0.key >= token.start } } ?? entries
+        let limit = request.queryValue("limit").flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? remaining.count
+        let page = Array(remaining.prefix(limit))
+        var metadata: [String: Any] = ["resourceVersion": String(start?.resourceVersion ?? version)]
+        if page.count < remaining.count, let last = page.last {
+            // The real token's form (list-pkis-limit1.http), so a recorded one can be sent back.
+            metadata["continue"] = ContinueToken(resourceVersion: start?.resourceVersion ?? version, start: last.key + "\u{0}").encoded
+            metadata["remainingItemCount"] = remaining.count - page.count
         } else if target.kind.isCustomResource {
             // As recorded (list-pkis.http): a custom resource's last page says "continue":"";
             // built-in kinds leave the key out (list-secrets-metadata-only-200.http).
@@ -235,9 +333,14 @@ public final class TestAPIServer: @unchecked Sendable {
         if request.asksForMetadataOnly {
             // As recorded (list-secrets-metadata-only-200.http): names, owners and versions, no data.
             return json(200, ["kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
-                              "items": page.map(partialObjectMetadata)])
+                              "items": page.map { partialObjectMetadata($0.value) }])
         }
-        return json(200, ["kind": target.kind.kind + "List", "apiVersion": target.kind.apiVersion, "metadata": metadata, "items": page])
+        var items = page.map(\.value)
+        if !target.kind.isCustomResource {
+            // Items of built-in lists carry no apiVersion and kind (events-list-fieldselector.http).
+            items = items.map { item in item.filter { $0.key != "apiVersion" && $0.key != "kind" } }
+        }
+        return json(200, ["kind": target.kind.kind + "List", "apiVersion": target.kind.apiVersion, "metadata": metadata, "items": items])
     }
 
     /// An object as PartialObjectMetadata: its metadata and nothing else.
@@ -245,12 +348,20 @@ public final class TestAPIServer: @unchecked Sendable {
         ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"] ?? [String: Any]()]
     }
 
+    /// A watch as the 1.28 watch cache serves it: stored events after the resourceVersion
+    /// replayed in 2048-byte chunks that cut events anywhere
+    /// (watch-compacted-rv-still-in-watch-cache.raw), live events one per chunk
+    /// (watch-pkis.raw), and a BOOKMARK only to a watch that saw a live event: a minute
+    /// after it began, or two seconds before its timeoutSeconds (watch-pkis-timeout.raw).
+    /// From a compacted resourceVersion: 200 with one ERROR event (watch-410.raw).
     private func watch(_ target: Target, _ request: HTTPRequest) -> HTTPResponse {
         let stream = ResponseStream()
         let selector = Selector(request)
         let since = request.queryValue("resourceVersion").flatMap(Int.init) ?? 0
-        let bookmarks = request.queryValue("allowWatchBookmarks") == "true"
         let metadataOnly = request.asksForMetadataOnly
+        let timeout = request.queryValue("timeoutSeconds").flatMap(Double.init)
+        let watcher = Watcher(kind: target.kind, namespace: target.namespace, selector: selector, stream: stream,
+                              metadataOnly: metadataOnly, bookmarks: request.queryValue("allowWatchBookmarks") == "true")
         let replay = locked { () -> [[String: Any]]? in
             if since > 0 && since < compactedBelow { return nil }
             let events: [[String: Any]]
@@ -262,28 +373,28 @@ public final class TestAPIServer: @unchecked Sendable {
                 events = history.filter { $0.version > since && $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.object) }
                     .map { ["type": $0.type, "object": $0.object] as [String: Any] }
             }
-            watchers.append(Watcher(kind: target.kind, namespace: target.namespace, selector: selector, stream: stream,
-                                    metadataOnly: metadataOnly))
-            var all = events
-            if bookmarks {
-                all.append(["type": "BOOKMARK", "object": ["kind": target.kind.kind, "apiVersion": target.kind.apiVersion,
-                                                           "metadata": ["resourceVersion": String(resourceVersion)]]])
-            }
-            return all
+            watchers.append(watcher)
+            return events
         }
         guard let replay else {
-            stream.write(line(["type": "ERROR", "object": statusObject(410, "Expired", "too old resource version: \(since) (\(currentResourceVersion))")]))
+            let oldest = locked { compactedBelow } - 1
+            stream.write(line(["type": "ERROR", "object": statusObject(410, "Expired", "too old resource version: \(since) (\(oldest))")]))
             stream.finish()
             return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
         }
+        var replayed: [UInt8] = []
         for var event in replay {
-            if metadataOnly, event["type"] as? String != "BOOKMARK", let object = event["object"] as? [String: Any] {
-                event["object"] = partialObjectMetadata(object)
-            }
-            stream.write(line(event))
+            if metadataOnly, let object = event["object"] as? [String: Any] { event["object"] = partialObjectMetadata(object) }
+            replayed += line(event)
         }
-        if let seconds = request.queryValue("timeoutSeconds").flatMap(Double.init) {
-            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [weak self] in
+        for start in stride(from: 0, to: replayed.count, by: 2048) {
+            stream.write(Array(replayed[start..<min(start + 2048, replayed.count)]))
+        }
+        if watcher.bookmarks {
+            scheduleBookmark(for: stream, kind: target.kind, after: min(bookmarkInterval, timeout.map { max(0, $0 - 2) } ?? bookmarkInterval))
+        }
+        if let timeout {
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak self] in
                 self?.locked { self?.watchers.removeAll { $0.stream === stream } }
                 stream.finish()
             }
@@ -291,12 +402,32 @@ public final class TestAPIServer: @unchecked Sendable {
         return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
     }
 
-    private func create(_ target: Target, _ body: [UInt8]) -> HTTPResponse {
+    /// Sends a BOOKMARK to the watch on `stream` after `delay` if it saw a live event since
+    /// it began or since its last one, and again every bookmarkInterval while it is open.
+    private func scheduleBookmark(for stream: ResponseStream, kind: ResourceKind, after delay: Double) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [weak self] in
+            guard let self else { return }
+            let open = self.locked { () -> Bool in
+                guard let index = self.watchers.firstIndex(where: { $0.stream === stream }) else { return false }
+                if self.watchers[index].changedSinceBookmark {
+                    self.watchers[index].changedSinceBookmark = false
+                    stream.write(self.line(["type": "BOOKMARK", "object": ["kind": kind.kind, "apiVersion": kind.apiVersion,
+                                                                         "metadata": ["resourceVersion": String(self.resourceVersion)]]]))
+                }
+                return true
+            }
+            if open { self.scheduleBookmark(for: stream, kind: kind, after: self.bookmarkInterval) }
+        }
+    }
+
+    private func create(_ target: Target, _ body: [UInt8], manager: String) -> HTTPResponse {
         guard var object = parse(body) else { return status(400, "BadRequest", "the body is not a JSON object") }
         var metadata = object["metadata"] as? [String: Any] ?? [:]
         guard let name = (metadata["name"] as? String) ?? (metadata["generateName"] as? String).map({ $0 + randomSuffix() }) else {
-            return invalid(target.kind, "", "metadata.name", "name or generateName is required")
+            return invalid(target.kind, "", [SchemaViolation(field: "metadata.name", reason: "FieldValueRequired",
+                                                             message: "Required value: name or generateName is required")])
         }
+        let written = object
         return locked { () -> HTTPResponse in
             let objectKey = key(target.kind, target.namespace, name)
             if objects[objectKey] != nil {
@@ -304,11 +435,14 @@ public final class TestAPIServer: @unchecked Sendable {
                               details: ["name": name, "group": target.kind.group, "kind": target.kind.plural])
             }
             resourceVersion += 1
+            let now = timestamp()
             metadata["name"] = name
             if target.kind.namespaced { metadata["namespace"] = target.namespace }
             metadata["uid"] = UUID().uuidString.lowercased()
             metadata["resourceVersion"] = String(resourceVersion)
-            metadata["creationTimestamp"] = timestamp()
+            metadata["creationTimestamp"] = now
+            metadata["managedFields"] = ManagedFields(kind: target.kind)
+                .entries(old: nil, written: written, existing: [], manager: manager, subresource: nil, time: now)
             if target.kind.hasStatus {
                 metadata["generation"] = 1
                 object["status"] = nil
@@ -316,16 +450,45 @@ public final class TestAPIServer: @unchecked Sendable {
             object["metadata"] = metadata
             object["apiVersion"] = target.kind.apiVersion
             object["kind"] = target.kind.kind
+            applyDefaults(&object, target.kind)
             objects[objectKey] = object
             record("ADDED", objectKey, object)
-            return json(201, object)
+            var response = json(201, object)
+            for warning in objectWarnings(object) { response.headers.add("warning", warning) }
+            return response
         }
+    }
+
+    /// Fields the API server fills in on built-in kinds (event-create-201.http).
+    private func applyDefaults(_ object: inout [String: Any], _ kind: ResourceKind) {
+        if kind.kind == "Event" {
+            object["eventTime"] = object["eventTime"] ?? NSNull()
+            object["reportingComponent"] = object["reportingComponent"] ?? ""
+            object["reportingInstance"] = object["reportingInstance"] ?? ""
+        }
+    }
+
+    /// Warnings the API server gives about an object it accepted: a `kubernetes.io/tls`
+    /// Secret whose certificate or key is not PEM (secret-tls-placeholder-key-warning-201.http),
+    /// checked in the order Go's tls.X509KeyPair reads them.
+    private func objectWarnings(_ object: [String: Any]) -> [String] {
+        guard object["kind"] as? String == "Secret", object["type"] as? String == "kubernetes.io/tls" else { return [] }
+        let data = object["data"] as? [String: String] ?? [:]
+        func blocks(_ key: String) -> [String] {
+            data[key].flatMap { Data(base64Encoded: $0) }.map { pemBlockTypes(String(decoding: $0, as: UTF8.self)) } ?? []
+        }
+        if !blocks("tls.crt").contains("CERTIFICATE") { return ["299 - \"tls: failed to find any PEM data in certificate input\""] }
+        if !blocks("tls.key").contains(where: { $0 == "PRIVATE KEY" || $0.hasSuffix(" PRIVATE KEY") }) {
+            return ["299 - \"tls: failed to find any PEM data in key input\""]
+        }
+        return []
     }
 
     enum PatchType { case merge, strategicMerge }
 
     /// PUT (`patch` nil) or PATCH of `name`.
-    private func update(_ target: Target, _ name: String, _ subresource: String?, _ body: [UInt8], patch: PatchType?) -> HTTPResponse {
+    private func update(_ target: Target, _ name: String, _ subresource: String?, _ body: [UInt8], patch: PatchType?,
+                        manager: String) -> HTTPResponse {
         guard subresource == nil || (subresource == "status" && target.kind.hasStatus) else {
             return status(404, "NotFound", "the server could not find the requested resource")
         }
@@ -337,7 +500,9 @@ public final class TestAPIServer: @unchecked Sendable {
             var next: [String: Any]
             let version = (incoming["metadata"] as? [String: Any])?["resourceVersion"] as? String
             if patch == nil && version == nil {
-                return invalid(target.kind, name, "metadata.resourceVersion", "must be specified for an update")
+                // As recorded (update-422-no-rv.http), Go's %#v of an empty string and all.
+                return invalid(target.kind, name, [SchemaViolation(field: "metadata.resourceVersion", reason: "FieldValueInvalid",
+                                                                   message: "Invalid value: 0x0: must be specified for an update")])
             }
             // An update, or a patch that names a resourceVersion, applies only to that version.
             if let version, version != storedMetadata["resourceVersion"] as? String {
@@ -367,6 +532,12 @@ public final class TestAPIServer: @unchecked Sendable {
             for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
                 metadata[field] = storedMetadata[field]
             }
+            let now = timestamp()
+            metadata["managedFields"] = ManagedFields(kind: target.kind)
+                .entries(old: stored, written: next, existing: storedMetadata["managedFields"] as? [[String: Any]] ?? [],
+                         manager: manager, subresource: subresource, time: now)
+            if (metadata["managedFields"] as? [Any])?.isEmpty == true { metadata["managedFields"] = nil }
+            applyDefaults(&next, target.kind)
             resourceVersion += 1
             metadata["resourceVersion"] = String(resourceVersion)
             next["metadata"] = metadata
@@ -374,7 +545,9 @@ public final class TestAPIServer: @unchecked Sendable {
             next["kind"] = target.kind.kind
             objects[objectKey] = next
             record("MODIFIED", objectKey, next)
-            return json(200, next)
+            var response = json(200, next)
+            for warning in objectWarnings(next) { response.headers.add("warning", warning) }
+            return response
         }
     }
 
@@ -416,8 +589,11 @@ public final class TestAPIServer: @unchecked Sendable {
     private func record(_ type: String, _ objectKey: String, _ object: [String: Any]) {
         history.append((resourceVersion, type, objectKey, object))
         let event = line(["type": type, "object": object])
-        for watcher in watchers where objectKey.hasPrefix(prefix(watcher.kind, watcher.namespace)) && watcher.selector.matches(object) {
+        for index in watchers.indices where objectKey.hasPrefix(prefix(watchers[index].kind, watchers[index].namespace))
+            && watchers[index].selector.matches(object) {
+            let watcher = watchers[index]
             watcher.stream.write(watcher.metadataOnly ? line(["type": type, "object": partialObjectMetadata(object)]) : event)
+            watchers[index].changedSinceBookmark = true
         }
         watchers.removeAll { $0.stream.isCancelled }
     }
@@ -443,18 +619,52 @@ public final class TestAPIServer: @unchecked Sendable {
         status(404, "NotFound", "\(kind.qualified) \"\(name)\" not found", details: ["name": name, "group": kind.group, "kind": kind.plural])
     }
 
-    private func invalid(_ kind: ResourceKind, _ name: String, _ field: String, _ message: String) -> HTTPResponse {
-        status(422, "Invalid", "\(kind.kind) \"\(name)\" is invalid: \(field): Invalid value: \(message)",
-               details: ["name": name, "group": kind.group, "kind": kind.kind,
-                         "causes": [["reason": "FieldValueInvalid", "message": "Invalid value: \(message)", "field": field]]])
+    /// 422 Invalid. Schema validation names the Kind ("Pki.certgate.dev ... is invalid",
+    /// details.kind "Pki": create-422-invalid.http); other checks name the resource
+    /// ("pkis.certgate.dev", "pkis": update-422-no-rv.http).
+    private func invalid(_ kind: ResourceKind, _ name: String, _ violations: [SchemaViolation], kindInMessage: Bool = false) -> HTTPResponse {
+        let errors = violations.map { "\($0.field): \($0.message)" }
+        let subject = kindInMessage ? (kind.group.isEmpty ? kind.kind : "\(kind.kind).\(kind.group)") : kind.qualified
+        return status(422, "Invalid", "\(subject) \"\(name)\" is invalid: " + (errors.count == 1 ? errors[0] : "[\(errors.joined(separator: ", "))]"),
+                      details: ["name": name, "group": kind.group, "kind": kindInMessage ? kind.kind : kind.plural,
+                                "causes": violations.map { ["reason": $0.reason, "message": $0.message, "field": $0.field] }])
     }
 
-    private func json(_ code: Int, _ object: [String: Any]) -> HTTPResponse {
-        .json(code, Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data()))
+    /// 403 as RBAC words it (forbidden-403-serviceaccount.http, no-token-403-anonymous.http).
+    private func forbidden(_ request: HTTPRequest, user: String) -> HTTPResponse {
+        guard let target = Target(path: request.path) else {
+            return status(403, "Forbidden", "forbidden: User \"\(user)\" cannot get path \"\(request.path)\"")
+        }
+        let verb: String
+        switch (request.method, target.name) {
+        case ("GET", nil): verb = request.isWatch ? "watch" : "list"
+        case ("GET", _): verb = "get"
+        case ("POST", _): verb = "create"
+        case ("PUT", _): verb = "update"
+        case ("PATCH", _): verb = "patch"
+        case ("DELETE", _): verb = "delete"
+        default: verb = request.method.lowercased()
+        }
+        let resource = target.kind.plural + (target.subresource.map { "/\($0)" } ?? "")
+        let subject = target.name.map { "\(target.kind.qualified) \"\($0)\"" } ?? target.kind.qualified
+        let scope = target.namespace.map { " in the namespace \"\($0)\"" } ?? ""
+        var details: [String: Any] = ["group": target.kind.group, "kind": target.kind.plural]
+        details["name"] = target.name
+        var response = status(403, "Forbidden", "\(subject) is forbidden: User \"\(user)\" cannot \(verb) resource \"\(resource)\" "
+                                + "in API group \"\(target.kind.group)\"\(scope)", details: details)
+        response.headers.add("x-content-type-options", "nosniff")
+        return response
+    }
+
+    /// Compact JSON ending in a newline, as the API server writes it; `pretty` for /version.
+    private func json(_ code: Int, _ object: [String: Any], pretty: Bool = false) -> HTTPResponse {
+        let options: JSONSerialization.WritingOptions = pretty ? [.prettyPrinted, .withoutEscapingSlashes] : [.withoutEscapingSlashes]
+        let body = Array((try? JSONSerialization.data(withJSONObject: object, options: options)) ?? Data())
+        return .json(code, pretty ? body : body + [0x0A])
     }
 
     private func line(_ object: [String: Any]) -> [UInt8] {
-        Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data()) + [0x0A]
+        Array((try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data()) + [0x0A]
     }
 
     private func parse(_ body: [UInt8]) -> [String: Any]? {
@@ -465,6 +675,63 @@ public final class TestAPIServer: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return try body()
+    }
+}
+
+extension TestAPIServer {
+    /// /version, as v1.28.7 answered it (version-200.http).
+    var versionInfo: [String: Any] {
+        ["major": "1", "minor": "28", "gitVersion": "v1.28.7", "gitCommit": "0000000000000000000000000000000000000000",
+         "gitTreeState": "archive", "buildDate": "2026-11-21T17:26:32Z", "goVersion": "go1.21.13", "compiler": "gc",
+         "platform": "linux/amd64"]
+    }
+
+    /// The APIResourceList of /api/v1 or /apis/GROUP/VERSION (discovery-certgate-v1.http).
+    func discovery(_ path: String) -> [String: Any]? {
+        let groupVersion = path == "/api/v1" ? "v1" : path.hasPrefix("/apis/") ? String(path.dropFirst("/apis/".count)) : ""
+        let kinds = ResourceKind.all.filter { $0.apiVersion == groupVersion }
+        guard !kinds.isEmpty, groupVersion.split(separator: "/").count == (groupVersion == "v1" ? 1 : 2) else { return nil }
+        let verbs = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]
+        let resources = kinds.flatMap { kind -> [[String: Any]] in
+            var resource: [String: Any] = ["name": kind.plural, "singularName": kind.kind.lowercased(), "namespaced": kind.namespaced,
+                                           "kind": kind.kind, "verbs": verbs]
+            if kind.isCustomResource { resource["storageVersionHash"] = "X4EwoPJrDMU=" }
+            guard kind.hasStatus else { return [resource] }
+            return [resource, ["name": "\(kind.plural)/status", "singularName": "", "namespaced": kind.namespaced, "kind": kind.kind,
+                               "verbs": ["get", "patch", "update"]]]
+        }
+        return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": groupVersion, "resources": resources]
+    }
+}
+
+/// A list's continue token as kube-apiserver writes it: base64url (unpadded) of
+/// {"v":"meta.k8s.io/v1","rv":N,"start":"<next key>"}.
+struct ContinueToken {
+    let resourceVersion: Int
+    /// The key (namespace-relative name) the next page starts at.
+    let start: String
+
+    init(resourceVersion: Int, start: String) {
+        self.resourceVersion = resourceVersion
+        self.start = start
+    }
+
+    init?(encoded: String) {
+        var base64 = encoded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64), let fields = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              fields["v"] as? String == "meta.k8s.io/v1", let version = fields["rv"] as? Int, let start = fields["start"] as? String else {
+            return nil
+        }
+        resourceVersion = version
+        self.start = start
+    }
+
+    var encoded: String {
+        let fields: [String: Any] = ["v": "meta.k8s.io/v1", "rv": resourceVersion, "start": start]
+        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
     }
 }
 
@@ -639,11 +906,38 @@ private func timestamp() -> String {
     return formatter.string(from: Date())
 }
 
+/// The types of the PEM blocks in `text` that Go's pem.Decode would find: a BEGIN line, a
+/// body of valid base64, the matching END line. The DER inside is not parsed.
+func pemBlockTypes(_ text: String) -> [String] {
+    var types: [String] = []
+    var rest = Substring(text)
+    while let begin = rest.range(of: "-----BEGIN ") {
+        guard let typeEnd = rest[begin.upperBound...].range(of: "-----") else { break }
+        let type = String(rest[begin.upperBound..<typeEnd.lowerBound])
+        guard let end = rest[typeEnd.upperBound...].range(of: "-----END \(type)-----") else { break }
+        let body = rest[typeEnd.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
+        if Data(base64Encoded: String(body)) != nil { types.append(type) }
+        rest = rest[end.upperBound...]
+    }
+    return types
+}
+
 private func randomSuffix() -> String {
     String((0..<5).map { _ in "bcdfghjklmnpqrstvwxz2456789".randomElement()! })
 }
 
 extension HTTPRequest {
+    /// watch=true (client-go) or watch=1 (curl in the recordings): the server takes both.
+    var isWatch: Bool { ["true", "1"].contains(queryValue("watch") ?? "") }
+
+    /// Who managedFields name for this write: the fieldManager parameter (kubectl sends
+    /// one), else the User-Agent up to its first "/", as the API server takes it.
+    var fieldManager: String {
+        if let manager = queryValue("fieldManager"), !manager.isEmpty { return manager.removingPercentEncoding ?? manager }
+        let agent = headers["user-agent"] ?? ""
+        return agent.isEmpty ? "unknown" : String(agent.prefix { $0 != "/" })
+    }
+
     /// Whether the first type the Accept header names is metadata only (the API server
     /// uses the first it can serve), as client-go's metadata informers ask.
     var asksForMetadataOnly: Bool {
@@ -652,43 +946,3 @@ extension HTTPRequest {
     }
 }
 
-// MARK: Structural schema
-
-extension TestAPIServer {
-    /// The openAPIV3Schema of the chart's CRD for pkis: what the real server prunes against.
-    static let pkiSchema: YAMLNode? = {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../charts/certgate/crds/pkis.certgate.dev.yaml").standardized.path
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let crd = try? YAML.document(in: text) else { return nil }
-        return crd["spec"]?["versions"]?.sequence?.first?["schema"]?["openAPIV3Schema"]
-    }()
-}
-
-/// Removes from `object` the fields `schema` does not declare (metadata is the server's own;
-/// x-kubernetes-preserve-unknown-fields keeps a subtree whole) and returns their paths,
-/// as the API server names them: "spec.rotationPolcy", "spec.usages[0].x".
-func pruneUnknownFields(_ object: inout [String: Any], schema: YAMLNode, path: String = "") -> [String] {
-    guard schema["x-kubernetes-preserve-unknown-fields"]?.string != "true", let properties = schema["properties"] else { return [] }
-    var unknown: [String] = []
-    for key in object.keys.sorted() {
-        let fieldPath = path.isEmpty ? key : "\(path).\(key)"
-        if path.isEmpty && ["apiVersion", "kind", "metadata"].contains(key) { continue }
-        guard let fieldSchema = properties[key] else {
-            object[key] = nil
-            unknown.append(fieldPath)
-            continue
-        }
-        if var child = object[key] as? [String: Any] {
-            unknown += pruneUnknownFields(&child, schema: fieldSchema, path: fieldPath)
-            object[key] = child
-        } else if var elements = object[key] as? [Any], let itemSchema = fieldSchema["items"] {
-            for index in elements.indices {
-                guard var element = elements[index] as? [String: Any] else { continue }
-                unknown += pruneUnknownFields(&element, schema: itemSchema, path: "\(fieldPath)[\(index)]")
-                elements[index] = element
-            }
-            object[key] = elements
-        }
-    }
-    return unknown
-}
