@@ -1,8 +1,10 @@
 // Benchmark of the reconciler as it ships: the test API server (in this process) holds N
 // Pkis; `certgate serve --kubeconfig` (another process) reconciles them. Prints the time
 // from its start until every Pki is Ready with its Secret, and its resident memory then.
+// With LARGE_SECRETS, the namespace also holds that many unrelated Secrets of 0.9 MB each
+// (as Helm release Secrets are), which certgate must not read whole.
 //
-//   certgate-reconcile-bench CERTGATE_BINARY [PKIS]
+//   certgate-reconcile-bench CERTGATE_BINARY [PKIS] [LARGE_SECRETS]
 import CertgateKube
 import CertgateKubeTesting
 import CertgatePKI
@@ -16,6 +18,7 @@ guard arguments.count >= 2 else {
 }
 let binary = arguments[1]
 let count = arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000
+let largeSecrets = arguments.count > 3 ? Int(arguments[3]) ?? 0 : 0
 
 let api = try TestAPIServer()
 let client = try KubeClient(configuration: api.clusterConfiguration())
@@ -26,6 +29,12 @@ for index in 0..<count {
     _ = try client.create(.pkis, namespace: "app1", PkiResource(
         metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
         spec: PkiSpec(serviceName: "app1", dnsNames: ["pki-\(index).app1.svc"], privateKey: PrivateKeySpec(algorithm: "ECDSA", size: 256))))
+}
+
+let largeData = Array(repeating: UInt8(ascii: "x"), count: 900 * 1024)
+for index in 0..<largeSecrets {
+    _ = try client.create(.secrets, namespace: "app1", Secret(metadata: ObjectMeta(name: "sh.helm.release.v1.app\(index).v1", namespace: "app1"),
+                                                               type: "helm.sh/release.v1", data: ["release": largeData]))
 }
 
 let process = Process()
@@ -71,5 +80,5 @@ let peak = (Double(status("VmHWM")) ?? 0) / 1024
 process.terminate()
 process.waitUntilExit()
 api.stop()
-print("pkis: \(count), ready: \(ready), seconds to all Ready: \(String(format: "%.2f", elapsed)), certgate RSS MiB: \(String(format: "%.1f", rss)) (peak \(String(format: "%.1f", peak))), API requests per Pki: \(String(format: "%.2f", requestsPerPki))")
+print("pkis: \(count), other Secrets of 0.9 MB: \(largeSecrets), ready: \(ready), seconds to all Ready: \(String(format: "%.2f", elapsed)), certgate RSS MiB: \(String(format: "%.1f", rss)) (peak \(String(format: "%.1f", peak))), API requests per Pki: \(String(format: "%.2f", requestsPerPki))")
 exit(ready == count ? 0 : 1)
