@@ -69,6 +69,14 @@ static const uint64_t certgate_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION
 static const uint64_t certgate_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE;
 static const uint64_t certgate_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
 
+static inline int certgate_sk_GENERAL_NAME_num(const GENERAL_NAMES *names) {
+    return sk_GENERAL_NAME_num(names);
+}
+
+static inline GENERAL_NAME *certgate_sk_GENERAL_NAME_value(const GENERAL_NAMES *names, int index) {
+    return sk_GENERAL_NAME_value(names, index);
+}
+
 /// X509V3_set_ctx_nodb is a macro that writes a struct field.
 static inline void certgate_X509V3_set_ctx_nodb(X509V3_CTX *ctx) {
     X509V3_set_ctx_nodb(ctx);

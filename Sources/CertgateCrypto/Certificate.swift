@@ -74,6 +74,53 @@ public final class Certificate: @unchecked Sendable {
         return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// The DNS names and IP addresses (as text: "10.0.0.1", "fd00::1") of subjectAltName.
+    public var subjectAlternativeNames: (dnsNames: [String], ipAddresses: [String]) {
+        guard let raw = X509_get_ext_d2i(pointer, NID_subject_alt_name, nil, nil) else { return ([], []) }
+        let names = OpaquePointer(raw)
+        defer { GENERAL_NAMES_free(names) }
+        var dnsNames: [String] = []
+        var ipAddresses: [String] = []
+        for index in 0..<certgate_sk_GENERAL_NAME_num(names) {
+            guard let name = certgate_sk_GENERAL_NAME_value(names, index) else { continue }
+            switch name.pointee.type {
+            case GEN_DNS:
+                dnsNames.append(String(decoding: Certificate.bytes(name.pointee.d.dNSName), as: UTF8.self))
+            case GEN_IPADD:
+                let address = Certificate.bytes(name.pointee.d.iPAddress)
+                ipAddresses.append(formatIPAddress(address) ?? address.map { String($0) }.joined(separator: "."))
+            default:
+                continue
+            }
+        }
+        return (dnsNames, ipAddresses)
+    }
+
+    /// The extended key usages Certgate issues that this certificate has.
+    public var extendedKeyUsages: Set<CertificateTemplate.Usage> {
+        let flags = X509_get_extended_key_usage(pointer)
+        var usages = Set<CertificateTemplate.Usage>()
+        if flags & UInt32(XKU_SSL_SERVER) != 0 { usages.insert(.serverAuth) }
+        if flags & UInt32(XKU_SSL_CLIENT) != 0 { usages.insert(.clientAuth) }
+        return usages
+    }
+
+    /// Whether the key usage extension allows key encipherment.
+    public var allowsKeyEncipherment: Bool {
+        X509_get_key_usage(pointer) & UInt32(KU_KEY_ENCIPHERMENT) != 0
+    }
+
+    /// The subject's public key algorithm and size, as a private key would say it.
+    public var keyAlgorithm: PrivateKey.Algorithm? {
+        guard let key = X509_get0_pubkey(pointer) else { return nil }
+        return PrivateKey.algorithm(of: key)
+    }
+
+    private static func bytes(_ string: UnsafeMutablePointer<ASN1_STRING>?) -> [UInt8] {
+        guard let string, let data = ASN1_STRING_get0_data(string) else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: Int(ASN1_STRING_length(string))))
+    }
+
     /// Whether `key` is the private half of this certificate's public key.
     public func matches(_ key: PrivateKey) -> Bool {
         ERR_clear_error()

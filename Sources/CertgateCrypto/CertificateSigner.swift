@@ -201,6 +201,20 @@ public func parseIPAddress(_ text: String) -> [UInt8]? {
     return nil
 }
 
+/// The text form of a 4- or 16-byte address (inet_ntop's: "10.0.0.1", "fd00::1"), nil for
+/// any other length.
+public func formatIPAddress(_ bytes: [UInt8]) -> String? {
+    let family: Int32
+    switch bytes.count {
+    case 4: family = AF_INET
+    case 16: family = AF_INET6
+    default: return nil
+    }
+    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    let written = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+    return written == nil ? nil : String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// Whether `text` is an IPv4 or IPv6 address literal.
 public func isIPAddressLiteral(_ text: String) -> Bool {
     parseIPAddress(text) != nil

@@ -77,7 +77,9 @@ public final class PrivateKey: @unchecked Sendable {
     }
 
     /// What kind of key this is.
-    public var algorithm: Algorithm? {
+    public var algorithm: Algorithm? { PrivateKey.algorithm(of: pointer) }
+
+    static func algorithm(of pointer: OpaquePointer) -> Algorithm? {
         switch EVP_PKEY_get_base_id(pointer) {
         case EVP_PKEY_RSA: return .rsa(bits: Int(EVP_PKEY_get_bits(pointer)))
         case EVP_PKEY_ED25519: return .ed25519

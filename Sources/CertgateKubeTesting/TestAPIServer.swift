@@ -41,7 +41,7 @@ public final class TestAPIServer: @unchecked Sendable {
     private var resourceVersion = 100
     private var compactedBelow = 0
     private var watchers: [Watcher] = []
-    private var failures: [(status: Int, retryAfter: Int?)] = []
+    private var failures: [(status: Int, retryAfter: Int?, only: String?)] = []
     /// Bearer tokens of identities without RBAC grants (ServiceAccounts), by token.
     private var ungrantedUsers: [String: String] = [:]
     /// How often a watch that saw changes gets a BOOKMARK (the watch cache's minute).
@@ -114,7 +114,13 @@ public final class TestAPIServer: @unchecked Sendable {
 
     /// The next `count` requests are answered with `status` (429 or 5xx) and Retry-After.
     public func failNext(_ count: Int, status: Int, retryAfter: Int? = nil) {
-        locked { failures += Array(repeating: (status, retryAfter), count: count) }
+        locked { failures += Array(repeating: (status, retryAfter, nil), count: count) }
+    }
+
+    /// The next `count` requests whose "METHOD PATH" ends with `request` (as "PUT .../status")
+    /// are answered with `status`; others are served.
+    public func failNext(_ count: Int, status: Int, onlyRequestsEndingWith request: String) {
+        locked { failures += Array(repeating: (status, nil, request), count: count) }
     }
 
     /// The next request is answered only after `seconds` (its head at once, its body then),
@@ -221,8 +227,12 @@ public final class TestAPIServer: @unchecked Sendable {
             guard let user = locked({ ungrantedUsers[authorization] }) else { return status(401, "Unauthorized", "Unauthorized") }
             return forbidden(request, user: user)
         }
-        if let failure = locked({ failures.isEmpty ? nil : failures.removeFirst() }) {
-            var response = status(failure.status, failure.status == 429 ? "TooManyRequests" : "InternalError",
+        let line = "\(request.method) \(request.path)"
+        if let failure = locked({ () -> (status: Int, retryAfter: Int?, only: String?)? in
+            guard let index = failures.firstIndex(where: { $0.only.map { line.hasSuffix($0) } ?? true }) else { return nil }
+            return failures.remove(at: index)
+        }) {
+            var response = status(failure.status, [409: "Conflict", 429: "TooManyRequests"][failure.status] ?? "InternalError",
                                   "injected failure", retryAfter: failure.retryAfter)
             if let retryAfter = failure.retryAfter { response.headers.add("retry-after", String(retryAfter)) }
             return response

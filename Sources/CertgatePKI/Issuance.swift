@@ -39,19 +39,27 @@ public enum Issuance {
         let renewBefore = Int64(spec.renewBefore.flatMap(parseGoDuration) ?? Double(duration) / 3)
         let algorithm = keyAlgorithm(spec.privateKey)
         let key = try existingKey.flatMap { $0.algorithm == algorithm ? $0 : nil } ?? PrivateKey.generate(algorithm)
-        let usages = spec.usages ?? ["server auth"]
-        var extended: [CertificateTemplate.Usage] = []
-        if usages.contains("server auth") { extended.append(.serverAuth) }
-        if usages.contains("client auth") { extended.append(.clientAuth) }
+        let usages = spec.usages ?? defaultUsages
         let template = CertificateTemplate(
             commonName: spec.commonName, dnsNames: spec.dnsNames ?? [], ipAddresses: spec.ipAddresses ?? [],
-            extendedKeyUsages: extended, keyUsages: usages.contains("key encipherment") ? [.keyEncipherment] : [],
+            extendedKeyUsages: extendedKeyUsages(usages), keyUsages: usages.contains("key encipherment") ? [.keyEncipherment] : [],
             notBefore: now - backdate, notAfter: now + duration)
         let leaf = try CertificateSigner.sign(template, subjectKey: key, issuer: (authority.certificate, authority.key))
         let caPEM = try authority.certificate.pem()
         return IssuedCertificate(certificateChainPEM: try leaf.pem() + caPEM, privateKeyPEM: try key.pkcs8PEM(), caPEM: caPEM,
                                  serialNumber: leaf.serialNumberHex, notBefore: leaf.notBefore, notAfter: leaf.notAfter,
                                  renewalTime: leaf.notAfter - renewBefore)
+    }
+
+    /// spec.usages when unset.
+    public static let defaultUsages = ["server auth"]
+
+    /// The extended key usages spec.usages asks for.
+    public static func extendedKeyUsages(_ usages: [String]) -> [CertificateTemplate.Usage] {
+        var extended: [CertificateTemplate.Usage] = []
+        if usages.contains("server auth") { extended.append(.serverAuth) }
+        if usages.contains("client auth") { extended.append(.clientAuth) }
+        return extended
     }
 
     /// spec.privateKey as a key type: ECDSA P-256 when unset.

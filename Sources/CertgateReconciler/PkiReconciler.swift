@@ -2,6 +2,7 @@ import CertgateCrypto
 import CertgateKube
 import CertgateNet
 import CertgatePKI
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -113,20 +114,21 @@ public final class PkiReconciler: Sendable {
             return .done(requeueAfter: nil)
         }
 
+        // What the Secret holds decides, not a generation counter: a pass that failed after a
+        // spec change leaves a Secret that still differs from the spec, and the next pass sees it.
         let now = clock()
-        let current = existing.flatMap { currentCertificate($0, authority: authority) }
-        let specChanged = pki.status?.observedGeneration != pki.metadata.generation
-        if let current, !specChanged, now < current.renewalTime(pki.spec, policy) {
-            // Nothing to do until renewal, but a status lost or stale is written again.
-            metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: current.certificate.notAfter)
-            if pki.status?.serialNumber != current.certificate.serialNumberHex {
-                try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(current.certificate),
-                                certificate: current.certificate, renewal: current.renewalTime(pki.spec, policy), secretName: secretName)
-            }
-            return .done(requeueAfter: Double(current.renewalTime(pki.spec, policy) - now))
+        let (held, verdict) = CertificateCheck.judge(chainPEM: existing?.bytes("tls.crt"), keyPEM: existing?.bytes("tls.key"),
+                                                     caPEM: existing?.bytes("ca.crt"), spec: pki.spec, policy: policy,
+                                                     authority: authority, issuerName: issuerName, now: now)
+        if case .upToDate(let renewal) = verdict, let held {
+            // Nothing to issue; a status lost, stale or never written (a conflict) is written now.
+            metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: held.leaf.notAfter)
+            try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(held.leaf), certificate: held.leaf,
+                            renewal: renewal, secretName: secretName)
+            return .done(requeueAfter: Double(renewal - now))
         }
 
-        let keep = pki.spec.rotationPolicy == "Never" ? current?.key : nil
+        let keep = pki.spec.rotationPolicy == "Never" ? held?.key : nil
         let issued: IssuedCertificate
         let issuanceStarted = monotonicNanoseconds()
         do {
@@ -136,30 +138,49 @@ public final class PkiReconciler: Sendable {
             try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
             return .retry("issuance failed: \(error)")
         }
-        let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
-        var secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: ["certgate.dev/pki": name],
-                                                 ownerReferences: [owner]),
-                            type: "kubernetes.io/tls",
-                            data: ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8),
-                                   "ca.crt": Array(issued.caPEM.utf8)])
-        if let existing {
-            secret.metadata.resourceVersion = existing.metadata.resourceVersion
-            secret.metadata.labels = (existing.metadata.labels ?? [:]).merging(secret.metadata.labels ?? [:]) { $1 }
-            _ = try client.update(.secrets, namespace: namespace, name: secretName, secret)
-        } else {
-            _ = try client.create(.secrets, namespace: namespace, secret)
-        }
+        try writeSecret(issued, for: pki, name: secretName, over: existing)
         let leaf = try Certificate(pem: Array(issued.certificateChainPEM.utf8))
         metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: issued.notAfter)
+        // The Event goes before the status: a status write that conflicts is retried by a pass
+        // that finds the certificate already in the Secret and only writes the status.
+        let renewed = verdict == .renewalDue
+        let names = (pki.spec.dnsNames ?? []).first ?? pki.spec.commonName ?? (pki.spec.ipAddresses ?? []).first ?? name
+        var message = "\(renewed ? "Renewed" : "Issued") certificate for \(names) (serial \(issued.serialNumber)), valid until "
+            + "\(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), in Secret \(secretName)"
+        if case .reissue(let why) = verdict, held != nil { message += ": the previous one no longer matched (\(why))" }
+        try announce(reference, namespace: namespace, secretName: secretName, .normal, reason: renewed ? "Renewed" : "Issued", message: message)
         try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(leaf), certificate: leaf,
                         renewal: issued.renewalTime, secretName: secretName)
-        let renewed = current != nil && !specChanged
-        let names = (pki.spec.dnsNames ?? []).first ?? pki.spec.commonName ?? (pki.spec.ipAddresses ?? []).first ?? name
-        try announce(reference, namespace: namespace, secretName: secretName, .normal, reason: renewed ? "Renewed" : "Issued",
-                     message: "\(renewed ? "Renewed" : "Issued") certificate for \(names) (serial \(issued.serialNumber)), valid until "
-                        + "\(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), in Secret \(secretName)")
         return .done(requeueAfter: Double(issued.renewalTime - now))
     }
+
+    /// Creates the Secret, or changes in it only what certgate owns (tls.crt, tls.key, ca.crt,
+    /// its label, its ownerReference): what others put there (labels, annotations, finalizers,
+    /// other owners and data keys) stays. The patch names the resourceVersion read, so a
+    /// concurrent change is a conflict and the pass is retried, never a lost write.
+    private func writeSecret(_ issued: IssuedCertificate, for pki: PkiResource, name secretName: String, over existing: Secret?) throws {
+        let name = pki.metadata.name ?? ""
+        let namespace = pki.metadata.namespace ?? ""
+        let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
+        let data = ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8), "ca.crt": Array(issued.caPEM.utf8)]
+        guard let existing else {
+            let secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: [PkiReconciler.pkiLabel: name],
+                                                     ownerReferences: [owner]),
+                                type: "kubernetes.io/tls", data: data)
+            _ = try client.create(.secrets, namespace: namespace, secret)
+            return
+        }
+        var owners = (existing.metadata.ownerReferences ?? []).filter { $0.uid != owner.uid }
+        owners.append(owner)
+        var patch = Secret(metadata: ObjectMeta(labels: [PkiReconciler.pkiLabel: name], ownerReferences: owners), data: data)
+        patch.apiVersion = nil
+        patch.kind = nil
+        patch.metadata.resourceVersion = existing.metadata.resourceVersion
+        let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: secretName, patch: Array(try JSONEncoder().encode(patch)))
+    }
+
+    /// The label certgate puts on the Secrets it writes: the Pki's name.
+    public static let pkiLabel = "certgate.dev/pki"
 
     // MARK: Pieces
 
@@ -209,26 +230,6 @@ public final class PkiReconciler: Sendable {
 
     private func isOwned(_ secret: Secret, by pki: PkiResource) -> Bool {
         secret.metadata.ownerReferences?.contains { $0.controller == true && $0.uid == pki.metadata.uid } ?? false
-    }
-
-    private struct CurrentCertificate {
-        let certificate: Certificate
-        let key: PrivateKey
-
-        func renewalTime(_ spec: PkiSpec, _ policy: Policy) -> Int64 {
-            let duration = spec.duration.flatMap(parseGoDuration) ?? policy.defaultDuration
-            let renewBefore = Int64(spec.renewBefore.flatMap(parseGoDuration) ?? duration / 3)
-            return certificate.notAfter - renewBefore
-        }
-    }
-
-    /// The Secret's certificate, if it is one this CA signed for this key; nil means issue again
-    /// (a Secret edited by hand, or a CA that changed).
-    private func currentCertificate(_ secret: Secret, authority: CertificateAuthority) -> CurrentCertificate? {
-        guard let chainPEM = secret.bytes("tls.crt"), let keyPEM = secret.bytes("tls.key"), let caPEM = secret.bytes("ca.crt"),
-              let chain = try? Certificate.chain(pem: chainPEM), let leaf = chain.first, let key = try? PrivateKey(pem: keyPEM),
-              leaf.matches(key), (try? authority.certificate.pem()).map({ Array($0.utf8) }) == caPEM else { return nil }
-        return CurrentCertificate(certificate: leaf, key: key)
     }
 
     private func readyMessage(_ certificate: Certificate) -> String {

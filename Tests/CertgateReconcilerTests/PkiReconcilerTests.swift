@@ -226,4 +226,102 @@ struct Rig {
         guard case .retry = rig.reconcile() else { Issue.record("expected a retry"); return }
         guard case .done = rig.reconcile() else { Issue.record("expected done"); return }
     }
+
+    /// The old reconciler wrote status.observedGeneration in the failing pass and then saw
+    /// "no change": the new name was never issued.
+    @Test func anEditFollowedByAFailingPassThenAGoodOneEndsWithTheNewNameIssued() throws {
+        let rig = try Rig(bootstrapCA: false)
+        defer { rig.api.stop() }
+        let caSecret = try platformCA()
+        _ = try rig.client.create(.secrets, namespace: "certgate", caSecret)
+        try rig.createPki()
+        _ = rig.reconcile()
+        #expect(try rig.ready()?.status == "True")
+
+        rig.clock.advance(60)
+        try rig.client.delete(.secrets, namespace: "certgate", name: "certgate-ca")
+        var pki = try rig.pki()
+        pki.spec.dnsNames = ["app1.app1.svc", "app1.app1.svc.cluster.local"]
+        _ = try rig.client.update(.pkis, namespace: "app1", name: "app1-pki", pki)
+        #expect(rig.reconcile() == .done(requeueAfter: PkiReconciler.issuerRetrySeconds))
+        #expect(try rig.ready()?.reason == "IssuerNotReady")
+
+        rig.clock.advance(60)
+        _ = try rig.client.create(.secrets, namespace: "certgate", caSecret)
+        _ = rig.reconcile()
+        let leaf = try Certificate(pem: try rig.secret().bytes("tls.crt")!)
+        #expect(leaf.subjectAlternativeNames.dnsNames.sorted() == ["app1.app1.svc", "app1.app1.svc.cluster.local"])
+        #expect(try rig.ready()?.status == "True")
+        let events = try rig.events(about: "Pki", "app1-pki")
+        #expect(events.contains { $0.contains("the previous one no longer matched (its DNS names") }, "\(events)")
+    }
+
+    /// A status write that conflicts after the Secret was written: the next pass finds the
+    /// certificate in the Secret and writes only the status. One key, one certificate.
+    @Test func aConflictOnTheStatusWriteIssuesOneKey() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        rig.api.failNext(1, status: 409, onlyRequestsEndingWith: "/pkis/app1-pki/status")
+        guard case .retry = rig.reconcile() else { Issue.record("expected a retry after the conflict"); return }
+        let key = try rig.secret().bytes("tls.key")
+        #expect(try rig.ready() == nil, "the status was never written")
+        guard case .done = rig.reconcile() else { Issue.record("expected done"); return }
+        #expect(try rig.secret().bytes("tls.key") == key, "the same key")
+        let leaf = try Certificate(pem: try rig.secret().bytes("tls.crt")!)
+        #expect(try rig.pki().status?.serialNumber == leaf.serialNumberHex)
+        #expect(try rig.ready()?.status == "True")
+        #expect(try rig.events(about: "Pki", "app1-pki").filter { $0.hasPrefix("Normal Issued") }.count == 1)
+    }
+
+    /// A status someone cleared (or a restore from backup without it) is written again
+    /// from the certificate in the Secret, without issuing.
+    @Test func aLostStatusHealsFromTheSecret() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        _ = rig.reconcile()
+        let serial = try rig.pki().status?.serialNumber
+        var pki = try rig.pki()
+        pki.status = PkiResource.Status()
+        _ = try rig.client.updateStatus(.pkis, namespace: "app1", name: "app1-pki", pki)
+        _ = rig.reconcile()
+        #expect(try rig.pki().status?.serialNumber == serial)
+        #expect(try rig.ready()?.status == "True")
+    }
+
+    /// Renewal changes tls.crt, tls.key and ca.crt and certgate's own label; what others put
+    /// on the Secret stays.
+    @Test func renewalKeepsWhatOthersPutOnTheSecret() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki()
+        _ = rig.reconcile()
+        let before = try rig.secret()
+        let otherOwner = #"{"apiVersion":"v1","kind":"ConfigMap","name":"keeper","uid":"0b7e7f1a-0000-4000-8000-000000000001"}"#
+        let patch = #"{"metadata":{"annotations":{"reflector/allowed":"true"},"labels":{"team":"payments"},"finalizers":["example.com/keep"],"#
+            + #""ownerReferences":["# + (before.metadata.ownerReferences ?? []).map { String(decoding: try! JSONEncoder().encode($0), as: UTF8.self) }
+                .joined(separator: ",") + "," + otherOwner + #"]},"data":{"keystore.jks":"AQID"}}"#
+        let _: Secret = try rig.client.mergePatch(.secrets, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
+        rig.clock.advance(1441 * 3600)
+        _ = rig.reconcile()
+        let after = rig.api.object(.secrets, namespace: "app1", name: "app1-pki") ?? [:]
+        let metadata = after["metadata"] as? [String: Any] ?? [:]
+        #expect((metadata["annotations"] as? [String: String])?["reflector/allowed"] == "true")
+        #expect((metadata["labels"] as? [String: String])?["team"] == "payments")
+        #expect((metadata["labels"] as? [String: String])?[PkiReconciler.pkiLabel] == "app1-pki")
+        #expect(metadata["finalizers"] as? [String] == ["example.com/keep"])
+        #expect((metadata["ownerReferences"] as? [[String: Any]])?.count == 2)
+        #expect((after["data"] as? [String: String])?["keystore.jks"] == "AQID")
+        #expect((after["data"] as? [String: String])?["tls.crt"] != before.data?["tls.crt"], "renewed")
+    }
+}
+
+/// A CA Secret for the default issuer, as a platform team would create it.
+func platformCA() throws -> Secret {
+    let key = try PrivateKey.generate(.ecdsaP256)
+    let ca = try CertificateSigner.sign(CertificateTemplate(commonName: "platform CA", isCertificateAuthority: true, notBefore: 0,
+                                                            notAfter: Int64(Date().timeIntervalSince1970) + 86400 * 3650), subjectKey: key)
+    return Secret(metadata: ObjectMeta(name: "certgate-ca", namespace: "certgate"), type: "kubernetes.io/tls",
+                  data: ["tls.crt": Array(try ca.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)])
 }
