@@ -98,6 +98,20 @@ public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(path): \(message)" }
+
+    /// The same rule broken by the same value, wherever in a list it stands: the path
+    /// without its indices (an entry inserted before it moves it), and the message, which
+    /// names the value.
+    var ratchetKey: String {
+        var key = ""
+        var inIndex = false
+        for character in path {
+            if character == "[" { inIndex = true; key.append("[") }
+            else if character == "]" { inIndex = false; key.append("]") }
+            else if !inIndex { key.append(character) }
+        }
+        return key + "\u{0}" + message
+    }
 }
 
 extension Pki {

@@ -55,6 +55,16 @@ public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? 
             + didYouMean(issuer, names))
     }
     if let previous {
+        // Ratcheting, as Kubernetes does for CRD schemas (KEP-4008): an update is judged on
+        // what it changes. A rule the object already broke, on a value this update leaves
+        // as it was, warns instead of denying, so labels, annotations, finalizers and
+        // status still go through; the reconciler keeps reporting it as InvalidSpec.
+        let brokenBefore = Set(judge(previous, namespace: namespace, policy: policy).violations.map(\.ratchetKey))
+        let inherited = rules.violations.filter { brokenBefore.contains($0.ratchetKey) }
+        rules.violations.removeAll { brokenBefore.contains($0.ratchetKey) }
+        for violation in inherited {
+            rules.warn("unchanged by this update, so allowed: \(violation.path): \(violation.message)")
+        }
         let before = previous.spec
         if (before.secretName ?? previous.metadata.name) != (spec.secretName ?? pki.metadata.name) {
             rules.warn("spec.secretName: changed from \(quoted(before.secretName ?? previous.metadata.name)) to "

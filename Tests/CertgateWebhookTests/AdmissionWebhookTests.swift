@@ -29,11 +29,16 @@ func post(_ body: [UInt8], policy: Policy? = examplePolicy) throws -> (status: I
     }
 
     @Test func aDryRunIsJudgedTheSameWay() throws {
-        // The recorded server-side dry run carries the bare name "app1" in dnsNames.
-        let response = try post(try fixture("admissionreview-dryrun.json")).json["response"] as! [String: Any]
-        #expect(response["allowed"] as? Bool == false)
-        #expect((response["status"] as? [String: Any])?["message"] as? String
-                == "spec.dnsNames[2]: \"app1\" is not under an allowed suffix [.svc .svc.cluster.local]")
+        // The recorded server-side dry run changes the duration of a Pki whose dnsNames
+        // already held the bare name "app1": the dry run is judged as the update would be,
+        // and the update leaves that name as it was, so it warns instead of denying.
+        let dryRun = try fixture("admissionreview-dryrun.json")
+        let response = try post(dryRun).json["response"] as! [String: Any]
+        #expect(response["allowed"] as? Bool == true, "\(response)")
+        #expect(response["warnings"] as? [String] == [
+            "unchanged by this update, so allowed: spec.dnsNames[2]: \"app1\" is not under an allowed suffix [.svc .svc.cluster.local]"])
+        let real = String(decoding: dryRun, as: UTF8.self).replacingOccurrences(of: #""dryRun":true"#, with: #""dryRun":false"#)
+        #expect(NSDictionary(dictionary: try post(Array(real.utf8)).json["response"] as! [String: Any]) == NSDictionary(dictionary: response))
     }
 
     @Test func deletesAndOtherResourcesAreNotJudged() throws {
@@ -50,6 +55,39 @@ func post(_ body: [UInt8], policy: Policy? = examplePolicy) throws -> (status: I
         #expect((response["status"] as? [String: Any])?["message"] as? String
                 == "spec.dnsNames[2]: \"app1\" is not under an allowed suffix [.svc .svc.cluster.local]")
         #expect((response["status"] as? [String: Any])?["code"] as? Int == 403)
+    }
+
+    /// An UPDATE of a Pki admitted under an older policy (serviceName appp1 is no longer
+    /// allowed) that the policy now refuses.
+    private func update(old oldSpec: String, new newSpec: String, newMetadata: String = #"{"name":"app2-pki","namespace":"app1"}"#) throws -> [String: Any] {
+        let review = #"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","operation":"UPDATE","#
+            + #""resource":{"group":"certgate.dev","version":"v1","resource":"pkis"},"namespace":"app1","#
+            + #""object":{"apiVersion":"certgate.dev/v1","kind":"Pki","metadata":"# + newMetadata + #","spec":"# + newSpec + "},"
+            + #""oldObject":{"apiVersion":"certgate.dev/v1","kind":"Pki","metadata":{"name":"app2-pki","namespace":"app1"},"spec":"# + oldSpec + "}}}"
+        return try post(Array(review.utf8)).json["response"] as! [String: Any]
+    }
+
+    @Test func anAnnotationOnAPkiThePolicyNoLongerAllowsIsAdmittedWithAWarning() throws {
+        let spec = #"{"serviceName":"appp1","dnsNames":["appp1.app1.svc"]}"#
+        let response = try update(old: spec, new: spec, newMetadata: #"{"name":"app2-pki","namespace":"app1","annotations":{"team":"payments"}}"#)
+        #expect(response["allowed"] as? Bool == true, "\(response)")
+        let warnings = response["warnings"] as? [String] ?? []
+        #expect(warnings.contains { $0.hasPrefix("unchanged by this update, so allowed: spec.serviceName: \"appp1\" is not in the allowed names") },
+                "\(warnings)")
+    }
+
+    @Test func anUpdateIsDeniedForWhatItBreaksNotForWhatWasBrokenBefore() throws {
+        let old = #"{"serviceName":"appp1","dnsNames":["appp1.app1.svc"]}"#
+        // A new name before the old one moves it to index 1: still the same value, still inherited.
+        let response = try update(old: old, new: #"{"serviceName":"appp1","dnsNames":["bad_name","appp1.app1.svc"]}"#)
+        #expect(response["allowed"] as? Bool == false)
+        let message = (response["status"] as? [String: Any])?["message"] as? String
+        #expect(message?.hasPrefix("spec.dnsNames[0]: \"bad_name\" is not a valid DNS name") == true, "\(String(describing: message))")
+        #expect(message?.contains("serviceName") == false, "the inherited violation is a warning, not a reason to deny")
+        #expect((response["warnings"] as? [String] ?? []).contains { $0.contains("spec.serviceName") })
+
+        let changed = try update(old: old, new: #"{"serviceName":"app3","dnsNames":["appp1.app1.svc"]}"#)
+        #expect(changed["allowed"] as? Bool == false, "a new value that breaks the rule is judged as new")
     }
 
     @Test func aBodyThatIsNotAnAdmissionReviewIs400() throws {
