@@ -126,6 +126,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CertgateFuzzingTests", dependencies: ["CertgateFuzzing"]),
-        .testTarget(name: "certgateTests", dependencies: ["certgate", "CertgateCrypto", "CertgateTestSupport", "CertgateKube", "CertgateKubeTesting", "CertgatePKI"]),
+        .testTarget(name: "certgateTests", dependencies: ["certgate", "CertgateCrypto", "CertgateTestSupport", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateManifests"]),
     ]
 )

@@ -9,7 +9,8 @@ import Synchronization
 /// status does: that is the reconciler's own write), and on the informer's resync; a
 /// Secret owned by a Pki queues its owner when it changes or goes away (so a Secret edited
 /// or deleted by hand is restored); a Secret that an issuer names queues every Pki (so
-/// Pkis waiting for their CA are issued as soon as it appears).
+/// Pkis waiting for their CA are issued as soon as it appears); ``requeueAll()`` queues them
+/// all when the policy changes.
 public final class PkiController: Sendable {
     private let queue: WorkQueue
     private let reconciler: PkiReconciler
@@ -69,6 +70,15 @@ public final class PkiController: Sendable {
         pkis.stop()
         secrets.stop()
         queue.shutDown()
+    }
+
+    /// Queues every known Pki, paced by the queue's rate limiter: after the policy changed,
+    /// each is judged again (admitted ones it now refuses get InvalidSpec, refused ones it
+    /// now allows are issued) without waiting for the resync.
+    public func requeueAll() {
+        for pki in pkis.objects {
+            queue.addRateLimited("\(pki.metadata.namespace ?? "")/\(pki.metadata.name ?? "")")
+        }
     }
 
     /// True once both informers have listed (for /readyz).

@@ -159,6 +159,14 @@ final class ReconcilerRunner: Sendable {
 
     var queueDepth: Int { controller.withLock { $0?.queueDepth ?? 0 } }
 
+    /// A new policy is in force: every Pki is judged again under it.
+    func policyChanged() {
+        let current = controller.withLock { $0 }
+        guard let current else { return }
+        current.requeueAll()
+        logger.info("policy changed; every Pki is queued to be judged again")
+    }
+
     /// Ready when not leading (the webhook serves) or once the informers have listed.
     var readinessProblem: String? {
         guard let controller = controller.withLock({ $0 }) else { return nil }

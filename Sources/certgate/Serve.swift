@@ -129,7 +129,9 @@ struct Serve: ParsableCommand {
         let readiness = ReadinessChecks()
         var webhookRouter = Router()
         webhookRouter.addHealthRoutes(readiness)
-        let policySource = try makePolicySource(registry: registry, logger: logger)
+        // Told of each policy that loads after the first, once the reconciler exists.
+        let policyChanged = Mutex<(@Sendable () -> Void)?>(nil)
+        let policySource = try makePolicySource(registry: registry, logger: logger) { policyChanged.withLock { $0 }?() }
         let reviews = registry.counter("certgate_admission_reviews_total",
                                        help: "AdmissionReviews answered, by operation and decision (allowed, denied).",
                                        labels: ["operation", "decision"])
@@ -156,6 +158,7 @@ struct Serve: ParsableCommand {
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
         readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
         let runner = try ReconcilerRunner.start(options: reconciler, client: client, policy: { policySource.value }, registry: registry, logger: logger)
+        if let runner { policyChanged.withLock { $0 = { runner.policyChanged() } } }
         readiness.add("reconciler") { runner?.readinessProblem }
         try webhook.start()
 
@@ -197,7 +200,8 @@ struct Serve: ParsableCommand {
 
     /// The policy in force, reloaded from --policy when it changes; the built-in example
     /// policy when no file is given.
-    private func makePolicySource(registry: MetricsRegistry, logger: Logger) throws -> FileReloader<Policy> {
+    private func makePolicySource(registry: MetricsRegistry, logger: Logger,
+                                  onLoaded: @escaping @Sendable () -> Void) throws -> FileReloader<Policy> {
         let reloads = registry.counter("certgate_policy_reloads_total",
                                        help: "Attempts to load a changed policy file, by result (success, failure).", labels: ["result"])
         guard let path = policy else {
@@ -215,6 +219,7 @@ struct Serve: ParsableCommand {
             case .loaded(let loaded):
                 reloads.labels("success").increment()
                 logger.info("policy loaded", metadata: ["file": "\(path)", "namespaces": "\(loaded.namespaces.count)", "issuers": "\(loaded.issuers.count)"])
+                onLoaded()
             case .rejected(let error):
                 reloads.labels("failure").increment()
                 logger.error("policy not loaded; keeping the one in force", metadata: ["file": "\(path)", "error": "\(error)"])

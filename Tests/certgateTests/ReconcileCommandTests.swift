@@ -1,5 +1,6 @@
 import CertgateKube
 import CertgateKubeTesting
+import CertgateManifests
 import CertgatePKI
 import CertgateTestSupport
 import Foundation
@@ -73,5 +74,65 @@ import Testing
         server.waitUntilExit()
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(lines.components(separatedBy: "no cluster configuration found; serving the webhook only").count == 2, "\(lines)")
+    }
+
+    /// The policy file changes (as a mounted ConfigMap does): every Pki is judged again at
+    /// once, not at the next resync ten minutes later.
+    @Test func aPolicyChangeRejudgesEveryPkiWithinSeconds() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let directory = TemporaryDirectory()
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
+        let policy = directory.file("policy.yaml")
+        func writePolicy(_ names: String) throws {
+            try PolicyFile.builtInDefault.replacingOccurrences(of: "app1: [app1, app2]", with: "app1: \(names)")
+                .write(toFile: policy + ".new", atomically: false, encoding: .utf8)
+            rename(policy + ".new", policy)
+        }
+        try writePolicy("[app1, app2]")
+        let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
+        let count = 200
+        for index in 0..<count {
+            _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
+                                                                        spec: PkiSpec(serviceName: "app2", dnsNames: ["app2.app1.svc"])))
+        }
+        _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "waiting", namespace: "app1"),
+                                                                    spec: PkiSpec(serviceName: "app3", dnsNames: ["app3.app1.svc"])))
+        let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
+                                             "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
+                                             "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-elect=false",
+                                             "--policy", policy, "--certificate-check-interval", "200ms",
+                                             "--kube-api-qps", "1000", "--kube-api-burst", "1000"])
+        defer { if server.isRunning { server.terminate() } }
+
+        func reasons() -> [String: Int] {
+            var reasons: [String: Int] = [:]
+            for index in 0..<count {
+                let conditions = ((api.object(.pkis, namespace: "app1", name: "pki-\(index)")?["status"] as? [String: Any])?["conditions"] as? [[String: Any]]) ?? []
+                let ready = conditions.first { $0["type"] as? String == "Ready" }
+                reasons[ready?["reason"] as? String ?? "none", default: 0] += 1
+            }
+            return reasons
+        }
+        func readyReason(_ name: String) -> String? {
+            let conditions = ((api.object(.pkis, namespace: "app1", name: name)?["status"] as? [String: Any])?["conditions"] as? [[String: Any]]) ?? []
+            return conditions.first { $0["type"] as? String == "Ready" }?["reason"] as? String
+        }
+        func wait(_ seconds: Double, _ condition: () -> Bool) -> Double? {
+            let started = Date()
+            while Date().timeIntervalSince(started) < seconds {
+                if condition() { return Date().timeIntervalSince(started) }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            return nil
+        }
+        #expect(wait(60) { reasons()["Issued"] == count && readyReason("waiting") == "InvalidSpec" } != nil, "\(reasons())")
+
+        try writePolicy("[app1, app3]")
+        let rejudged = wait(30) { reasons()["InvalidSpec"] == count && readyReason("waiting") == "Issued" }
+        #expect(rejudged != nil, "every Pki judged again under the new policy: \(reasons()), waiting: \(String(describing: readyReason("waiting")))")
+        if let rejudged { print("policy reload: \(count + 1) Pkis judged again in \(String(format: "%.1f", rejudged)) s") }
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
     }
 }
