@@ -59,16 +59,45 @@ func formatIPAddress(_ bytes: [UInt8]) -> String {
 }
 
 /// RFC 1123 host name, with `*` allowed only as the whole leftmost label.
-public func isValidDNSName(_ name: String) -> Bool {
+public func isValidDNSName(_ name: String) -> Bool { dnsNameProblem(name) == nil }
+
+/// What is wrong with `name` as a certificate's DNS name, worded as the fix (which label,
+/// which character, how long), or nil when it is a valid RFC 1123 host name (`*` allowed
+/// only as the whole leftmost label).
+public func dnsNameProblem(_ name: String) -> String? {
     let bytes = Array(name.utf8)
-    guard !bytes.isEmpty, bytes.count <= 253 else { return false }
+    if bytes.isEmpty { return "it is empty" }
+    if bytes.count > 253 { return "it is \(bytes.count) bytes long; a DNS name has at most 253" }
     let labels = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
     for (index, label) in labels.enumerated() {
-        if index == 0 && label.count == 1 && label.first == UInt8(ascii: "*") && labels.count > 1 { continue }
-        guard !label.isEmpty, label.count <= 63, label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-"),
-              label.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") }) else { return false }
+        let text = String(decoding: label, as: UTF8.self)
+        if label.isEmpty {
+            return index == 0 ? "it starts with '.'" : index == labels.count - 1 ? "it ends with '.'; leave the final dot out"
+                : "it has an empty label (two dots in a row)"
+        }
+        if label.contains(UInt8(ascii: "*")) {
+            if index != 0 || label.count != 1 {
+                let rest = labels.filter { !$0.contains(UInt8(ascii: "*")) && !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) }
+                return "'*' may stand only as the whole leftmost label, as in \"*.\(rest.isEmpty ? "app1.svc" : rest.joined(separator: "."))\""
+            }
+            if labels.count == 1 { return "a wildcard needs a domain under it, as in \"*.app1.svc\"" }
+            continue
+        }
+        if label.count > 63 { return "its label \"\(text.prefix(20))...\" is \(label.count) bytes long; a label has at most 63" }
+        if let bad = text.unicodeScalars.first(where: { !($0.isASCII && (isAlphanumeric(UInt8($0.value)) || $0 == "-")) }) {
+            return "its label \"\(text)\" has \(describe(bad)); labels hold only letters, digits and '-'"
+        }
+        if label.first == UInt8(ascii: "-") || label.last == UInt8(ascii: "-") {
+            return "its label \"\(text)\" \(label.first == UInt8(ascii: "-") ? "starts" : "ends") with '-'; a label starts and ends with a letter or digit"
+        }
     }
-    return true
+    return nil
+}
+
+/// A character as a message shows it: 'x', or its code point when it would not print.
+private func describe(_ scalar: Unicode.Scalar) -> String {
+    scalar.properties.isWhitespace || scalar.value < 0x20 || scalar.value == 0x7F
+        ? "U+\(String(scalar.value, radix: 16, uppercase: true))" : "'\(scalar)'"
 }
 
 /// A Kubernetes object name (DNS-1123 subdomain): lower-case letters, digits, '-' and '.',

@@ -128,9 +128,8 @@ private struct RuleRun {
         let suffixes = policy.dnsSuffixes
         for (index, name) in (spec.dnsNames ?? []).enumerated() {
             let path = "spec.dnsNames[\(index)]"
-            if !isValidDNSName(name) {
-                deny(path, "\"\(name)\" is not a valid DNS name (RFC 1123 labels of letters, digits and '-'; "
-                    + "'*' only as the whole leftmost label)")
+            if let problem = dnsNameProblem(name) {
+                deny(path, "\"\(name)\" is not a valid DNS name: \(problem)")
             } else if !suffixes.contains(where: { name.lowercased().hasSuffix($0.lowercased()) }) {
                 deny(path, suffixes.isEmpty ? "\"\(name)\" is not allowed: the policy allows no DNS names"
                     : "\"\(name)\" is not under an allowed suffix \(bracketed(suffixes))")

@@ -71,8 +71,8 @@ struct Validate: ParsableCommand {
                 let judgement = judge(pki, namespace: objectNamespace, policy: rules)
                 judged += 1
                 if !judgement.isAllowed { denied += 1 }
-                for violation in judgement.violations { print("\(label): \(violation)") }
-                for warning in judgement.warnings { print("\(label): warning: \(warning)") }
+                for violation in judgement.violations { printOutput("\(label): \(violation)") }
+                for warning in judgement.warnings { printOutput("\(label): warning: \(warning)") }
                 warnings += judgement.warnings.count
             }
         }
@@ -110,7 +110,20 @@ struct Validate: ParsableCommand {
     }
 }
 
-func printError(_ line: String) {
-    var bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+/// A line to standard error, written at once.
+func printError(_ line: String) { writeLine(line, to: 2) }
+
+/// A line to standard output, written at once: findings and the summary on stderr keep
+/// their order when both go to one pipe (print's buffer let the summary overtake them).
+func printOutput(_ line: String) { writeLine(line, to: 1) }
+
+private func writeLine(_ line: String, to descriptor: Int32) {
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        offset += written
+    }
 }

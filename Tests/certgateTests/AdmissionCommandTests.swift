@@ -114,6 +114,16 @@ let examples = "\(repositoryRoot)/examples"
         #expect(result.stderr.contains("certgate validate: 2 Pkis judged, 1 denied, 1 warning"))
     }
 
+    /// Findings on stdout and the summary on stderr, both to one pipe (as CI logs are):
+    /// the summary comes last, after every finding.
+    @Test func findingsAndTheSummaryKeepTheirOrderInOnePipe() throws {
+        let result = try runProcess("/bin/sh", ["-c", "exec \"$0\" validate -f \"$1\" --policy \"$1/policy.yaml\" 2>&1", certgateBinary, examples])
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(result.output)")
+        #expect(lines.last?.hasPrefix("certgate validate: 2 Pkis judged") == true, "\(lines)")
+        #expect(lines.first?.contains("spec.serviceName") == true)
+    }
+
     @Test func exitsZeroWhenEveryPkiPassesAndReadsStandardInput() throws {
         let manifest = try String(contentsOfFile: "\(examples)/pki-app1.yaml", encoding: .utf8)
         let result = try runProcess(certgateBinary, ["validate", "-f", "-"], input: manifest + "---\napiVersion: v1\nkind: Service\nmetadata: {name: x}\n")
