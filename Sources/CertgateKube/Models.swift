@@ -187,10 +187,13 @@ public struct Event: Codable, Sendable, Equatable {
     }
 }
 
-/// core/v1 Pod, only the parts that name mounted Secrets.
+/// core/v1 Pod, only the parts that name the Secrets it uses and whether it still runs.
 public struct Pod: Codable, Sendable, Equatable {
     public struct Spec: Codable, Sendable, Equatable {
         public var volumes: [Volume]?
+        public var containers: [Container]?
+        public var initContainers: [Container]?
+        public var ephemeralContainers: [Container]?
     }
 
     public struct Volume: Codable, Sendable, Equatable {
@@ -207,11 +210,30 @@ public struct Pod: Codable, Sendable, Equatable {
         public var projected: Projected?
     }
 
+    /// A container's env and envFrom, as far as they name Secrets.
+    public struct Container: Codable, Sendable, Equatable {
+        public struct NamedReference: Codable, Sendable, Equatable { public var name: String? }
+        public struct EnvVar: Codable, Sendable, Equatable {
+            public struct Source: Codable, Sendable, Equatable { public var secretKeyRef: NamedReference? }
+            public var valueFrom: Source?
+        }
+        public struct EnvFrom: Codable, Sendable, Equatable { public var secretRef: NamedReference? }
+        public var env: [EnvVar]?
+        public var envFrom: [EnvFrom]?
+    }
+
+    public struct Status: Codable, Sendable, Equatable {
+        /// Pending, Running, Succeeded, Failed or Unknown.
+        public var phase: String?
+    }
+
     public var metadata: ObjectMeta
     public var spec: Spec?
+    public var status: Status?
 
-    /// Every Secret the pod mounts, through secret volumes and projected volumes.
-    public var mountedSecretNames: Set<String> {
+    /// Every Secret the pod uses: secret and projected volumes, env valueFrom.secretKeyRef
+    /// and envFrom.secretRef of any of its containers.
+    public var secretNames: Set<String> {
         var names = Set<String>()
         for volume in spec?.volumes ?? [] {
             if let name = volume.secret?.secretName { names.insert(name) }
@@ -219,8 +241,19 @@ public struct Pod: Codable, Sendable, Equatable {
                 if let name = source.secret?.name { names.insert(name) }
             }
         }
+        for container in (spec?.containers ?? []) + (spec?.initContainers ?? []) + (spec?.ephemeralContainers ?? []) {
+            for variable in container.env ?? [] {
+                if let name = variable.valueFrom?.secretKeyRef?.name { names.insert(name) }
+            }
+            for source in container.envFrom ?? [] {
+                if let name = source.secretRef?.name { names.insert(name) }
+            }
+        }
         return names
     }
+
+    /// Succeeded or Failed: its owner no longer looks at it for news of its Secret.
+    public var hasFinished: Bool { status?.phase == "Succeeded" || status?.phase == "Failed" }
 }
 
 /// coordination.k8s.io/v1 Lease, for leader election.

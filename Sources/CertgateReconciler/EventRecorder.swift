@@ -21,6 +21,9 @@ public enum EventType: String, Sendable {
 /// - messages are capped at 1 KiB and PEM blocks are never written (no key material).
 ///
 /// Failures to write are returned, not thrown: an Event is never worth failing a reconcile.
+/// An asynchronous recorder (what `serve` runs) queues Events for a thread of their own, as
+/// client-go's broadcaster does, so a slow API server delays Events and not reconciles; past
+/// ``queueCapacity`` waiting, newer ones are dropped and counted.
 public final class EventRecorder: Sendable {
     private struct Written {
         var namespace: String
@@ -43,22 +46,102 @@ public final class EventRecorder: Sendable {
     private let buckets = Mutex(BoundedMap<Bucket>(capacity: EventRecorder.cacheCapacity))
     /// client-go keeps 4,096 entries of each cache: older events and objects are forgotten.
     static let cacheCapacity = 4096
+    /// client-go's broadcaster queues 1,000 events.
+    public static let queueCapacity = 1000
 
-    /// - Parameter clock: wall-clock seconds since 1970 (replaceable in tests).
+    private struct Pending {
+        let object: ObjectReference
+        let type: EventType
+        let reason: String
+        let message: String
+        let time: Double
+    }
+
+    private struct Queue {
+        var pending: [Pending] = []
+        /// An Event taken from `pending` and not yet written.
+        var writing = false
+        var senderStarted = false
+        var dropped = 0
+    }
+
+    private let asynchronous: Bool
+    private let queue = Mutex(Queue())
+    private let queueChanged = Condition()
+
+    /// - Parameters:
+    ///   - asynchronous: queue Events for a thread of their own instead of writing them in
+    ///     the caller's.
+    ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
     public init(client: KubeClient, component: String = "certgate", burst: Int = 25, refillSeconds: Double = 300,
-                clock: @escaping @Sendable () -> Double = { Double(time(nil)) }) {
+                asynchronous: Bool = false, clock: @escaping @Sendable () -> Double = { Double(time(nil)) }) {
         self.client = client
         self.component = component
         self.clock = clock
         self.burst = Double(burst)
         self.refillSeconds = refillSeconds
+        self.asynchronous = asynchronous
     }
 
     /// Records an event about `object`. Returns the error if the API refused it, and nil
-    /// when it was written or deliberately dropped by the spam filter.
+    /// when it was written, queued, or deliberately dropped by the spam filter.
     @discardableResult
     public func record(_ object: ObjectReference, _ type: EventType, reason: String, message: String) -> Error? {
-        let now = clock()
+        let pending = Pending(object: object, type: type, reason: reason, message: message, time: clock())
+        guard asynchronous else { return write(pending) }
+        let startSender = queue.withLock { queue -> Bool in
+            guard queue.pending.count < EventRecorder.queueCapacity else {
+                queue.dropped += 1
+                return false
+            }
+            queue.pending.append(pending)
+            defer { queue.senderStarted = true }
+            return !queue.senderStarted
+        }
+        if startSender { spawnDetachedThread(name: "event-sender") { [self] in send() } }
+        queueChanged.broadcast()
+        return nil
+    }
+
+    /// Events dropped because the queue was full.
+    public var droppedCount: Int { queue.withLock { $0.dropped } }
+
+    /// Waits until every queued Event has been written, up to `seconds`; false if some
+    /// are still waiting then.
+    @discardableResult
+    public func flush(seconds: Double = 10) -> Bool {
+        let deadline = monotonicNanoseconds() + UInt64(max(0, seconds) * 1e9)
+        while true {
+            let generation = queueChanged.generation
+            if queue.withLock({ $0.pending.isEmpty && !$0.writing }) { return true }
+            let now = monotonicNanoseconds()
+            if now >= deadline { return false }
+            let left = Double(deadline - now) / 1e9
+            queueChanged.wait(unlessChangedSince: generation, seconds: min(left, 0.1))
+        }
+    }
+
+    /// The sender thread: writes queued Events one at a time, for the life of the process.
+    private func send() {
+        while true {
+            let generation = queueChanged.generation
+            let next = queue.withLock { queue -> Pending? in
+                guard !queue.pending.isEmpty else { return nil }
+                queue.writing = true
+                return queue.pending.removeFirst()
+            }
+            guard let next else {
+                queueChanged.wait(unlessChangedSince: generation, seconds: 60)
+                continue
+            }
+            write(next)
+            queue.withLock { $0.writing = false }
+            queueChanged.broadcast()
+        }
+    }
+
+    private func write(_ pending: Pending) -> Error? {
+        let (object, type, reason, message, now) = (pending.object, pending.type, pending.reason, pending.message, pending.time)
         let objectKey = [object.apiVersion, object.kind, object.namespace, object.name, object.uid].map { $0 ?? "" }.joined(separator: "/")
         guard takeToken(objectKey, now: now) else { return nil }
         let text = EventRecorder.sanitized(message)

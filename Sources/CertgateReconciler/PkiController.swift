@@ -18,6 +18,8 @@ public final class PkiController: Sendable {
     private let pkis: Informer<PkiResource>
     /// Metadata only: owners and names are all the controller reads, and Secrets are large.
     private let secrets: Informer<ObjectMetadataOnly>
+    /// Pods, for the Events put on those that use a Pki's Secret.
+    private let pods: Informer<Pod>
     private let reconciles = Atomic<Int>(0)
 
     /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
@@ -54,10 +56,14 @@ public final class PkiController: Sendable {
         }
         secrets = Informer(client: client, resource: .secrets, namespace: nil, resyncInterval: resyncInterval, failures: failures,
                            handlers: InformerHandlers(onAdd: secretChanged, onUpdate: { _, new in secretChanged(new) }, onDelete: secretChanged))
+        pods = Informer(client: client, resource: .pods, namespace: nil, resyncInterval: resyncInterval, failures: failures,
+                        handlers: InformerHandlers())
     }
 
     /// Starts the informers and the workers.
     public func start() {
+        reconciler.usePodCache(pods)
+        pods.start()
         pkis.start()
         secrets.start()
         for index in 0..<workers {
@@ -69,6 +75,8 @@ public final class PkiController: Sendable {
     public func stop() {
         pkis.stop()
         secrets.stop()
+        pods.stop()
+        reconciler.usePodCache(nil)
         queue.shutDown()
     }
 
@@ -81,8 +89,8 @@ public final class PkiController: Sendable {
         }
     }
 
-    /// True once both informers have listed (for /readyz).
-    public var hasSynced: Bool { pkis.hasSynced && secrets.hasSynced }
+    /// True once the informers have listed (for /readyz).
+    public var hasSynced: Bool { pkis.hasSynced && secrets.hasSynced && pods.hasSynced }
 
     /// Keys waiting now.
     public var queueDepth: Int { queue.count }

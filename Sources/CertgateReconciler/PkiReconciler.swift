@@ -3,6 +3,7 @@ import CertgateKube
 import CertgateNet
 import CertgatePKI
 import FoundationEssentials
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,6 +29,7 @@ public final class PkiReconciler: Sendable {
     private let metrics: ReconcilerMetrics?
     /// Told of every pass that failed and will be retried, by the Pki's key.
     private let failures: FailureReporter?
+    private let podCache = Mutex<Informer<Pod>?>(nil)
 
     /// - Parameters:
     ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.
@@ -242,14 +244,28 @@ public final class PkiReconciler: Sendable {
         try announce(reference, namespace: reference.namespace ?? "default", secretName: secretName, .warning, reason: reason, message: message)
     }
 
+    /// The Event on the Pki, and on each running pod that uses its Secret.
     private func announce(_ reference: ObjectReference, namespace: String, secretName: String, _ type: EventType, reason: String, message: String) throws {
         events.record(reference, type, reason: reason, message: message)
         metrics?.events.labels(type.rawValue, reason).increment()
-        let pods = try client.list(.pods, namespace: namespace, of: Pod.self).items
-        for pod in pods where pod.mountedSecretNames.contains(secretName) {
+        for pod in try pods(in: namespace) where !pod.hasFinished && pod.secretNames.contains(secretName) {
             let podReference = ObjectReference(apiVersion: "v1", kind: "Pod", namespace: namespace, name: pod.metadata.name, uid: pod.metadata.uid)
             events.record(podReference, type, reason: reason, message: "Pki \(reference.name ?? ""): \(message)")
         }
+    }
+
+    /// Hands the reconciler the pod informer of the controller that runs it (nil when it
+    /// stops): pods come from its cache rather than a list per Event.
+    public func usePodCache(_ informer: Informer<Pod>?) {
+        podCache.withLock { $0 = informer }
+    }
+
+    private func pods(in namespace: String) throws -> [Pod] {
+        if let cache = podCache.withLock({ $0 }), cache.hasSynced {
+            return cache.objects.filter { $0.metadata.namespace == namespace }
+        }
+        // No controller (a reconciler run alone), or its cache has not listed yet.
+        return try client.list(.pods, namespace: namespace, of: Pod.self).items
     }
 
     private func writeStatus(_ pki: PkiResource, ready: Bool, reason: String, message: String, certificate: Certificate?,

@@ -117,7 +117,7 @@ final class ReconcilerRunner: Sendable {
             return nil
         }
         guard let client else { return nil }
-        let recorder = EventRecorder(client: client)
+        let recorder = EventRecorder(client: client, asynchronous: true)
         let current = WeakRunner()
         let metrics = ReconcilerMetrics(registry: registry) { current.runner?.queueDepth ?? 0 }
         let reconcileFailures = FailureReporter(logger: logger) { metrics.failures.labels("reconcile", $0).increment() }

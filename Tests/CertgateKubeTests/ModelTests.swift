@@ -98,10 +98,15 @@ func recordedBody(_ name: String) throws -> Data {
         #expect(error?.message?.contains("longer than 16777216 bytes") == true, "\(String(describing: error))")
     }
 
-    @Test func findsTheSecretsAPodMounts() throws {
-        let json = #"{"metadata":{"name":"app1","namespace":"app1"},"spec":{"volumes":[{"name":"tls","secret":{"secretName":"app1-tls"}},{"name":"all","projected":{"sources":[{"secret":{"name":"app1-extra"}},{"configMap":{"name":"cm"}}]}},{"name":"tmp","emptyDir":{}}]}}"#
+    @Test func findsTheSecretsAPodUsesInVolumesAndEnvironment() throws {
+        let json = #"{"metadata":{"name":"app1","namespace":"app1"},"spec":{"volumes":[{"name":"tls","secret":{"secretName":"app1-tls"}},{"name":"all","projected":{"sources":[{"secret":{"name":"app1-extra"}},{"configMap":{"name":"cm"}}]}},{"name":"tmp","emptyDir":{}}],"#
+            + #""containers":[{"name":"app","env":[{"name":"A","value":"x"},{"name":"KEY","valueFrom":{"secretKeyRef":{"name":"app1-env","key":"tls.key"}}},{"name":"CM","valueFrom":{"configMapKeyRef":{"name":"cm","key":"k"}}}]}],"#
+            + #""initContainers":[{"name":"init","envFrom":[{"secretRef":{"name":"app1-all"}},{"configMapRef":{"name":"cm"}}]}]},"status":{"phase":"Running"}}"#
         let pod = try decoder.decode(Pod.self, from: Data(json.utf8))
-        #expect(pod.mountedSecretNames == ["app1-tls", "app1-extra"])
+        #expect(pod.secretNames == ["app1-tls", "app1-extra", "app1-env", "app1-all"])
+        #expect(!pod.hasFinished)
+        let done = try decoder.decode(Pod.self, from: Data(#"{"metadata":{"name":"job"},"status":{"phase":"Succeeded"}}"#.utf8))
+        #expect(done.hasFinished)
     }
 
     @Test func aSecretEncodesItsDataAsBase64() throws {

@@ -13,6 +13,25 @@ func events(_ client: KubeClient) throws -> [Event] {
 }
 
 @Suite struct EventRecorderTests {
+    /// An API server that answers in seconds holds up the Event, not the caller.
+    @Test func anAsynchronousRecorderNeverWaitsForTheAPIServerAndBoundsItsQueue() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
+        let recorder = EventRecorder(client: client, asynchronous: true)
+        api.stallNext(seconds: 2)
+        let started = Date()
+        recorder.record(pkiReference, .normal, reason: "Issued", message: "Issued certificate for app1.app1.svc")
+        for index in 0..<(EventRecorder.queueCapacity + 10) {
+            recorder.record(pkiReference, .warning, reason: "IssuerNotReady", message: "attempt \(index)")
+        }
+        #expect(Date().timeIntervalSince(started) < 1, "recording waited for the API server")
+        #expect(recorder.droppedCount >= 9, "past \(EventRecorder.queueCapacity) waiting, newer Events are dropped")
+        #expect(recorder.flush(seconds: 20))
+        #expect(try events(client).contains { $0.reason == "Issued" })
+    }
+
+
     @Test func aRepeatedEventCountsUpOnTheSameObject() throws {
         let api = try TestAPIServer()
         defer { api.stop() }

@@ -39,4 +39,35 @@ import Testing
         Thread.sleep(forTimeInterval: 1)
         #expect(controller.reconcileCount - settled <= 2, "no reconcile loop: \(controller.reconcileCount - settled) more")
     }
+
+    /// Events reach the pods that use the Secret (volumes, env, envFrom) and still run,
+    /// from the controller's pod informer: no list of pods per Event.
+    @Test func eventsReachRunningPodsThatUseTheSecretFromTheInformer() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        func pod(_ name: String, _ spec: String, phase: String = "Running") throws {
+            _ = try rig.client.create(.pods, namespace: "app1", try JSONDecoder().decode(Pod.self, from: Data(
+                (#"{"metadata":{"name":""# + name + #"","namespace":"app1"},"spec":"# + spec + #","status":{"phase":""# + phase + #""}}"#).utf8)))
+        }
+        try pod("by-env", #"{"containers":[{"name":"app","env":[{"name":"KEY","valueFrom":{"secretKeyRef":{"name":"app1-pki","key":"tls.key"}}}]}]}"#)
+        try pod("by-envfrom", #"{"containers":[{"name":"app","envFrom":[{"secretRef":{"name":"app1-pki"}}]}]}"#)
+        try pod("finished", #"{"volumes":[{"name":"tls","secret":{"secretName":"app1-pki"}}]}"#, phase: "Succeeded")
+        try pod("unrelated", #"{"volumes":[{"name":"tls","secret":{"secretName":"other"}}]}"#)
+        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 1,
+                                       isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
+        controller.start()
+        defer { controller.stop() }
+        var deadline = Date().addingTimeInterval(10)
+        while !controller.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        let listsBefore = rig.api.requests.filter { $0 == "GET /api/v1/namespaces/app1/pods" }.count
+        try rig.createPki()
+        deadline = Date().addingTimeInterval(20)
+        func podsWithEvents() throws -> Set<String> {
+            Set(try rig.client.list(.events, namespace: "app1", options: ListOptions(fieldSelector: "involvedObject.kind=Pod"), of: Event.self)
+                .items.compactMap(\.involvedObject.name))
+        }
+        while try podsWithEvents().count < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(try podsWithEvents() == ["by-env", "by-envfrom"])
+        #expect(rig.api.requests.filter { $0 == "GET /api/v1/namespaces/app1/pods" }.count == listsBefore, "no list of pods per Event")
+    }
 }
