@@ -121,6 +121,12 @@ public final class Certificate: @unchecked Sendable {
         return Array(UnsafeBufferPointer(start: data, count: Int(ASN1_STRING_length(string))))
     }
 
+    /// Whether the certificate names itself as its issuer (a root CA).
+    public var isSelfIssued: Bool {
+        guard let subject = X509_get_subject_name(pointer), let issuer = X509_get_issuer_name(pointer) else { return false }
+        return X509_NAME_cmp(subject, issuer) == 0
+    }
+
     /// Whether `key` is the private half of this certificate's public key.
     public func matches(_ key: PrivateKey) -> Bool {
         ERR_clear_error()

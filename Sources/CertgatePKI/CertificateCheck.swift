@@ -43,8 +43,7 @@ public enum CertificateCheck {
     /// When a certificate for `spec` is renewed: spec.renewBefore (a third of the duration
     /// by default) before it ends.
     public static func renewalTime(of leaf: Certificate, spec: PkiSpec, policy: Policy) -> Int64 {
-        let duration = spec.duration.flatMap(parseGoDuration) ?? policy.defaultDuration
-        return leaf.notAfter - Int64(spec.renewBefore.flatMap(parseGoDuration) ?? duration / 3)
+        Issuance.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter, spec: spec, policy: policy)
     }
 
     /// The first way `leaf` is not what the spec asks, in the words of the Event that says so.
@@ -54,9 +53,9 @@ public enum CertificateCheck {
             return "the certificate was not signed by the current CA of issuer \"\(issuerName)\""
         }
         let bundle = caPEM.flatMap { try? Certificate.chain(pem: $0) } ?? []
-        let authorityPEM = try? authority.certificate.pem()
-        guard bundle.contains(where: { (try? $0.pem()) == authorityPEM }) else {
-            return "ca.crt does not hold the current CA of issuer \"\(issuerName)\""
+        let rootPEM = try? authority.root.pem()
+        guard bundle.contains(where: { (try? $0.pem()) == rootPEM }) else {
+            return "ca.crt does not hold the current root of issuer \"\(issuerName)\""
         }
         let names = leaf.subjectAlternativeNames
         let wantedNames = Set(spec.dnsNames ?? [])
@@ -71,7 +70,7 @@ public enum CertificateCheck {
             return "its common name \(leaf.commonName.map { "\"\($0)\"" } ?? "(none)") is not spec.commonName "
                 + (spec.commonName.map { "\"\($0)\"" } ?? "(none)")
         }
-        let wantedAlgorithm = Issuance.keyAlgorithm(spec.privateKey)
+        let wantedAlgorithm = Issuance.keyAlgorithm(spec.privateKey, policy: policy)
         if let algorithm = leaf.keyAlgorithm, algorithm != wantedAlgorithm {
             return "its key is \(algorithm), spec.privateKey asks for \(wantedAlgorithm)"
         }
@@ -83,7 +82,7 @@ public enum CertificateCheck {
         let duration = Int64(spec.duration.flatMap(parseGoDuration) ?? policy.defaultDuration)
         let lifetime = leaf.notAfter - leaf.notBefore
         // A leaf cut short by its issuer's own end is as long as it can be.
-        let cappedByIssuer = leaf.notAfter == authority.certificate.notAfter
+        let cappedByIssuer = leaf.notAfter == authority.notAfter
         if abs(lifetime - (duration + Issuance.backdate)) > durationTolerance && !cappedByIssuer {
             return "it is valid for \(formatDuration(Double(lifetime - Issuance.backdate))), spec.duration asks for "
                 + formatDuration(Double(duration))

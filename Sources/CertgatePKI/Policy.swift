@@ -42,6 +42,13 @@ public struct Policy: Sendable, Equatable {
         self.defaultIssuer = defaultIssuer
     }
 
+    /// The RSA sizes issued, smallest first.
+    public static let rsaSizes = [2048, 3072, 4096]
+
+    /// The RSA size of a Pki that names none: the smallest the policy allows. Admission
+    /// judges and issuance issues this one number.
+    public var defaultRSASize: Int { Policy.rsaSizes.first { $0 >= minimumRSASize } ?? Policy.rsaSizes.last! }
+
     /// Service names allowed in `namespace`: the namespace's own, then the global ones.
     public func allowedServiceNames(in namespace: String) -> [String] {
         var names = namespaces[namespace] ?? []

@@ -203,8 +203,8 @@ private struct RuleRun {
                 deny("spec.privateKey.size", "\(size) is not an ECDSA size; use 256 or 384")
             }
         case "RSA":
-            let sizes = [2048, 3072, 4096].filter { $0 >= policy.minimumRSASize }
-            let size = key.size ?? policy.minimumRSASize
+            let sizes = Policy.rsaSizes.filter { $0 >= policy.minimumRSASize }
+            let size = key.size ?? policy.defaultRSASize
             if !sizes.contains(size) {
                 deny("spec.privateKey.size", "\(size) is not an allowed RSA size; use one of \(bracketed(sizes.map(String.init)))")
             } else {

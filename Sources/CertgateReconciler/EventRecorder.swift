@@ -66,6 +66,8 @@ public final class EventRecorder: Sendable {
     }
 
     private let asynchronous: Bool
+    /// Added to each Event's name: unique per recorder, started at random across replicas.
+    private let sequence = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 20)))
     private let queue = Mutex(Queue())
     private let queueChanged = Condition()
 
@@ -161,7 +163,9 @@ public final class EventRecorder: Sendable {
                 }
             }
             let namespace = object.namespace ?? "default"
-            let name = "\(object.name ?? "object").\(String(UInt64(now * 1e9), radix: 16))"
+            // client-go names Events by the nanosecond; the clock here may tick in seconds, so a
+            // counter keeps two Events about one object in one second from colliding.
+            let name = "\(object.name ?? "object").\(String(UInt64(now * 1e9) &+ sequence.wrappingAdd(1, ordering: .relaxed).oldValue, radix: 16))"
             let event = Event(metadata: ObjectMeta(name: name, namespace: namespace), involvedObject: object, reason: reason,
                               message: text, type: type.rawValue, count: 1, firstTimestamp: timestamp, lastTimestamp: timestamp,
                               component: component)

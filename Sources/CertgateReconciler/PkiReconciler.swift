@@ -131,10 +131,18 @@ public final class PkiReconciler: Sendable {
         }
 
         let keep = pki.spec.rotationPolicy == "Never" ? held?.key : nil
+        // The issuer's CA changed under a certificate still in use: ca.crt keeps the roots it
+        // held until this certificate's next renewal, so peers that pinned them keep working
+        // while leaves roll over to the new CA.
+        var formerRoots: [Certificate] = []
+        if let held, !held.leaf.isSigned(by: authority.certificate), let bundle = existing?.bytes("ca.crt") {
+            let rootPEM = try? authority.root.pem()
+            formerRoots = ((try? Certificate.chain(pem: bundle)) ?? []).filter { (try? $0.pem()) != rootPEM }
+        }
         let issued: IssuedCertificate
         let issuanceStarted = monotonicNanoseconds()
         do {
-            issued = try Issuance.issue(pki.spec, policy: policy, by: authority, now: now, reusing: keep)
+            issued = try Issuance.issue(pki.spec, policy: policy, by: authority, now: now, reusing: keep, formerRoots: formerRoots)
             metrics?.issuanceSeconds.labels().observe(Double(monotonicNanoseconds() - issuanceStarted) / 1e9)
         } catch {
             try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
@@ -151,6 +159,12 @@ public final class PkiReconciler: Sendable {
             + "\(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), in Secret \(secretName)"
         if case .reissue(let why) = verdict, held != nil { message += ": the previous one no longer matched (\(why))" }
         try announce(reference, namespace: namespace, secretName: secretName, .normal, reason: renewed ? "Renewed" : "Issued", message: message)
+        if issued.cutShortByIssuer {
+            try announce(reference, namespace: namespace, secretName: secretName, .warning, reason: "DurationCapped",
+                         message: "the certificate ends \(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), with the CA of issuer "
+                            + "\"\(issuerName)\", before spec.duration \(pki.spec.duration ?? formatDuration(policy.defaultDuration)) would; "
+                            + "a certificate never outlives its issuer: renew the CA")
+        }
         try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(leaf), certificate: leaf,
                         renewal: issued.renewalTime, secretName: secretName)
         return .done(requeueAfter: Double(issued.renewalTime - now))
@@ -202,12 +216,14 @@ public final class PkiReconciler: Sendable {
             return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) has no tls.crt and tls.key"))
         }
         do {
-            let certificate = try Certificate(pem: certificatePEM)
+            // tls.crt: the signing CA, then its chain when it is an intermediate.
+            let chain = try Certificate.chain(pem: certificatePEM)
             let key = try PrivateKey(pem: keyPEM)
-            guard certificate.matches(key) else {
+            guard chain[0].matches(key) else {
                 return .failure(AuthorityProblem(message: "tls.key of \(reference.namespace)/\(reference.name) does not match its tls.crt"))
             }
-            return .success(CertificateAuthority(certificate: certificate, key: key))
+            let root = chain.last { $0.isSelfIssued } ?? secret.bytes("ca.crt").flatMap { try? Certificate.chain(pem: $0).first }
+            return .success(CertificateAuthority(certificate: chain[0], key: key, chain: Array(chain.dropFirst()), root: root))
         } catch {
             return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not parse: \(error)"))
         }

@@ -315,7 +315,87 @@ struct Rig {
         #expect((after["data"] as? [String: String])?["keystore.jks"] == "AQID")
         #expect((after["data"] as? [String: String])?["tls.crt"] != before.data?["tls.crt"], "renewed")
     }
+
+    /// A CA Secret holding an intermediate and its root, as a platform run from an offline
+    /// root does: leaves carry the intermediate, ca.crt is the root, and no leaf outlives
+    /// the intermediate.
+    @Test func anIntermediateIssuesLeavesThatVerifyAgainstTheRootAndNeverOutliveIt() throws {
+        let rig = try Rig(bootstrapCA: false)
+        defer { rig.api.stop() }
+        let now = Int64(rig.clock.read())
+        let rootKey = try PrivateKey.generate(.ecdsaP256)
+        let root = try CertificateSigner.sign(CertificateTemplate(commonName: "offline root", isCertificateAuthority: true,
+                                                                  notBefore: now - 86400, notAfter: now + 86400 * 3650), subjectKey: rootKey)
+        let intermediateKey = try PrivateKey.generate(.ecdsaP256)
+        let intermediateEnd = now + 30 * 86400
+        let intermediate = try CertificateSigner.sign(CertificateTemplate(commonName: "platform intermediate", isCertificateAuthority: true,
+                                                                          notBefore: now - 86400, notAfter: intermediateEnd),
+                                                      subjectKey: intermediateKey, issuer: (root, rootKey))
+        _ = try rig.client.create(.secrets, namespace: "certgate", Secret(
+            metadata: ObjectMeta(name: "certgate-ca", namespace: "certgate"), type: "kubernetes.io/tls",
+            data: ["tls.crt": Array((try intermediate.pem() + root.pem()).utf8), "tls.key": Array(try intermediateKey.pkcs8PEM().utf8)]))
+        try rig.createPki()
+        guard case .done(let requeue?) = rig.reconcile() else { Issue.record("not done"); return }
+
+        let secret = try rig.secret()
+        let chain = try Certificate.chain(pem: secret.bytes("tls.crt")!)
+        #expect(chain.map(\.commonName) == [nil, "platform intermediate"], "the leaf, then the intermediate; not the root")
+        #expect(try Certificate.chain(pem: secret.bytes("ca.crt")!).map(\.commonName) == ["offline root"])
+        #expect(chain[0].notAfter == intermediateEnd, "spec.duration 2160h would outlive the intermediate")
+        let life = Double(intermediateEnd - now + Issuance.backdate)
+        #expect(abs(requeue - (Double(intermediateEnd - now) - life / 3)) < 60, "renewed a third of its shortened life before its end")
+        #expect(try rig.events(about: "Pki", "app1-pki").contains { $0.hasPrefix("Warning DurationCapped: the certificate ends") })
+
+        let directory = TemporaryDirectory()
+        try Data(secret.bytes("ca.crt")!).write(to: URL(fileURLWithPath: directory.file("ca.crt")))
+        try chain[0].pem().write(toFile: directory.file("leaf.pem"), atomically: true, encoding: .utf8)
+        try chain.dropFirst().map { try $0.pem() }.joined().write(toFile: directory.file("untrusted.pem"), atomically: true, encoding: .utf8)
+        let verified = try runProcess("openssl", ["verify", "-CAfile", directory.file("ca.crt"), "-untrusted", directory.file("untrusted.pem"),
+                                                  directory.file("leaf.pem")])
+        #expect(verified.status == 0, "\(verified.output)")
+        #expect(rig.reconcile() == .done(requeueAfter: requeue), "a capped certificate is up to date, not issued again")
+    }
+
+    /// The issuer's CA is replaced: the next pass issues from the new CA, and ca.crt holds
+    /// the new root and the old one until the certificate's next renewal.
+    @Test func aCARotationKeepsTheOldRootInCaCrtForOneRenewal() throws {
+        let rig = try Rig(bootstrapCA: false)
+        defer { rig.api.stop() }
+        let oldCA = try platformCA()
+        _ = try rig.client.create(.secrets, namespace: "certgate", oldCA)
+        try rig.createPki()
+        _ = rig.reconcile()
+        let oldRoot = try Certificate(pem: oldCA.bytes("tls.crt")!)
+
+        let newCA = try platformCA()
+        var current = try rig.client.get(.secrets, namespace: "certgate", name: "certgate-ca", as: Secret.self)
+        current.data = newCA.data
+        _ = try rig.client.update(.secrets, namespace: "certgate", name: "certgate-ca", current)
+        let newRoot = try Certificate(pem: newCA.bytes("tls.crt")!)
+        _ = rig.reconcile()
+        var bundle = try Certificate.chain(pem: try rig.secret().bytes("ca.crt")!)
+        #expect(try bundle.map { try $0.pem() } == [try newRoot.pem(), try oldRoot.pem()], "the new root first, the old one kept")
+        #expect(try Certificate(pem: try rig.secret().bytes("tls.crt")!).isSigned(by: newRoot))
+        #expect(try rig.ready()?.status == "True")
+
+        rig.clock.advance(1441 * 3600)
+        _ = rig.reconcile()
+        bundle = try Certificate.chain(pem: try rig.secret().bytes("ca.crt")!)
+        #expect(try bundle.map { try $0.pem() } == [try newRoot.pem()], "renewed: only the current root")
+    }
+
+    /// An RSA Pki without a size is admitted and issued at the same size: the policy's
+    /// smallest allowed one.
+    @Test func rsaWithoutASizeIsIssuedAtTheSizeAdmissionJudged() throws {
+        let policy = Policy(namespaces: ["app1": ["app1"]], minimumRSASize: 3072)
+        let spec = PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"], privateKey: PrivateKeySpec(algorithm: "RSA"))
+        let judgement = judge(Pki(metadata: ObjectMetadata(name: "x", namespace: "app1"), spec: spec), namespace: "app1", policy: policy)
+        #expect(judgement.isAllowed, "\(judgement.message)")
+        #expect(judgement.warnings.contains { $0.contains("RSA 3072") })
+        #expect(Issuance.keyAlgorithm(spec.privateKey, policy: policy) == .rsa(bits: 3072))
+    }
 }
+
 
 /// A CA Secret for the default issuer, as a platform team would create it.
 func platformCA() throws -> Secret {
