@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         .target(name: "CertgateNet", dependencies: ["CLinux"]),
         .target(name: "CertgateMetrics"),
+        // Start in order, stop in reverse, join: the process's components and a leader's term.
+        .target(name: "CertgateLifecycle", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "CertgateJSON"),
         .target(name: "CertgateYAML", dependencies: ["CYAML"]),
         .target(name: "CertgatePKI", dependencies: ["CertgateJSON", "CertgateCrypto"]),
@@ -64,7 +66,7 @@ let package = Package(
             name: "certgate",
             dependencies: [
                 "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
-                "CertgateWebhookSetup",
+                "CertgateWebhookSetup", "CertgateLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -96,6 +98,7 @@ let package = Package(
         ),
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
+        .testTarget(name: "CertgateLifecycleTests", dependencies: ["CertgateLifecycle", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
         .testTarget(name: "CertgateYAMLTests", dependencies: ["CertgateYAML"]),
         .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateCrypto", "CertgateTestSupport"]),

@@ -55,6 +55,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     private let state = Mutex<(cache: [String: Object], synced: Bool)>(([:], false))
     private let stopSignal = StopSignal()
     private let cancellation = Mutex<StreamCancellation?>(nil)
+    /// The list-and-watch and resync threads, joined by ``stop()``.
+    private let threads = Mutex<[JoinableThread]>([])
     /// How many times the informer listed (for tests and logs).
     public var listCount: Int { lists.load(ordering: .relaxed) }
     private let lists = Atomic<Int>(0)
@@ -85,10 +87,12 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         self.resyncInterval = resyncInterval
     }
 
-    /// Starts listing and watching on a thread of its own.
-    public func start() {
-        spawnDetachedThread(name: "informer-\(resource.plural)") { [self] in run() }
-        spawnDetachedThread(name: "resync-\(resource.plural)") { [self] in resyncPeriodically() }
+    /// Starts listing and watching on a thread of its own, and the resync timer on another.
+    public func start() throws {
+        let watching = try JoinableThread(name: "informer-\(resource.plural)") { [self] in run() }
+        threads.withLock { $0.append(watching) }
+        let resyncing = try JoinableThread(name: "resync-\(resource.plural)") { [self] in resyncPeriodically() }
+        threads.withLock { $0.append(resyncing) }
     }
 
     /// Every `resyncInterval`, hands each cached object to onUpdate again, so an owner that
@@ -105,10 +109,12 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         }
     }
 
-    /// Stops the watch at once; handlers are not called afterwards.
+    /// Stops the watch at once and returns once its threads have ended; handlers are not
+    /// called afterwards. Not to be called from a handler.
     public func stop() {
         stopSignal.stop()
         cancellation.withLock { $0?.cancel() }
+        for thread in threads.withLock({ threads in defer { threads.removeAll() }; return threads }) { thread.join() }
     }
 
     /// True once the first list has filled the cache.

@@ -1,4 +1,5 @@
 import CertgateHTTP
+import CertgateNet
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -74,12 +75,27 @@ public final class KubeClient: Sendable {
     private let token: TokenSource?
     public let limits: KubeClientLimits
     private let pacer: RequestPacer
+    /// Seconds each request may take, retries included; nil: the HTTP client's own timeout.
+    private let requestTimeout: Double?
 
-    public init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits = KubeClientLimits()) {
+    public convenience init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits = KubeClientLimits()) {
+        self.init(http: http, token: token, limits: limits, requestTimeout: nil)
+    }
+
+    private init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits, requestTimeout: Double?) {
         self.http = http
         self.token = token
         self.limits = limits
+        self.requestTimeout = requestTimeout
         pacer = RequestPacer(qps: limits.qps, burst: limits.burst)
+    }
+
+    /// The same cluster and connections, with a pacer of its own and every request ending
+    /// within `seconds`, retries included: for leader election, whose renewals must end
+    /// before renewDeadline however busy the reconciler keeps the shared pacer (client-go
+    /// gives leader election a client of its own too).
+    public func bounded(requestTimeout seconds: Double) -> KubeClient {
+        KubeClient(http: http, token: token, limits: limits, requestTimeout: seconds)
     }
 
     public convenience init(configuration: ClusterConfiguration, limits: KubeClientLimits = KubeClientLimits()) throws {
@@ -187,11 +203,18 @@ public final class KubeClient: Sendable {
                       contentType: String? = "application/json", accept: String = KubeClient.json) throws -> HTTPResponse {
         var refreshed = false
         var retries = 0
+        let deadline = requestTimeout.map { monotonicNanoseconds() + UInt64($0 * 1e9) }
+        func remaining() throws -> Double? {
+            guard let deadline else { return nil }
+            let now = monotonicNanoseconds()
+            guard now < deadline else { throw HTTPClientError("\(method) \(path) did not finish within \(requestTimeout!) s") }
+            return Double(deadline - now) / 1e9
+        }
         while true {
             let request = try makeRequest(method, path, query: query, body: body, contentType: contentType, accept: accept,
                                           refreshToken: refreshed)
             pacer.wait()
-            let response = try http.send(request)
+            let response = try http.send(request, timeout: try remaining())
             if response.status == 401, token != nil, !refreshed {
                 refreshed = true  // the token may have rotated since it was read
                 continue
@@ -199,6 +222,7 @@ public final class KubeClient: Sendable {
             if retries < limits.maxRetries,
                let delay = limits.retryDelay(method: method, status: response.status, retryAfter: response.headers["retry-after"]) {
                 retries += 1
+                if let left = try remaining(), left <= delay { throw apiError(response) }
                 usleep(UInt32(delay * 1_000_000))
                 continue
             }

@@ -172,30 +172,3 @@ public final class EventLoopGroup: Sendable {
         for loop in loops { loop.stopAndWait() }
     }
 }
-
-/// Starts a named POSIX thread running `body` (Foundation's Thread would pull in all of
-/// Foundation and its ICU data for this one call).
-private func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t? {
-    final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { context in
-        let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-        box.body()
-        return nil
-    }, context)
-    guard result == 0 else {
-        Unmanaged<Box>.fromOpaque(context).release()
-        return nil
-    }
-    pthread_setname_np(thread, String(name.prefix(15)))
-    return thread
-}
-
-/// Runs `body` on a new named thread that nobody joins (long-running workers such as an
-/// informer's list-and-watch loop).
-public func spawnDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) {
-    if let thread = startThread(name: name, body) {
-        pthread_detach(thread)
-    }
-}

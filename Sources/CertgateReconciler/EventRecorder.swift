@@ -62,6 +62,7 @@ public final class EventRecorder: Sendable {
         /// An Event taken from `pending` and not yet written.
         var writing = false
         var senderStarted = false
+        var stopped = false
         var dropped = 0
     }
 
@@ -70,6 +71,7 @@ public final class EventRecorder: Sendable {
     private let sequence = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 20)))
     private let queue = Mutex(Queue())
     private let queueChanged = Condition()
+    private let sender = Mutex<JoinableThread?>(nil)
 
     /// - Parameters:
     ///   - asynchronous: queue Events for a thread of their own instead of writing them in
@@ -92,7 +94,7 @@ public final class EventRecorder: Sendable {
         let pending = Pending(object: object, type: type, reason: reason, message: message, time: clock())
         guard asynchronous else { return write(pending) }
         let startSender = queue.withLock { queue -> Bool in
-            guard queue.pending.count < EventRecorder.queueCapacity else {
+            guard !queue.stopped, queue.pending.count < EventRecorder.queueCapacity else {
                 queue.dropped += 1
                 return false
             }
@@ -100,7 +102,9 @@ public final class EventRecorder: Sendable {
             defer { queue.senderStarted = true }
             return !queue.senderStarted
         }
-        if startSender { spawnDetachedThread(name: "event-sender") { [self] in send() } }
+        if startSender, let thread = try? JoinableThread(name: "event-sender", { [self] in send() }) {
+            sender.withLock { $0 = thread }
+        }
         queueChanged.broadcast()
         return nil
     }
@@ -123,15 +127,32 @@ public final class EventRecorder: Sendable {
         }
     }
 
-    /// The sender thread: writes queued Events one at a time, for the life of the process.
+    /// Sends what is queued for up to `flushSeconds`, then stops the sender and joins it;
+    /// later Events are dropped. Returns whether everything queued was sent.
+    @discardableResult
+    public func shutDown(flushSeconds: Double) -> Bool {
+        let flushed = flush(seconds: flushSeconds)
+        queue.withLock { queue in
+            queue.stopped = true
+            queue.dropped += queue.pending.count
+            queue.pending.removeAll()
+        }
+        queueChanged.broadcast()
+        sender.withLock { $0 }?.join()
+        return flushed
+    }
+
+    /// The sender thread: writes queued Events one at a time until shut down.
     private func send() {
         while true {
             let generation = queueChanged.generation
-            let next = queue.withLock { queue -> Pending? in
-                guard !queue.pending.isEmpty else { return nil }
+            let (next, stopped) = queue.withLock { queue -> (Pending?, Bool) in
+                guard !queue.stopped else { return (nil, true) }
+                guard !queue.pending.isEmpty else { return (nil, false) }
                 queue.writing = true
-                return queue.pending.removeFirst()
+                return (queue.pending.removeFirst(), false)
             }
+            if stopped { return }
             guard let next else {
                 queueChanged.wait(unlessChangedSince: generation, seconds: 60)
                 continue

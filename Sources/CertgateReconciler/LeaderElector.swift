@@ -10,10 +10,13 @@ import Glibc
 ///
 /// A candidate takes the Lease when it does not exist, when its holder let it go, or when
 /// the holder has not renewed it for `leaseDuration` as seen by this candidate's own clock
-/// (clocks of different nodes are never compared). The leader renews every `retryPeriod`;
-/// if it cannot renew within `renewDeadline`, or finds someone else holding the Lease, it
-/// stops leading at once. ``stop()`` releases the Lease so another replica takes over
-/// without waiting for it to expire.
+/// (clocks of different nodes are never compared), or for the duration the Lease itself
+/// states. The leader renews every `retryPeriod`; each request of a renewal ends before
+/// `renewDeadline` (the Lease's requests go through a client of their own, so a busy
+/// reconciler cannot hold them up), and if no renewal succeeded within it, or someone else
+/// holds the Lease, it stops leading at once, before the Lease can expire for the others.
+/// ``stop()`` ends the term and only then releases the Lease, so another replica takes over
+/// without waiting for it to expire and never while this one still works.
 public final class LeaderElector: Sendable {
     /// client-go's defaults: 15 s, 10 s, 2 s.
     public struct Timing: Sendable {
@@ -36,6 +39,8 @@ public final class LeaderElector: Sendable {
     private let onStoppedLeading: @Sendable () -> Void
     private struct State {
         var leading = false
+        /// When the Lease was last written by this candidate (monotonic seconds).
+        var lastRenewal = 0.0
         /// The Lease record last seen (holder and renew time), and when it last changed by our clock.
         var observedHolder: String?
         var observedRecord: String?
@@ -44,6 +49,7 @@ public final class LeaderElector: Sendable {
 
     private let state = Mutex(State())
     private let stopSignal = StopSignal()
+    private let campaign = Mutex<JoinableThread?>(nil)
 
     public init(client: KubeClient, namespace: String, name: String = "certgate-leader", identity: String, timing: Timing = Timing(),
                 onStartedLeading: @escaping @Sendable () -> Void, onStoppedLeading: @escaping @Sendable () -> Void) {
@@ -56,16 +62,24 @@ public final class LeaderElector: Sendable {
         self.onStoppedLeading = onStoppedLeading
     }
 
-    public var isLeader: Bool { state.withLock { $0.leading } }
-
-    public func start() {
-        spawnDetachedThread(name: "leader-election") { [self] in run() }
+    /// Whether this candidate leads now: it won the Lease and renewed it within
+    /// renewDeadline (false the moment that passes, even while a renewal is still waiting).
+    public var isLeader: Bool {
+        let now = now()
+        return state.withLock { $0.leading && now - $0.lastRenewal < timing.renewDeadline }
     }
 
-    /// Stops campaigning; a leader stops leading and releases the Lease.
+    public func start() throws {
+        let thread = try JoinableThread(name: "leader-election") { [self] in run() }
+        campaign.withLock { $0 = thread }
+    }
+
+    /// Stops campaigning and returns once it has: a leader's term is ended (and joined, by
+    /// onStoppedLeading) before the Lease is released.
     public func stop() {
         // Stopped first: a campaign that wins after this sees it and does not start leading.
         stopSignal.stop()
+        campaign.withLock { $0 }?.join()
         let wasLeading = state.withLock { state -> Bool in
             let leading = state.leading
             state.leading = false
@@ -81,7 +95,7 @@ public final class LeaderElector: Sendable {
 
     private func run() {
         while !stopped {
-            if tryAcquireOrRenew() {
+            if tryAcquireOrRenew(deadline: now() + timing.renewDeadline) {
                 let started = state.withLock { state -> Bool in
                     guard !stopSignal.isStopped, !state.leading else { return false }
                     state.leading = true
@@ -96,13 +110,10 @@ public final class LeaderElector: Sendable {
 
     /// Renews every retryPeriod; returns when leadership is lost or the elector stopped.
     private func renewWhileLeading() {
-        var lastRenewal = now()
         while !stopped {
             guard stopSignal.sleep(timing.retryPeriod) else { return }
-            if tryAcquireOrRenew() {
-                lastRenewal = now()
-                continue
-            }
+            let lastRenewal = state.withLock { $0.lastRenewal }
+            if tryAcquireOrRenew(deadline: lastRenewal + timing.renewDeadline) { continue }
             // Someone else holds it, or the API did not answer in time: stop at once either way
             // once the deadline passed, or immediately if another holder is recorded.
             let heldByOther = state.withLock { ($0.observedHolder ?? "") != identity && !($0.observedHolder ?? "").isEmpty }
@@ -118,23 +129,36 @@ public final class LeaderElector: Sendable {
         }
     }
 
-    /// One attempt to create, take over or renew the Lease.
-    private func tryAcquireOrRenew() -> Bool {
+    /// The Lease's client for one request: it ends by `deadline` (monotonic seconds).
+    private func leaseClient(until deadline: Double) throws -> KubeClient {
+        let left = deadline - now()
+        guard left > 0.001 else { throw LeaseDeadlinePassed() }
+        return client.bounded(requestTimeout: left)
+    }
+
+    private struct LeaseDeadlinePassed: Error {}
+
+    /// One attempt to create, take over or renew the Lease, every request ending by `deadline`.
+    private func tryAcquireOrRenew(deadline: Double) -> Bool {
         let timestamp = microTime()
+        let attempted = now()
         do {
             var lease: Lease
             do {
-                lease = try client.get(.leases, namespace: namespace, name: name, as: Lease.self)
+                lease = try leaseClient(until: deadline).get(.leases, namespace: namespace, name: name, as: Lease.self)
             } catch let status as APIStatus where status.isNotFound {
                 let fresh = Lease(metadata: ObjectMeta(name: name, namespace: namespace),
                                   spec: Lease.Spec(holderIdentity: identity, leaseDurationSeconds: Int(timing.leaseDuration.rounded(.up)),
                                                    acquireTime: timestamp, renewTime: timestamp, leaseTransitions: 0))
-                _ = try client.create(.leases, namespace: namespace, fresh)
-                _ = observe(identity, record: "\(identity)|\(timestamp)")
+                _ = try leaseClient(until: deadline).create(.leases, namespace: namespace, fresh)
+                _ = observe(identity, record: "\(identity)|\(timestamp)", duration: timing.leaseDuration)
+                state.withLock { $0.lastRenewal = attempted }
                 return true
             }
             let holder = lease.spec?.holderIdentity ?? ""
-            let expired = observe(holder, record: "\(holder)|\(lease.spec?.renewTime ?? "")")
+            // The holder's own leaseDurationSeconds says how long its Lease lasts.
+            let duration = lease.spec?.leaseDurationSeconds.map(Double.init) ?? timing.leaseDuration
+            let expired = observe(holder, record: "\(holder)|\(lease.spec?.renewTime ?? "")", duration: duration)
             if !holder.isEmpty && holder != identity && !expired {
                 return false  // a live Lease someone else holds
             }
@@ -147,16 +171,18 @@ public final class LeaderElector: Sendable {
             spec.leaseDurationSeconds = Int(timing.leaseDuration.rounded(.up))
             spec.renewTime = timestamp
             lease.spec = spec
-            _ = try client.update(.leases, namespace: namespace, name: name, lease)
-            _ = observe(identity, record: "\(identity)|\(timestamp)")
+            _ = try leaseClient(until: deadline).update(.leases, namespace: namespace, name: name, lease)
+            _ = observe(identity, record: "\(identity)|\(timestamp)", duration: timing.leaseDuration)
+            // Counted from before the request: the Lease may have been written at its start.
+            state.withLock { $0.lastRenewal = attempted }
             return true
         } catch {
             return false
         }
     }
 
-    /// Notes the record seen; returns whether it has not changed for a whole leaseDuration.
-    private func observe(_ holder: String, record: String) -> Bool {
+    /// Notes the record seen; returns whether it has not changed for a whole `duration`.
+    private func observe(_ holder: String, record: String, duration: Double) -> Bool {
         let time = now()
         return state.withLock { state in
             state.observedHolder = holder
@@ -164,12 +190,13 @@ public final class LeaderElector: Sendable {
                 state.observedRecord = record
                 state.observedAt = time
             }
-            return time - state.observedAt >= timing.leaseDuration
+            return time - state.observedAt >= duration
         }
     }
 
     /// Gives the Lease up (holder cleared, 1 s duration), as client-go's ReleaseOnCancel does.
     private func release() {
+        let client = self.client.bounded(requestTimeout: timing.renewDeadline)
         guard var lease = try? client.get(.leases, namespace: namespace, name: name, as: Lease.self),
               lease.spec?.holderIdentity == identity else { return }
         lease.spec?.holderIdentity = ""

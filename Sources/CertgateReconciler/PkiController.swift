@@ -21,11 +21,16 @@ public final class PkiController: Sendable {
     /// Pods, for the Events put on those that use a Pki's Secret.
     private let pods: Informer<Pod>
     private let reconciles = Atomic<Int>(0)
+    private let term: TermFlag
+    private let workerThreads = Mutex<[JoinableThread]>([])
 
     /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
+    /// - Parameter isLeading: whether the Lease is still held (a term ends the moment it is not).
     public init(client: KubeClient, reconciler: PkiReconciler, workers: Int = 4, resyncInterval: Double = 600,
                 rateLimiter: RetryRateLimiter = RetryRateLimiter(), failures: FailureReporter? = nil,
-                isIssuerSecret: @escaping @Sendable (String, String) -> Bool = { _, _ in false }) {
+                isIssuerSecret: @escaping @Sendable (String, String) -> Bool = { _, _ in false },
+                isLeading: @escaping @Sendable () -> Bool = { true }) {
+        term = TermFlag(isLeading: isLeading)
         let queue = WorkQueue(rateLimiter: rateLimiter)
         self.queue = queue
         self.reconciler = reconciler
@@ -60,24 +65,35 @@ public final class PkiController: Sendable {
                         handlers: InformerHandlers())
     }
 
-    /// Starts the informers and the workers.
-    public func start() {
-        reconciler.usePodCache(pods)
-        pods.start()
-        pkis.start()
-        secrets.start()
-        for index in 0..<workers {
-            spawnDetachedThread(name: "reconcile-\(index)") { [self] in work() }
+    /// Starts the term: the informers, then the workers.
+    public func start() throws {
+        let term = self.term
+        reconciler.beginTerm(pods: pods, isCurrent: { term.isCurrent })
+        do {
+            try pods.start()
+            try pkis.start()
+            try secrets.start()
+            for index in 0..<workers {
+                let thread = try JoinableThread(name: "reconcile-\(index)") { [self] in work() }
+                workerThreads.withLock { $0.append(thread) }
+            }
+        } catch {
+            stop()
+            throw error
         }
     }
 
-    /// Stops taking work; workers finish the key they hold.
+    /// Ends the term and returns once nothing of it runs: writes are refused from the first
+    /// moment, the informers stop, queued keys are dropped, and each worker finishes (or
+    /// abandons at its next write) the key it holds and is joined.
     public func stop() {
+        term.end()
         pkis.stop()
         secrets.stop()
         pods.stop()
-        reconciler.usePodCache(nil)
         queue.shutDown()
+        for thread in workerThreads.withLock({ threads in defer { threads.removeAll() }; return threads }) { thread.join() }
+        reconciler.endTerm()
     }
 
     /// Queues every known Pki, paced by the queue's rate limiter: after the policy changed,
@@ -113,4 +129,16 @@ public final class PkiController: Sendable {
             queue.done(key)
         }
     }
+}
+
+/// Whether a controller's term is current: until it is stopped, and while the Lease is held.
+final class TermFlag: Sendable {
+    private let ended = Atomic<Bool>(false)
+    private let isLeading: @Sendable () -> Bool
+
+    init(isLeading: @escaping @Sendable () -> Bool) { self.isLeading = isLeading }
+
+    var isCurrent: Bool { !ended.load(ordering: .acquiring) && isLeading() }
+
+    func end() { ended.store(true, ordering: .releasing) }
 }

@@ -29,7 +29,9 @@ public final class PkiReconciler: Sendable {
     private let metrics: ReconcilerMetrics?
     /// Told of every pass that failed and will be retried, by the Pki's key.
     private let failures: FailureReporter?
-    private let podCache = Mutex<Informer<Pod>?>(nil)
+    /// The term of leadership running this reconciler: its pod informer, and whether it is
+    /// still current. Two terms never overlap in one process, so one slot serves.
+    private let term = Mutex<(pods: Informer<Pod>?, isCurrent: (@Sendable () -> Bool)?)>((nil, nil))
 
     /// - Parameters:
     ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.
@@ -57,6 +59,9 @@ public final class PkiReconciler: Sendable {
         } catch let status as APIStatus where status.isConflict {
             // Someone else wrote first: routine, retried at once with what they wrote.
             outcome = .retry("conflict: \(status.message ?? "")")
+        } catch is TermEnded {
+            // The next leader lists every Pki and takes it from here.
+            outcome = .done(requeueAfter: nil)
         } catch {
             failures?.report(key, "reconcile of Pki \(key) failed; retrying with backoff", error: error,
                              metadata: ["pki": "\(key)"])
@@ -183,6 +188,7 @@ public final class PkiReconciler: Sendable {
             let secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: [PkiReconciler.pkiLabel: name],
                                                      ownerReferences: [owner]),
                                 type: "kubernetes.io/tls", data: data)
+            try requireCurrentTerm()
             _ = try client.create(.secrets, namespace: namespace, secret)
             return
         }
@@ -192,6 +198,7 @@ public final class PkiReconciler: Sendable {
         patch.apiVersion = nil
         patch.kind = nil
         patch.metadata.resourceVersion = existing.metadata.resourceVersion
+        try requireCurrentTerm()
         let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: secretName, patch: Array(try JSONEncoder().encode(patch)))
     }
 
@@ -238,6 +245,7 @@ public final class PkiReconciler: Sendable {
                             type: "kubernetes.io/tls",
                             data: ["tls.crt": Array(try certificate.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)])
         do {
+            try requireCurrentTerm()
             _ = try client.create(.secrets, namespace: reference.namespace, secret)
         } catch let status as APIStatus where status.isAlreadyExists {
             // Another replica made it first: use theirs on the next pass.
@@ -262,6 +270,7 @@ public final class PkiReconciler: Sendable {
 
     /// The Event on the Pki, and on each running pod that uses its Secret.
     private func announce(_ reference: ObjectReference, namespace: String, secretName: String, _ type: EventType, reason: String, message: String) throws {
+        try requireCurrentTerm()
         events.record(reference, type, reason: reason, message: message)
         metrics?.events.labels(type.rawValue, reason).increment()
         for pod in try pods(in: namespace) where !pod.hasFinished && pod.secretNames.contains(secretName) {
@@ -270,14 +279,29 @@ public final class PkiReconciler: Sendable {
         }
     }
 
-    /// Hands the reconciler the pod informer of the controller that runs it (nil when it
-    /// stops): pods come from its cache rather than a list per Event.
-    public func usePodCache(_ informer: Informer<Pod>?) {
-        podCache.withLock { $0 = informer }
+    /// A controller's term begins: pods come from its informer's cache rather than a list
+    /// per Event, and every write first asks `isCurrent`, so a term that ended (its Lease
+    /// lost or given up) sends nothing more, even from a reconcile it was in the middle of.
+    public func beginTerm(pods: Informer<Pod>?, isCurrent: @escaping @Sendable () -> Bool) {
+        term.withLock { $0 = (pods, isCurrent) }
+    }
+
+    /// The term ended: writes are no longer refused for it (a reconciler run alone).
+    public func endTerm() {
+        term.withLock { $0 = (nil, nil) }
+    }
+
+    /// Thrown before a write of a term that is no longer current.
+    public struct TermEnded: Error, CustomStringConvertible {
+        public var description: String { "the leadership term ended; the write was not sent" }
+    }
+
+    private func requireCurrentTerm() throws {
+        if let isCurrent = term.withLock({ $0.isCurrent }), !isCurrent() { throw TermEnded() }
     }
 
     private func pods(in namespace: String) throws -> [Pod] {
-        if let cache = podCache.withLock({ $0 }), cache.hasSynced {
+        if let cache = term.withLock({ $0.pods }), cache.hasSynced {
             return cache.objects.filter { $0.metadata.namespace == namespace }
         }
         // No controller (a reconciler run alone), or its cache has not listed yet.
@@ -312,6 +336,7 @@ public final class PkiReconciler: Sendable {
         // An unchanged status is not written: each write is a watch event and another reconcile.
         guard status != pki.status else { return }
         updated.status = status
+        try requireCurrentTerm()
         _ = try client.updateStatus(.pkis, namespace: pki.metadata.namespace, name: pki.metadata.name ?? "", updated)
     }
 }

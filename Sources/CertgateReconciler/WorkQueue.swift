@@ -118,7 +118,7 @@ public final class WorkQueue: Sendable {
         state.withLock { $0.limiter.failureCount(key) }
     }
 
-    /// The next key to work on, waiting until one is ready; nil once shut down and drained.
+    /// The next key to work on, waiting until one is ready; nil once shut down.
     /// The caller must call ``done(_:)`` with it.
     public func next() -> String? {
         while true {
@@ -133,13 +133,14 @@ public final class WorkQueue: Sendable {
                         state.queue.append(key)
                     }
                 }
+                // Shut down: what is still queued is dropped (the next leader lists anyway).
+                if state.shuttingDown { return (nil, nil) }
                 if !state.queue.isEmpty {
                     let key = state.queue.removeFirst()
                     state.queued.remove(key)
                     state.processing.insert(key)
                     return (key, nil)
                 }
-                if state.shuttingDown { return (nil, nil) }
                 let soonest = state.waiting.values.min().map { max(0.001, $0 - now) }
                 return (nil, soonest ?? 1)
             }
@@ -160,9 +161,16 @@ public final class WorkQueue: Sendable {
         signal.broadcast()
     }
 
-    /// Stops accepting keys; workers drain what is queued, then get nil.
+    /// Stops accepting keys and drops those queued or waiting: every worker's next
+    /// ``next()`` returns nil. Keys being worked on are finished by their workers.
     public func shutDown() {
-        state.withLock { $0.shuttingDown = true }
+        state.withLock { state in
+            state.shuttingDown = true
+            state.queue.removeAll()
+            state.queued.removeAll()
+            state.waiting.removeAll()
+            state.dirty.removeAll()
+        }
         signal.broadcast()
     }
 

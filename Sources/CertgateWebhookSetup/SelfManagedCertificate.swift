@@ -91,6 +91,8 @@ public final class SelfManagedCertificate: Sendable {
     /// The PEM CA bundle of the last pair installed; nil before the first.
     public var currentCABundle: [UInt8]? { caBundle.withLock { $0 } }
 
+    private let worker = Mutex<JoinableThread?>(nil)
+
     /// Why the webhook cannot serve yet, for readiness; nil once a pair is installed.
     public var readinessProblem: String? {
         installedSerial.withLock { $0 } == nil
@@ -98,11 +100,16 @@ public final class SelfManagedCertificate: Sendable {
     }
 
     /// Runs passes on a background thread until ``stop()``.
-    public func start() {
-        spawnDetachedThread(name: "serving-cert") { [self] in run() }
+    public func start() throws {
+        let thread = try JoinableThread(name: "serving-cert") { [self] in run() }
+        worker.withLock { $0 = thread }
     }
 
-    public func stop() { stopSignal.stop() }
+    /// Stops the passes and returns once the thread has ended.
+    public func stop() {
+        stopSignal.stop()
+        worker.withLock { $0 }?.join()
+    }
 
     /// One pass: read, create or renew, write, install, patch the CA bundle.
     @discardableResult

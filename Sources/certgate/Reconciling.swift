@@ -1,4 +1,5 @@
 import ArgumentParser
+import CertgateLifecycle
 import CertgateKube
 import CertgateMetrics
 import CertgateNet
@@ -102,16 +103,19 @@ extension ReconcilerOptions {
     }
 }
 
-/// The reconciler as `serve` runs it: a controller per leadership term.
-final class ReconcilerRunner: Sendable {
+/// The reconciler as `serve` runs it: a controller per leadership term, each started when
+/// the Lease is won and stopped and joined before it is released or given up.
+final class ReconcilerRunner: Supervised {
+    let supervisionName = "reconciler"
     private let controller = Mutex<PkiController?>(nil)
     private let elector: LeaderElector?
-    private let makeController: @Sendable () -> PkiController
+    private let makeController: @Sendable (_ isLeading: @escaping @Sendable () -> Bool) -> PkiController
+    private let recorder: EventRecorder
     private let logger: Logger
 
     /// Returns nil (after one log line) when --reconcile=false or no cluster is configured.
-    static func start(options: ReconcilerOptions, client: KubeClient?, policy: @escaping @Sendable () -> Policy?, registry: MetricsRegistry,
-                      logger: Logger) throws -> ReconcilerRunner? {
+    static func make(options: ReconcilerOptions, client: KubeClient?, policy: @escaping @Sendable () -> Policy?, registry: MetricsRegistry,
+                     logger: Logger) throws -> ReconcilerRunner? {
         guard options.reconcile else {
             logger.info("--reconcile=false: serving the webhook only")
             return nil
@@ -125,23 +129,24 @@ final class ReconcilerRunner: Sendable {
         let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics,
                                        failures: reconcileFailures)
         let workers = options.workers
-        let makeController: @Sendable () -> PkiController = {
+        let makeController: @Sendable (@escaping @Sendable () -> Bool) -> PkiController = { isLeading in
             PkiController(client: client, reconciler: reconciler, workers: workers, failures: informerFailures, isIssuerSecret: { namespace, name in
                 policy()?.issuers.values.contains { $0.namespace == namespace && $0.name == name } ?? false
-            })
+            }, isLeading: isLeading)
         }
         logger.info("reconciling", metadata: ["leader_elect": "\(options.leaderElect)"])
-        let runner = ReconcilerRunner(client: client, options: options, makeController: makeController, logger: logger)
+        let runner = ReconcilerRunner(client: client, options: options, recorder: recorder, makeController: makeController, logger: logger)
         current.runner = runner
         return runner
     }
 
-    private init(client: KubeClient, options: ReconcilerOptions, makeController: @escaping @Sendable () -> PkiController, logger: Logger) {
+    private init(client: KubeClient, options: ReconcilerOptions, recorder: EventRecorder,
+                 makeController: @escaping @Sendable (@escaping @Sendable () -> Bool) -> PkiController, logger: Logger) {
         self.makeController = makeController
+        self.recorder = recorder
         self.logger = logger
         guard options.leaderElect else {
             elector = nil
-            beginTerm()
             return
         }
         let namespace = options.leaderElectionNamespace ?? options.ownNamespace
@@ -154,7 +159,17 @@ final class ReconcilerRunner: Sendable {
         elector = LeaderElector(client: client, namespace: namespace, name: options.leaderElectResourceName, identity: identity, timing: timing,
                                 onStartedLeading: { box.runner?.beginTerm() }, onStoppedLeading: { box.runner?.endTerm() })
         box.runner = self
-        elector?.start()
+    }
+
+    /// Campaigns for the Lease, or (without leader election) starts the one term at once.
+    func start() throws {
+        if let elector { try elector.start() } else { beginTerm() }
+    }
+
+    /// Ends the term (its workers joined), releases the Lease, and sends the Events still queued.
+    func stopAndJoin() {
+        if let elector { elector.stop() } else { endTerm() }
+        if !recorder.shutDown(flushSeconds: 5) { logger.warning("some Events were not sent before the deadline") }
     }
 
     var queueDepth: Int { controller.withLock { $0?.queueDepth ?? 0 } }
@@ -173,10 +188,17 @@ final class ReconcilerRunner: Sendable {
         return controller.hasSynced ? nil : "the reconciler's informers have not synced yet"
     }
 
+    /// A fresh controller for a new term; the previous one, if any, was stopped and joined.
     private func beginTerm() {
-        let fresh = makeController()
+        let elector = self.elector
+        let fresh = makeController { elector?.isLeader ?? true }
+        do {
+            try fresh.start()
+        } catch {
+            logger.error("the reconciler could not start; it waits for the next term", metadata: ["error": "\(error)"])
+            return
+        }
         controller.withLock { $0 = fresh }
-        fresh.start()
         logger.info("reconciler started (leader)")
     }
 
@@ -186,13 +208,9 @@ final class ReconcilerRunner: Sendable {
             controller = nil
             return old
         }
-        old?.stop()
+        guard let old else { return }
+        old.stop()
         logger.info("reconciler stopped (not leader)")
-    }
-
-    /// Stops reconciling and releases the Lease (SIGTERM).
-    func stop() {
-        if let elector { elector.stop() } else { endTerm() }
     }
 }
 

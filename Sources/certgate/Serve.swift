@@ -1,4 +1,5 @@
 import ArgumentParser
+import CertgateLifecycle
 import CertgateCrypto
 import CertgateHTTP
 import CertgateKube
@@ -157,10 +158,9 @@ struct Serve: ParsableCommand {
         readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(certificate.source)" : nil }
         readiness.add("shutdown") { webhook.isShuttingDown ? "the server is shutting down" : nil }
         readiness.add("policy") { policySource.value == nil ? "no policy has loaded from \(policySource.paths.first ?? "")" : nil }
-        let runner = try ReconcilerRunner.start(options: reconciler, client: client, policy: { policySource.value }, registry: registry, logger: logger)
+        let runner = try ReconcilerRunner.make(options: reconciler, client: client, policy: { policySource.value }, registry: registry, logger: logger)
         if let runner { policyChanged.withLock { $0 = { runner.policyChanged() } } }
         readiness.add("reconciler") { runner?.readinessProblem }
-        try webhook.start()
 
         var metricsServer: HTTPServer?
         if let metricsAddress = try metricsListenAddress() {
@@ -170,11 +170,28 @@ struct Serve: ParsableCommand {
                 HTTPResponse(status: 200, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
                              body: Array(registry.exposition().utf8))
             }
-            let server = HTTPServer(configuration: HTTPServerConfiguration(name: "metrics", addresses: [metricsAddress], tls: nil),
-                                    router: router, group: group, metrics: serverMetrics, logger: logger)
-            try server.start()
-            metricsServer = server
+            metricsServer = HTTPServer(configuration: HTTPServerConfiguration(name: "metrics", addresses: [metricsAddress], tls: nil),
+                                       router: router, group: group, metrics: serverMetrics, logger: logger)
         }
+
+        // Up in dependency order, down in reverse, each joined before what it depends on: the
+        // reconciler goes first (its term joined, then the Lease released for the next
+        // leader), then the servers drain, then the watchers, then the event loops.
+        let policyInterval = parseGoDuration(certificateCheckInterval)!
+        let shutdownGrace = parseGoDuration(shutdownGracePeriod)!
+        var components: [any Supervised] = [
+            SupervisedCalls("event loops", start: {}, stop: { group.stopAndWait() }),
+            SupervisedCalls("policy watcher", start: { if policy != nil { policySource.startWatching(interval: policyInterval) } },
+                            stop: { policySource.stopWatching() }),
+            SupervisedCalls("serving certificate", start: { try certificate.startKeeping() }, stop: { certificate.stopKeeping() }),
+            SupervisedCalls("webhook server", start: { _ = try webhook.start() }, stop: { webhook.shutdown(gracePeriod: shutdownGrace) }),
+        ]
+        if let metricsServer {
+            components.append(SupervisedCalls("metrics server", start: { _ = try metricsServer.start() }, stop: { metricsServer.shutdown(gracePeriod: 1) }))
+        }
+        if let runner { components.append(runner) }
+        let supervisor = Supervisor(components, logger: logger)
+        try supervisor.start()
 
         let stop = DispatchSemaphore(value: 0)
         let signalCount = SignalCounter()
@@ -188,12 +205,7 @@ struct Serve: ParsableCommand {
             }
         }
         stop.wait()
-        runner?.stop()
-        certificate.stopKeeping()
-        webhook.shutdown(gracePeriod: parseGoDuration(shutdownGracePeriod)!)
-        metricsServer?.shutdown(gracePeriod: 1)
-        policySource.stopWatching()
-        group.stopAndWait()
+        supervisor.stop()
         withExtendedLifetime(sources) {}
         logger.info("stopped")
     }
@@ -226,7 +238,6 @@ struct Serve: ParsableCommand {
             }
         })
         source.reload()
-        source.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
         return source
     }
 
@@ -261,7 +272,6 @@ struct Serve: ParsableCommand {
             }
             let serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onEvent)
             let manager = try setup.selfManagedCertificate(client: client, namespace: namespace, serving: serving, logger: logger)
-            manager.start()
             return ServingCertificateSetup(serving: serving, source: source, selfManaged: manager)
         }
         let serving = ServingCertificate(files: files, offerHTTP2: !disableHttp2, onEvent: onEvent)
@@ -269,12 +279,12 @@ struct Serve: ParsableCommand {
         if serving.context == nil {
             logger.warning("no usable serving certificate yet; TLS handshakes fail and /readyz reports not ready until one loads")
         }
-        serving.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
         var registeredBundle: FileReloader<[UInt8]>?
         if let client, let caFile = setup.webhookCaFile {
             registeredBundle = try registerWebhook(client: client, caFile: caFile, logger: logger)
         }
-        return ServingCertificateSetup(serving: serving, source: source, registeredBundle: registeredBundle)
+        return ServingCertificateSetup(serving: serving, source: source, watchInterval: parseGoDuration(certificateCheckInterval)!,
+                                       registeredBundle: registeredBundle)
     }
 
     /// Registers --webhook-url with the bundle in `caFile`, and again whenever the file
@@ -359,10 +369,18 @@ struct ServingCertificateSetup {
     /// The certificate files or the Secret, for logs and readiness.
     let source: String
     var selfManaged: SelfManagedCertificate?
+    /// How often the certificate files are checked (nil when self-managed).
+    var watchInterval: Double?
     /// --webhook-ca-file, re-registered when it changes.
     var registeredBundle: FileReloader<[UInt8]>?
 
-    /// Stops watching files and renewing; the certificate in use stays.
+    /// Keeps the certificate current: renews the self-managed one, or watches the files.
+    func startKeeping() throws {
+        try selfManaged?.start()
+        if let watchInterval { serving.startWatching(interval: watchInterval) }
+    }
+
+    /// Stops watching files and renewing, and joins what did it; the certificate in use stays.
     func stopKeeping() {
         selfManaged?.stop()
         registeredBundle?.stopWatching()

@@ -36,7 +36,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
     _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
     let log = HandlerLog()
     let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
-    informer.start()
+    try informer.start()
     #expect(log.wait(for: ["add a"]))
     return (api, client, log, informer)
 }
@@ -49,7 +49,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         let x = try client.create(.pkis, namespace: "app1", samplePki("x"))
         let log = HandlerLog()
         let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
-        informer.start()
+        try informer.start()
         defer { informer.stop() }
         #expect(log.wait(for: ["add x"]))
         #expect(informer.hasSynced)
@@ -110,7 +110,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         api.failNext(3, status: 503, retryAfter: 1)
         let log = HandlerLog()
         let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
-        informer.start()
+        try informer.start()
         defer { informer.stop() }
         #expect(log.wait(for: ["add a"], timeout: 15), "backs off and lists once the server answers")
     }
@@ -121,7 +121,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let log = HandlerLog()
         let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
-        informer.start()
+        try informer.start()
         let deadline = Date().addingTimeInterval(10)
         while !informer.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         informer.stop()
@@ -138,7 +138,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
         let log = HandlerLog()
         let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", resyncInterval: 0.5, handlers: log.handlers)
-        informer.start()
+        try informer.start()
         defer { informer.stop() }
         #expect(log.wait(for: ["add a"]))
         #expect(log.wait(for: ["add a", "update a (resync)"]), "\(log.all)")

@@ -42,7 +42,7 @@ private func startInformer<Object: KubeObject>(_ api: RecordedListServer, _ reso
     let informer = Informer<Object>(client: try KubeClient(configuration: api.clusterConfiguration), resource: resource, namespace: "app1",
                                     watchTimeouts: watchTimeouts, watchSilenceGrace: watchSilenceGrace,
                                     handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
-    informer.start()
+    try informer.start()
     return informer
 }
 

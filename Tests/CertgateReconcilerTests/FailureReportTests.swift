@@ -63,7 +63,7 @@ struct MemoryLogHandler: LogHandler {
         api.failNext(2, status: 500)
         let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", failures: reporter,
                                              handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
-        informer.start()
+        try informer.start()
         defer { informer.stop() }
         let deadline = Date().addingTimeInterval(15)
         while !informer.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }

@@ -23,7 +23,7 @@ func ownedSecrets(_ client: KubeClient) throws -> [Secret] {
         let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 4,
                                        rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 0.5),
                                        isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
-        controller.start()
+        try controller.start()
         defer { controller.stop() }
         for index in 0..<count {
             // The injected faults hit this client too; like a user re-running kubectl, try again.
@@ -65,7 +65,7 @@ func ownedSecrets(_ client: KubeClient) throws -> [Secret] {
                 let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 2,
                                                isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
                 term.controller = controller
-                controller.start()
+                try? controller.start()
             }, onStoppedLeading: {
                 term.controller?.stop()
                 term.controller = nil
@@ -74,10 +74,10 @@ func ownedSecrets(_ client: KubeClient) throws -> [Secret] {
         }
         let first = replica("first")
         let second = replica("second")
-        first.start()
+        try first.start()
         let leading = Date().addingTimeInterval(10)
         while !first.isLeader && Date() < leading { Thread.sleep(forTimeInterval: 0.02) }
-        second.start()
+        try second.start()
         for index in 0..<5 { try rig.createPki("before-\(index)") }
         var deadline = Date().addingTimeInterval(30)
         while (try? readyCount(rig.client)) != 5 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }

@@ -35,9 +35,9 @@ func waitUntil(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows 
         let log = LeadershipLog()
         let a = elector(client, "a", log)
         let b = elector(client, "b", log)
-        a.start()
+        try a.start()
         #expect(waitUntil { a.isLeader })
-        b.start()
+        try b.start()
         Thread.sleep(forTimeInterval: 3.5)  // longer than the lease: a keeps renewing, b must not take over
         #expect(a.isLeader && !b.isLeader)
         #expect(try client.get(.leases, namespace: "certgate", name: "certgate-leader", as: Lease.self).spec?.holderIdentity == "a")
@@ -58,7 +58,7 @@ func waitUntil(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows 
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let log = LeadershipLog()
         let a = elector(client, "a", log)
-        a.start()
+        try a.start()
         defer { a.stop() }
         #expect(waitUntil { a.isLeader })
         var lease = try client.get(.leases, namespace: "certgate", name: "certgate-leader", as: Lease.self)
@@ -79,7 +79,7 @@ func waitUntil(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows 
         let log = LeadershipLog()
         let b = elector(client, "b", log)
         let started = Date()
-        b.start()
+        try b.start()
         defer { b.stop() }
         #expect(waitUntil { b.isLeader })
         #expect(Date().timeIntervalSince(started) >= 2.9, "it waited a whole lease duration by its own clock")

@@ -14,7 +14,7 @@ import Testing
         let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 4,
                                        rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1),
                                        isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
-        controller.start()
+        try controller.start()
         defer { controller.stop() }
 
         func readyCount() throws -> Int {
@@ -55,7 +55,7 @@ import Testing
         try pod("unrelated", #"{"volumes":[{"name":"tls","secret":{"secretName":"other"}}]}"#)
         let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 1,
                                        isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
-        controller.start()
+        try controller.start()
         defer { controller.stop() }
         var deadline = Date().addingTimeInterval(10)
         while !controller.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }

@@ -247,7 +247,7 @@ func serialOf(_ pem: [UInt8]?) throws -> String {
     @Test func theBackgroundLoopRenewsOnTime() throws {
         let fixture = try SelfManagedFixture()
         let manager = fixture.manager(servingValidity: 6)  // renewed when 2 s are left
-        manager.start()
+        try manager.start()
         defer { manager.stop() }
         var first: String?
         var later: String?
