@@ -26,17 +26,20 @@ public struct HTTPClientConfiguration: Sendable {
 
 /// Lets another thread end a streaming call (an informer stopping its watch): the socket
 /// is shut down, which wakes the waiting reader at once.
+///
+/// The shutdown happens under the lock, and the call detaches its connection under the same
+/// lock before the connection goes back to the pool or is closed: a cancel can only ever
+/// touch the socket of the call it was made for, never a reused or renumbered one.
 public final class StreamCancellation: Sendable {
     private let state = Mutex<(descriptor: Int32?, cancelled: Bool)>((nil, false))
 
     public init() {}
 
     public func cancel() {
-        let descriptor = state.withLock { state -> Int32? in
+        state.withLock { state in
             state.cancelled = true
-            return state.descriptor
+            if let descriptor = state.descriptor { SocketIO.shutdownBoth(descriptor) }
         }
-        if let descriptor { SocketIO.shutdownBoth(descriptor) }
     }
 
     public var isCancelled: Bool { state.withLock { $0.cancelled } }
@@ -50,8 +53,13 @@ public final class StreamCancellation: Sendable {
         }
     }
 
-    func detach() {
-        state.withLock { $0.descriptor = nil }
+    /// Ends the cancellation's hold on the connection; returns whether it was cancelled
+    /// (its socket may have been shut down, so it must not be reused).
+    func detach() -> Bool {
+        state.withLock { state in
+            state.descriptor = nil
+            return state.cancelled
+        }
     }
 }
 
@@ -73,8 +81,17 @@ public final class HTTPClient: Sendable {
     public let configuration: HTTPClientConfiguration
     private let idle = Mutex<[ClientConnection]>([])
 
-    public init(configuration: HTTPClientConfiguration) {
+    /// Runs after a streamed call has let go of its cancellation and before its connection
+    /// is pooled: where a racing cancel would land (tests only).
+    let beforePooling: (@Sendable () -> Void)?
+
+    public convenience init(configuration: HTTPClientConfiguration) {
+        self.init(configuration: configuration, beforePooling: nil)
+    }
+
+    init(configuration: HTTPClientConfiguration, beforePooling: (@Sendable () -> Void)?) {
         self.configuration = configuration
+        self.beforePooling = beforePooling
     }
 
     deinit {
@@ -126,20 +143,29 @@ public final class HTTPClient: Sendable {
                     return
                 }
             }
-            defer { cancellation?.detach() }
             do {
                 let keepAlive = try connection.exchange(serialize(request), bodyless: request.method == "HEAD",
                                                         deadline: deadline, idleTimeout: idleTimeout, head: head, body: body)
-                if keepAlive && !(cancellation?.isCancelled ?? false) { checkIn(connection) } else { connection.close() }
+                // Detached before the connection is pooled or closed: a cancel after this
+                // line cannot reach it.
+                let cancelled = cancellation?.detach() ?? false
+                if cancellation != nil { beforePooling?() }
+                if keepAlive && !cancelled { checkIn(connection) } else { connection.close() }
                 return
             } catch let failure as ConnectionFailure where failure.beforeResponse && reused && idempotent && attempt == 1 {
+                if cancellation?.detach() == true {
+                    connection.close()
+                    return
+                }
                 connection.close()
                 continue
             } catch let failure as ConnectionFailure {
+                let cancelled = cancellation?.detach() ?? false
                 connection.close()
-                if cancellation?.isCancelled == true { return }
+                if cancelled { return }
                 throw failure.error
             } catch {
+                _ = cancellation?.detach()
                 connection.close()
                 throw error
             }
@@ -196,25 +222,30 @@ final class ClientConnection: @unchecked Sendable {
     /// Kept across requests: bytes after one response belong to the next.
     private var parser = HTTP1ResponseParser()
 
+    /// Connects and finishes the TLS handshake. On a failure the descriptor is closed here,
+    /// once, before the object exists: a deinit would otherwise close it a second time,
+    /// when its number may already belong to another thread's socket.
     init(configuration: HTTPClientConfiguration, deadline: UInt64) throws {
-        target = "\(configuration.host):\(configuration.port)"
+        let target = "\(configuration.host):\(configuration.port)"
         let remaining = Double(deadline &- monotonicNanoseconds()) / 1e9
-        descriptor = try ClientSocket.connect(host: configuration.host, port: configuration.port, timeout: remaining)
-        guard let context = configuration.tls else {
-            tls = nil
-            return
+        let descriptor = try ClientSocket.connect(host: configuration.host, port: configuration.port, timeout: remaining)
+        var session: TLSSession?
+        if let context = configuration.tls {
+            do {
+                let made = try context.makeClientSession(descriptor: descriptor, serverName: configuration.host)
+                try ClientConnection.handshake(made, descriptor: descriptor, target: target, deadline: deadline)
+                session = made
+            } catch {
+                SocketIO.close(descriptor)
+                throw error
+            }
         }
-        do {
-            let session = try context.makeClientSession(descriptor: descriptor, serverName: configuration.host)
-            tls = session
-            try handshake(session, deadline: deadline)
-        } catch {
-            SocketIO.close(descriptor)
-            throw error
-        }
+        self.target = target
+        self.descriptor = descriptor
+        tls = session
     }
 
-    private func handshake(_ session: TLSSession, deadline: UInt64) throws {
+    private static func handshake(_ session: TLSSession, descriptor: Int32, target: String, deadline: UInt64) throws {
         while true {
             let status: TLSSession.Status
             do {

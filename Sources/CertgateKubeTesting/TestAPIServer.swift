@@ -412,6 +412,19 @@ public final class TestAPIServer: @unchecked Sendable {
         return HTTPResponse(status: 200, headers: ["content-type": "application/json"], stream: stream)
     }
 
+    /// Sends now the BOOKMARKs the watch cache's timer would send next: to every watch that
+    /// asked for them and saw a live event since its last one.
+    public func sendBookmarks() {
+        locked {
+            for index in watchers.indices where watchers[index].bookmarks && watchers[index].changedSinceBookmark {
+                watchers[index].changedSinceBookmark = false
+                watchers[index].stream.write(line(["type": "BOOKMARK", "object": ["kind": watchers[index].kind.kind,
+                                                                                  "apiVersion": watchers[index].kind.apiVersion,
+                                                                                  "metadata": ["resourceVersion": String(resourceVersion)]]]))
+            }
+        }
+    }
+
     /// Sends a BOOKMARK to the watch on `stream` after `delay` if it saw a live event since
     /// it began or since its last one, and again every bookmarkInterval while it is open.
     private func scheduleBookmark(for stream: ResponseStream, kind: ResourceKind, after delay: Double) {

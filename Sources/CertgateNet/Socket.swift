@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 internal import CLinux
 
@@ -97,9 +98,19 @@ public enum SocketIO {
         _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
     }
 
+    /// Closes `fd`. Closing a descriptor that is not open means it was closed before, and
+    /// the number may by then belong to someone else: counted in ``descriptorsClosedTwice``
+    /// so tests can see it, and an assertion in debug builds.
     public static func close(_ fd: Int32) {
-        _ = Glibc.close(fd)
+        if Glibc.close(fd) == -1 && errno == EBADF {
+            closedTwice.wrappingAdd(1, ordering: .relaxed)
+            assertionFailure("descriptor \(fd) closed twice")
+        }
     }
+
+    /// Descriptors this process closed when they were not open (a double close).
+    public static var descriptorsClosedTwice: Int { closedTwice.load(ordering: .relaxed) }
+    private static let closedTwice = Atomic<Int>(0)
 }
 
 @inline(__always)

@@ -4,6 +4,7 @@ import CertgateNet
 import CertgateTLS
 import CertgateTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 func clientContext(_ server: TestServer, withClientCertificate: Bool = false) throws -> TLSClientContext {
@@ -44,6 +45,55 @@ func clientContext(_ server: TestServer, withClientCertificate: Bool = false) th
         } throws: { error in
             "\(error)".hasPrefix("TLS handshake with 127.0.0.1:\(server.port) failed (unable to get local issuer certificate)")
         }
+    }
+
+    /// A failed handshake closed its socket in the initializer's catch and again in the
+    /// deinit of the half-built connection: by then the number could be another thread's.
+    @Test func aFailedHandshakeClosesItsDescriptorOnce() throws {
+        let server = try TestServer()
+        let other = try TestPKI(in: TemporaryDirectory())
+        let client = HTTPClient(configuration: HTTPClientConfiguration(
+            host: "127.0.0.1", port: server.port, tls: try TLSClientContext(TLSClientConfiguration(trustRoots: [other.ca]))))
+        let before = SocketIO.descriptorsClosedTwice
+        // Another thread opens descriptors meanwhile and checks that nobody closes them.
+        let stop = Atomic<Bool>(false)
+        let stolen = Atomic<Int>(0)
+        let hammer = try JoinableThread(name: "fd-hammer") {
+            while !stop.load(ordering: .relaxed) {
+                let fd = open("/dev/null", O_RDONLY)
+                guard fd >= 0 else { continue }
+                if fcntl(fd, F_GETFD) == -1 { stolen.wrappingAdd(1, ordering: .relaxed) }
+                if Glibc.close(fd) == -1 { stolen.wrappingAdd(1, ordering: .relaxed) }
+            }
+        }
+        for _ in 0..<40 {
+            #expect(throws: HTTPClientError.self) { try client.send(HTTPRequest(method: "GET", path: "/healthz")) }
+        }
+        stop.store(true, ordering: .relaxed)
+        hammer.join()
+        #expect(SocketIO.descriptorsClosedTwice == before, "no descriptor closed twice")
+        #expect(stolen.load(ordering: .relaxed) == 0, "no descriptor of another thread closed under it")
+    }
+
+    /// A cancel that lands as a stream ends, just before its connection goes back to the
+    /// pool, must not shut that connection down: the next request (a POST, not retried)
+    /// would fail on it. Before, the stream let go of its cancellation only after pooling.
+    @Test func aCancelAsAStreamEndsNeverTouchesThePooledConnection() throws {
+        let server = try TestServer(extraRoutes: { router in
+            router.add("GET", "/short") { _ in
+                let stream = ResponseStream()
+                stream.write(Array("piece\n".utf8))
+                stream.finish()
+                return HTTPResponse(status: 200, headers: ["content-type": "text/plain"], stream: stream)
+            }
+        })
+        let cancellation = StreamCancellation()
+        let client = HTTPClient(configuration: HTTPClientConfiguration(host: "127.0.0.1", port: server.port, tls: try clientContext(server)),
+                                beforePooling: { cancellation.cancel() })
+        try client.stream(HTTPRequest(method: "GET", path: "/short"), cancellation: cancellation, head: { _ in true }, body: { _ in true })
+        let answer = try client.send(HTTPRequest(method: "POST", path: "/validate", body: Array("{}".utf8)))
+        #expect(answer.status == 200)
+        #expect(answer.body == Array("{}".utf8))
     }
 
     @Test func aCertificateForAnotherNameIsRefused() throws {
