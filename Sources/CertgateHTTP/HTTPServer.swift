@@ -233,6 +233,7 @@ struct ResolvedServerMetrics: Sendable {
     let inFlight: Gauge.Child
     let rejected: Counter.Child
     let handshakeFailures: Counter.Child
+    let acceptPauses: Counter.Child
 
     init(_ families: ServerMetrics, server: String) {
         self.server = server
@@ -241,6 +242,7 @@ struct ResolvedServerMetrics: Sendable {
         inFlight = families.requestsInFlight.labels(server)
         rejected = families.rejectedConnections.labels(server)
         handshakeFailures = families.tlsHandshakeFailures.labels(server)
+        acceptPauses = families.acceptPauses.labels(server)
     }
 
     func handshakes(version: String) -> Counter.Child { families.tlsHandshakes.labels(server, version) }
@@ -330,6 +332,16 @@ final class LoopContext: @unchecked Sendable {
 final class Acceptor: EventHandler {
     let socket: ListeningSocket
     unowned let context: LoopContext
+    /// Out of descriptors since this time (monotonic ns): the listener is not watched until
+    /// ``descriptorBackoff`` has passed. nil while accepting.
+    private var pausedSince: UInt64?
+    /// When running out was last logged: once a minute at most, however often it recurs.
+    private var lastLogged: UInt64?
+
+    /// How long to stop accepting after EMFILE or ENFILE. The listener is level-triggered:
+    /// watched on, it would wake the loop at once, again and again, at full CPU, while no
+    /// descriptor can be had. SwiftNIO backs off its accepts the same way.
+    static let descriptorBackoff: UInt64 = 500_000_000
 
     init(socket: ListeningSocket, context: LoopContext) {
         self.socket = socket
@@ -344,7 +356,7 @@ final class Acceptor: EventHandler {
             do {
                 accepted = try socket.accept()
             } catch let error as SystemError where error.errno == EMFILE || error.errno == ENFILE {
-                server.logger.error("out of file descriptors; not accepting for now", metadata: ["error": "\(error)"])
+                pauseAccepting(server, error)
                 return
             } catch {
                 server.logger.debug("accept failed", metadata: ["error": "\(error)"])
@@ -368,6 +380,32 @@ final class Acceptor: EventHandler {
                 session = made
             }
             context.serve(descriptor: accepted.descriptor, peer: accepted.peer, tls: session)
+        }
+    }
+
+    /// Stops watching the listener for ``descriptorBackoff`` (checked on the loop's ticks).
+    /// The listener is deregistered, not modified: EPOLLEXCLUSIVE registrations cannot be.
+    private func pauseAccepting(_ server: HTTPServer, _ error: SystemError) {
+        let now = monotonicNanoseconds()
+        if lastLogged.map({ now - $0 >= 60_000_000_000 }) ?? true {
+            lastLogged = now
+            server.logger.error("out of file descriptors; pausing accepts, retried every half second until some are free",
+                                metadata: ["error": "\(error)", "server": "\(server.configuration.name)"])
+        }
+        server.metrics.acceptPauses.increment()
+        guard pausedSince == nil else { return }
+        pausedSince = now
+        context.loop.deregister(socket.descriptor)
+        // Held by the tick handler (strongly: the loop no longer holds it) until it resumes.
+        context.loop.addTickHandler(owner: self) { [self] in
+            guard let since = pausedSince, monotonicNanoseconds() - since >= Acceptor.descriptorBackoff else { return }
+            pausedSince = nil
+            context.loop.removeTickHandler(owner: self)
+            do {
+                try context.loop.register(socket.descriptor, interest: .acceptable, handler: self)
+            } catch {
+                server.logger.error("cannot watch the listener again", metadata: ["error": "\(error)"])
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ public struct ServerMetrics: Sendable {
     public let rejectedConnections: Counter
     public let tlsHandshakes: Counter
     public let tlsHandshakeFailures: Counter
+    public let acceptPauses: Counter
 
     public init(registry: MetricsRegistry) {
         requests = registry.counter("certgate_http_requests_total",
@@ -30,6 +31,9 @@ public struct ServerMetrics: Sendable {
                                          labels: ["server", "version"])
         tlsHandshakeFailures = registry.counter("certgate_tls_handshake_failures_total",
                                                 help: "TLS handshakes that failed or timed out.", labels: ["server"])
+        acceptPauses = registry.counter("certgate_http_accept_pauses_total",
+                                        help: "Times accepting paused for half a second because the process was out of file descriptors.",
+                                        labels: ["server"])
     }
 }
 

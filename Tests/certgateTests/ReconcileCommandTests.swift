@@ -136,3 +136,62 @@ import Testing
         server.waitUntilExit()
     }
 }
+
+@Suite struct DescriptorExhaustionTests {
+    /// Out of file descriptors, the listener used to wake its loop again and again at full
+    /// CPU and log every time. Under `ulimit -n 64` and 120 connections held open, the
+    /// server now pauses accepting (bounded CPU, one log line) and serves again once the
+    /// connections go.
+    @Test func outOfDescriptorsTheServerPausesThenServesAgain() throws {
+        let home = TemporaryDirectory()
+        let pki = try TestPKI(in: home)
+        let port = freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/bin/sh")
+        server.arguments = ["-c", "ulimit -n 64 && exec \"$0\" serve --address 127.0.0.1 --port \(port) --metrics-address 0 "
+                            + "--tls-cert-file \"$1\" --tls-key-file \"$2\" --log-format json --event-loops 1",
+                            certgateBinary, pki.certificateFile, pki.keyFile]
+        server.environment = childEnvironment(["HOME": home.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
+        let log = Pipe()
+        server.standardError = log
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        let readyz = ["-sS", "--max-time", "2", "--cacert", pki.caFile, "https://127.0.0.1:\(port)/readyz"]
+        var ready = ""
+        var deadline = Date().addingTimeInterval(20)
+        while ready != "ok\n" && Date() < deadline {
+            ready = (try? runProcess("curl", readyz).stdout) ?? ""
+            if ready != "ok\n" { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(ready == "ok\n")
+
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: try which("python3"))
+        holder.arguments = ["-c", "import socket,time\ns=[socket.create_connection(('127.0.0.1',\(port))) for _ in range(120)]\ntime.sleep(4)"]
+        try holder.run()
+        Thread.sleep(forTimeInterval: 1)
+        func cpuSeconds() -> Double {
+            let stat = (try? String(contentsOfFile: "/proc/\(server.processIdentifier)/stat", encoding: .utf8)) ?? ""
+            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+            return fields.count > 12 ? (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK))) : 0
+        }
+        let before = cpuSeconds()
+        Thread.sleep(forTimeInterval: 2)
+        let spent = cpuSeconds() - before
+        #expect(spent < 0.5, "\(spent) s of CPU in 2 s while out of descriptors")
+        holder.waitUntilExit()
+
+        ready = ""
+        deadline = Date().addingTimeInterval(20)
+        while ready != "ok\n" && Date() < deadline {
+            ready = (try? runProcess("curl", readyz).stdout) ?? ""
+            if ready != "ok\n" { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(ready == "ok\n", "serving again once the connections went")
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+        let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(lines.components(separatedBy: "out of file descriptors").count == 2, "logged once: \(lines.suffix(2000))")
+    }
+}
