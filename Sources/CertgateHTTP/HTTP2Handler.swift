@@ -383,6 +383,11 @@ private func isRequestHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Bool {
     frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
 }
 
+/// A HEADERS frame after the request's body: trailers (their fields are not read).
+private func isTrailers(_ frame: UnsafePointer<nghttp2_frame>) -> Bool {
+    frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_HEADERS
+}
+
 private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
     guard let frame, isRequestHeaders(frame) else { return 0 }
     handler(userData).beginHeaders(streamID: frame.pointee.hd.stream_id)
@@ -402,7 +407,8 @@ private let onFrameReceived: nghttp2_on_frame_recv_callback = { _, frame, userDa
     let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
     if isRequestHeaders(frame) {
         handler(userData).headersComplete(streamID: frame.pointee.hd.stream_id, endStream: endStream)
-    } else if frame.pointee.hd.type == UInt8(NGHTTP2_DATA.rawValue) && endStream {
+    } else if endStream && (frame.pointee.hd.type == UInt8(NGHTTP2_DATA.rawValue) || isTrailers(frame)) {
+        // A request ends with END_STREAM on its last DATA frame, or on trailers after it.
         handler(userData).dataComplete(streamID: frame.pointee.hd.stream_id)
     }
     return 0

@@ -75,6 +75,7 @@ public final class HTTPServer: Sendable {
     private let listeners = Mutex<[ListeningSocket]>([])
     private let connectionCount = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
 
     public init(configuration: HTTPServerConfiguration, router: Router, group: EventLoopGroup,
                 metrics: ServerMetrics, logger: Logger) {
@@ -86,6 +87,13 @@ public final class HTTPServer: Sendable {
         self.timeouts = TimeoutNanos(configuration.timeouts)
         contexts = group.loops.map { LoopContext(loop: $0) }
         for context in contexts { context.server = self }
+    }
+
+    /// The loops reach the server through unowned(unsafe) references: a started server
+    /// released before ``shutdown(gracePeriod:)`` would leave them pointing at freed memory.
+    deinit {
+        assert(!started.load(ordering: .relaxed) || stopping.load(ordering: .relaxed),
+               "HTTPServer \(configuration.name) released while serving: call shutdown(gracePeriod:) first")
     }
 
     /// Binds every address and starts accepting. Returns the bound addresses (real ports).
@@ -101,6 +109,7 @@ public final class HTTPServer: Sendable {
             throw error
         }
         listeners.withLock { $0 = bound }
+        started.store(true, ordering: .relaxed)
         for context in contexts {
             let sockets = UncheckedBox(bound)
             context.loop.execute { [context] in

@@ -12,7 +12,13 @@ public final class Condition: @unchecked Sendable {
 
     public init() {
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
+        // Timed waits count on the monotonic clock: a wall clock stepped by NTP or by hand
+        // neither cuts a sleep short nor stretches it.
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     deinit {
@@ -32,7 +38,7 @@ public final class Condition: @unchecked Sendable {
     /// Waits up to `seconds` unless there was a broadcast after `generation` was read.
     public func wait(unlessChangedSince generation: UInt64, seconds: Double) {
         var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
         let nanos = Int(seconds * 1e9) + deadline.tv_nsec
         deadline.tv_sec += nanos / 1_000_000_000
         deadline.tv_nsec = nanos % 1_000_000_000

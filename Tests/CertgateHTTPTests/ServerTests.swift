@@ -98,6 +98,17 @@ let admissionBody = try! String(contentsOfFile: "\(repositoryRoot)/examples/admi
         #expect(nghttp.stdout.components(separatedBy: ":status: 200").count - 1 == 10)
     }
 
+    /// A request whose body is followed by trailers ends with END_STREAM on the trailers'
+    /// HEADERS frame, not on DATA: it used to wait for an end that never came.
+    @Test func anHTTP2RequestThatEndsWithTrailersIsAnswered() throws {
+        let server = try TestServer()
+        let bodyFile = server.directory.file("body.json")
+        try #"{"n":1}"#.write(toFile: bodyFile, atomically: true, encoding: .utf8)
+        let result = try runProcess("nghttp", ["-v", "-t", "5", "-d", bodyFile, "--trailer", "x-checksum: 42", server.url("/validate")], timeout: 30)
+        #expect(result.stdout.contains("recv (stream_id=13) :status: 200"), "\(result.output)")
+        #expect(result.stdout.contains(#"{"n":1}"#), "the body came back")
+    }
+
     @Test func aBodyLargerThanTheFlowControlWindowsGoesBothWays() throws {
         // 3 MiB each way: more than the 1 MiB windows the server opens and than curl's own.
         let server = try TestServer { $0.limits.maxBodyBytes = 4 << 20 }
