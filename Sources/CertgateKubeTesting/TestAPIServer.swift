@@ -49,8 +49,30 @@ public final class TestAPIServer: @unchecked Sendable {
     /// The structural schema of pkis, from a CRD file.
     private let pkiSchema: YAMLNode?
     private var stalls: [Double] = []
+    private var served: [String] = []
+    private var logged: [LoggedRequest] = []
     /// Requests served, for tests to inspect ("GET /api/v1/namespaces/app1/secrets/x").
-    public private(set) var requests: [String] = []
+    public var requests: [String] { locked { served } }
+    /// Every authenticated request as it arrived, with who sent it and when.
+    public var requestLog: [LoggedRequest] { locked { logged } }
+    /// Named clients (replicas) by their "Bearer TOKEN" header; the default token is "default".
+    private var clientsByAuthorization: [String: String] = [:]
+    /// Clients cut off from the server: their requests are logged, never applied, and their
+    /// connections dropped, as across a broken network, until ``heal(_:)``.
+    private var partitioned: Set<String> = []
+
+    /// A request as it reached the server.
+    public struct LoggedRequest: Sendable {
+        public let client: String
+        public let method: String
+        public let path: String
+        /// Monotonic seconds at arrival.
+        public let time: Double
+        /// False when the client was partitioned: the request never took effect.
+        public let applied: Bool
+
+        public var isWrite: Bool { ["POST", "PUT", "PATCH", "DELETE"].contains(method) }
+    }
 
     struct Watcher {
         let kind: ResourceKind
@@ -92,7 +114,7 @@ public final class TestAPIServer: @unchecked Sendable {
 
     /// Writes a kubeconfig that reaches this server with its CA and token, for a process
     /// such as `certgate serve --kubeconfig` to use.
-    public func writeKubeconfig(to path: String) throws {
+    public func writeKubeconfig(to path: String, token: String? = nil) throws {
         let ca = try Data(contentsOf: URL(fileURLWithPath: pki.caFile)).base64EncodedString()
         try """
             apiVersion: v1
@@ -100,7 +122,7 @@ public final class TestAPIServer: @unchecked Sendable {
             current-context: test
             clusters: [{name: test, cluster: {server: "https://127.0.0.1:\(port)", certificate-authority-data: \(ca)}}]
             contexts: [{name: test, context: {cluster: test, user: test}}]
-            users: [{name: test, user: {token: \(token)}}]
+            users: [{name: test, user: {token: \(token ?? self.token)}}]
             """.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
@@ -152,6 +174,27 @@ public final class TestAPIServer: @unchecked Sendable {
     public func compact(below version: Int) {
         locked { compactedBelow = max(compactedBelow, version) }
     }
+
+    /// A token for a client named `name` (a replica), with the default token's rights; its
+    /// requests are logged under that name.
+    public func addClient(_ name: String) -> String {
+        let token = "client-\(name)-\(UUID().uuidString.lowercased())"
+        locked { clientsByAuthorization["Bearer \(token)"] = name }
+        return token
+    }
+
+    /// Cuts `client` off: its requests are logged, not applied, and their connections dropped.
+    public func partition(_ client: String) {
+        locked { _ = partitioned.insert(client) }
+    }
+
+    /// Ends a partition: later requests of `client` are served.
+    public func heal(_ client: String) {
+        locked { _ = partitioned.remove(client) }
+    }
+
+    /// Monotonic seconds, as ``LoggedRequest/time`` counts.
+    public static func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
 
     /// A bearer token of the ServiceAccount `namespace/name`, authenticated but granted
     /// nothing, as `kubectl create token` gives before any RoleBinding exists.
@@ -213,13 +256,29 @@ public final class TestAPIServer: @unchecked Sendable {
     }
 
     private func authorizedResponse(_ request: HTTPRequest) -> HTTPResponse {
-        locked { requests.append("\(request.method) \(request.path)") }
+        locked { served.append("\(request.method) \(request.path)") }
         if request.path == "/version" {
             // Served to anyone, always indented (version-200.http).
             return json(200, versionInfo, pretty: true)
         }
-        switch request.headers["authorization"] {
-        case "Bearer \(token)": break
+        let authorization = request.headers["authorization"]
+        let client = authorization == "Bearer \(token)" ? "default" : authorization.flatMap { value in locked { clientsByAuthorization[value] } }
+        if let client {
+            let cutOff = locked { () -> Bool in
+                let cutOff = partitioned.contains(client)
+                logged.append(LoggedRequest(client: client, method: request.method, path: request.path, time: TestAPIServer.now(),
+                                                applied: !cutOff))
+                return cutOff
+            }
+            if cutOff {
+                // The connection drops before an answer could be read in full.
+                let stream = ResponseStream()
+                stream.abort()
+                return HTTPResponse(status: 502, headers: ["content-type": "application/json"], stream: stream)
+            }
+        }
+        switch authorization {
+        case _ where client != nil: break
         case nil:
             // No credentials: the anonymous user, whom RBAC refuses (no-token-403-anonymous.http).
             return forbidden(request, user: "system:anonymous")

@@ -137,6 +137,63 @@ import Testing
     }
 }
 
+@Suite struct ServeHandoverTests {
+    /// SIGTERM to the leader while it is busy: its workers stop and are joined before the
+    /// Lease is released, the other replica takes over, and every Pki ends Ready with one
+    /// Secret issued once.
+    @Test func sigtermDuringABusyTermHandsOverWithNothingLostOrIssuedTwice() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let directory = TemporaryDirectory()
+        let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
+        let count = 150
+        for index in 0..<count {
+            _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
+                                                                        spec: PkiSpec(serviceName: "app1", dnsNames: ["pki-\(index).app1.svc"])))
+        }
+        func replica(_ name: String) throws -> (process: Process, log: Pipe) {
+            try api.writeKubeconfig(to: directory.file("\(name).kubeconfig"), token: api.addClient(name))
+            return try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
+                                      "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
+                                      "--kubeconfig", directory.file("\(name).kubeconfig"), "--bootstrap-ca",
+                                      "--leader-elect-resource-namespace", "certgate", "--lease-duration", "4s", "--renew-deadline", "3s",
+                                      "--retry-period", "500ms", "--kube-api-qps", "60", "--kube-api-burst", "60"])
+        }
+        let (first, firstLog) = try replica("a")
+        defer { if first.isRunning { first.terminate() } }
+        var deadline = Date().addingTimeInterval(30)
+        func secretsCreated(by name: String) -> Int {
+            api.requestLog.filter { $0.client == name && $0.method == "POST" && $0.path.hasSuffix("/namespaces/app1/secrets") }.count
+        }
+        while secretsCreated(by: "a") < 15 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let (second, _) = try replica("b")
+        defer { if second.isRunning { second.terminate() } }
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(secretsCreated(by: "a") < count, "still busy when told to stop")
+        kill(first.processIdentifier, SIGTERM)
+        let firstLines = String(decoding: firstLog.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0, "\(firstLines.suffix(30000))")
+
+        deadline = Date().addingTimeInterval(90)
+        func ready() -> Int { (try? client.list(.pkis, namespace: "app1", of: PkiResource.self).items
+            .filter { $0.status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true }.count) ?? 0 }
+        while ready() < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(ready() == count, "the second replica finished the work")
+
+        let log = api.requestLog
+        let release = try #require(log.last { $0.client == "a" && $0.method == "PUT" && $0.path.contains("/leases/") })
+        let lastWrite = try #require(log.last { $0.client == "a" && $0.isWrite && !$0.path.contains("/leases") })
+        #expect(lastWrite.time < release.time, "the Lease was released only after the term's last write")
+        #expect(log.filter { $0.client == "b" && $0.isWrite && !$0.path.contains("/leases") }.allSatisfy { $0.time > release.time })
+        let creates = log.filter { $0.method == "POST" && $0.path.hasSuffix("/namespaces/app1/secrets") }
+        #expect(creates.count == count, "one Secret per Pki, none issued twice: \(creates.count)")
+        #expect(log.filter { $0.method == "PATCH" && $0.path.contains("/namespaces/app1/secrets/") }.isEmpty)
+        kill(second.processIdentifier, SIGTERM)
+        second.waitUntilExit()
+    }
+}
+
 @Suite struct DescriptorExhaustionTests {
     /// Out of file descriptors, the listener used to wake its loop again and again at full
     /// CPU and log every time. Under `ulimit -n 64` and 120 connections held open, the
