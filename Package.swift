@@ -33,10 +33,12 @@ let package = Package(
             providers: [.apt(["libyaml-dev"])]
         ),
         .systemLibrary(name: "CLinux"),
-        .target(name: "CertgateNet", dependencies: ["CLinux"]),
-        .target(name: "CertgateMetrics"),
+        // State shared between threads, behind a lock ThreadSanitizer understands.
+        .target(name: "CertgateLocking"),
+        .target(name: "CertgateNet", dependencies: ["CLinux", "CertgateLocking"]),
+        .target(name: "CertgateMetrics", dependencies: ["CertgateLocking"]),
         // Start in order, stop in reverse, join: the process's components and a leader's term.
-        .target(name: "CertgateLifecycle", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "CertgateLifecycle", dependencies: ["CertgateLocking", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CertgateJSON"),
         .target(name: "CertgateYAML", dependencies: ["CYAML"]),
         .target(name: "CertgatePKI", dependencies: ["CertgateJSON", "CertgateCrypto"]),

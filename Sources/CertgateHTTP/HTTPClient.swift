@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateNet
 import CertgateTLS
 import Synchronization
@@ -31,7 +32,7 @@ public struct HTTPClientConfiguration: Sendable {
 /// lock before the connection goes back to the pool or is closed: a cancel can only ever
 /// touch the socket of the call it was made for, never a reused or renumbered one.
 public final class StreamCancellation: Sendable {
-    private let state = Mutex<(descriptor: Int32?, cancelled: Bool)>((nil, false))
+    private let state = Locked<(descriptor: Int32?, cancelled: Bool)>((nil, false))
 
     public init() {}
 
@@ -79,7 +80,7 @@ public struct HTTPClientError: Error, CustomStringConvertible, Sendable {
 /// when it is idempotent, as Go's transport does for connections the server closed.
 public final class HTTPClient: Sendable {
     public let configuration: HTTPClientConfiguration
-    private let idle = Mutex<[ClientConnection]>([])
+    private let idle = Locked<[ClientConnection]>([])
 
     /// Runs after a streamed call has let go of its cancellation and before its connection
     /// is pooled: where a racing cancel would land (tests only).

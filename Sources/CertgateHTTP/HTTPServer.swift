@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateMetrics
 import CertgateNet
 import CertgateTLS
@@ -72,7 +73,7 @@ public final class HTTPServer: Sendable {
     let timeouts: TimeoutNanos
     private let group: EventLoopGroup
     private let contexts: [LoopContext]
-    private let listeners = Mutex<[ListeningSocket]>([])
+    private let listeners = Locked<[ListeningSocket]>([])
     private let connectionCount = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)

@@ -1,3 +1,4 @@
+import CertgateLocking
 import Synchronization
 
 /// Named readiness checks behind GET /readyz, as Kubernetes components report them: 200 "ok"
@@ -6,7 +7,7 @@ public final class ReadinessChecks: Sendable {
     /// A check returns nil when ready, or the reason it is not.
     public typealias Check = @Sendable () -> String?
 
-    private let checks = Mutex<[(name: String, check: Check)]>([])
+    private let checks = Locked<[(name: String, check: Check)]>([])
 
     public init() {}
 

@@ -1,3 +1,4 @@
+import CertgateLocking
 import Synchronization
 
 /// A response body written over time, from any thread (a watch stream).
@@ -15,7 +16,7 @@ public final class ResponseStream: Sendable {
         var wake: (@Sendable () -> Void)?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

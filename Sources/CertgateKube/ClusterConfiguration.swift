@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateCrypto
 import CertgateHTTP
 import CertgateNet
@@ -38,7 +39,7 @@ public struct ClusterConfigurationError: Error, CustomStringConvertible, Equatab
 public final class TokenSource: Sendable {
     private let fixed: String?
     private let path: String?
-    private let cached = Mutex<(token: String, readAt: UInt64)?>(nil)
+    private let cached = Locked<(token: String, readAt: UInt64)?>(nil)
     /// client-go reads the token file again after a minute.
     private let maxAge: UInt64 = 60 * 1_000_000_000
 

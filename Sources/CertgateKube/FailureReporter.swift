@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateHTTP
 import CertgateNet
 import Logging
@@ -11,7 +12,7 @@ public final class FailureReporter: Sendable {
     private let logger: Logger?
     private let count: (@Sendable (_ reason: String) -> Void)?
     private let repeatAfter: Double
-    private let logged = Mutex<[String: (message: String, at: UInt64)]>([:])
+    private let logged = Locked<[String: (message: String, at: UInt64)]>([:])
 
     public init(logger: Logger?, repeatAfter: Double = 300, count: (@Sendable (_ reason: String) -> Void)? = nil) {
         self.logger = logger

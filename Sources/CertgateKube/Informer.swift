@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateHTTP
 import CertgateNet
 import FoundationEssentials
@@ -52,11 +53,11 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     private let options: ListOptions
     private let handlers: InformerHandlers<Object>
     private let resyncInterval: Double
-    private let state = Mutex<(cache: [String: Object], synced: Bool)>(([:], false))
+    private let state = Locked<(cache: [String: Object], synced: Bool)>(([:], false))
     private let stopSignal = StopSignal()
-    private let cancellation = Mutex<StreamCancellation?>(nil)
+    private let cancellation = Locked<StreamCancellation?>(nil)
     /// The list-and-watch and resync threads, joined by ``stop()``.
-    private let threads = Mutex<[JoinableThread]>([])
+    private let threads = Locked<[JoinableThread]>([])
     /// How many times the informer listed (for tests and logs).
     public var listCount: Int { lists.load(ordering: .relaxed) }
     private let lists = Atomic<Int>(0)
@@ -69,7 +70,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// What this informer follows, as its failures name it: "pkis in app1".
     private let scope: String
     /// Handlers are called under this lock: the watch and the resync timer both call them.
-    private let delivery = Mutex<Void>(())
+    private let delivery = Locked<Void>(())
 
     public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                 resyncInterval: Double = 600, watchTimeouts: ClosedRange<Int> = 300...600,

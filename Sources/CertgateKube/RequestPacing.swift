@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateNet
 import Synchronization
 #if canImport(Glibc)
@@ -38,12 +39,12 @@ public struct KubeClientLimits: Sendable, Equatable {
 final class RequestPacer: Sendable {
     private let qps: Double
     private let burst: Double
-    private let state: Mutex<(tokens: Double, refilled: UInt64)>
+    private let state: Locked<(tokens: Double, refilled: UInt64)>
 
     init(qps: Double, burst: Int) {
         self.qps = max(qps, 0.001)
         self.burst = Double(max(burst, 1))
-        state = Mutex((Double(max(burst, 1)), monotonicNanoseconds()))
+        state = Locked((Double(max(burst, 1)), monotonicNanoseconds()))
     }
 
     func wait() {

@@ -1,3 +1,4 @@
+import CertgateLocking
 import Logging
 import Synchronization
 
@@ -20,7 +21,7 @@ public protocol Supervised: AnyObject, Sendable {
 /// runs on threads, so this is its thread-based counterpart.
 public final class Supervisor: Sendable {
     private let components: [any Supervised]
-    private let started = Mutex<[any Supervised]>([])
+    private let started = Locked<[any Supervised]>([])
     private let logger: Logger
 
     public init(_ components: [any Supervised], logger: Logger) {

@@ -1,3 +1,4 @@
+import CertgateLocking
 import Synchronization
 
 /// A set of metric families rendered in the Prometheus text format (version 0.0.4).
@@ -5,7 +6,7 @@ import Synchronization
 /// Families are registered once at start-up; children (one per label-value combination) are
 /// made on first use and can be kept by hot paths to skip the lookup.
 public final class MetricsRegistry: Sendable {
-    private let families = Mutex<[any MetricFamily]>([])
+    private let families = Locked<[any MetricFamily]>([])
 
     public init() {}
 
@@ -54,7 +55,7 @@ protocol MetricFamily: Sendable {
 /// Children of a family, one per label-value combination, created on first use.
 final class Children<Child: AnyObject & Sendable>: Sendable {
     let labelNames: [String]
-    private let storage = Mutex<[[String]: Child]>([:])
+    private let storage = Locked<[[String]: Child]>([:])
     private let make: @Sendable () -> Child
 
     init(labelNames: [String], make: @escaping @Sendable () -> Child) {
@@ -88,7 +89,7 @@ final class Children<Child: AnyObject & Sendable>: Sendable {
 public class ValueFamily: MetricFamily, @unchecked Sendable {
     // @unchecked: every stored property is immutable or Sendable; subclasses add none.
     public final class Child: Sendable {
-        private let value = Mutex<Double>(0)
+        private let value = Locked<Double>(0)
         fileprivate func update(_ body: (inout Double) -> Void) { value.withLock { body(&$0) } }
         public var current: Double { value.withLock { $0 } }
     }
@@ -172,11 +173,11 @@ public final class Histogram: MetricFamily {
     public final class Child: Sendable {
         struct State { var counts: [UInt64]; var sum: Double = 0; var count: UInt64 = 0 }
         let upperBounds: [Double]
-        let state: Mutex<State>
+        let state: Locked<State>
 
         init(upperBounds: [Double]) {
             self.upperBounds = upperBounds
-            state = Mutex(State(counts: [UInt64](repeating: 0, count: upperBounds.count)))
+            state = Locked(State(counts: [UInt64](repeating: 0, count: upperBounds.count)))
         }
 
         public func observe(_ value: Double) {

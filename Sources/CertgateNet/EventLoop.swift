@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CertgateLocking
 import Glibc
 #endif
 internal import CLinux
@@ -41,7 +42,7 @@ public final class EventLoop: @unchecked Sendable {
     private let wakeFD: Int32
     private var handlers: [Int32: EventHandler] = [:]
     private var tickHandlers: [ObjectIdentifier: () -> Void] = [:]
-    private let pendingTasks = Mutex<[@Sendable () -> Void]>([])
+    private let pendingTasks = Locked<[@Sendable () -> Void]>([])
     private let stopping = Atomic<Bool>(false)
     private var thread: pthread_t?
     /// How often tick handlers run (timeouts are checked at this granularity).

@@ -1,3 +1,4 @@
+import CertgateLocking
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -25,8 +26,8 @@ public final class FileReloader<Value: Sendable>: Sendable {
     public let paths: [String]
     private let build: Build
     private let onEvent: @Sendable (Event) -> Void
-    private let current = Mutex<Value?>(nil)
-    private let lastSeen = Mutex<[[UInt8]?]?>(nil)
+    private let current = Locked<Value?>(nil)
+    private let lastSeen = Locked<[[UInt8]?]?>(nil)
     // Set by startWatching and cleared by stopWatching, both called by the owner during
     // start-up and shutdown, never concurrently.
     private nonisolated(unsafe) var timer: DispatchSourceTimer?

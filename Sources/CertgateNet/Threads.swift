@@ -1,3 +1,4 @@
+import CertgateLocking
 internal import CLinux
 import Glibc
 import Synchronization
@@ -33,14 +34,14 @@ public func spawnDetachedThread(name: String, _ body: @escaping @Sendable () -> 
 /// A named thread its owner joins when it stops: after ``join()`` returns, nothing the
 /// thread ran is still running.
 public final class JoinableThread: Sendable {
-    private let thread: Mutex<pthread_t?>
+    private let thread: Locked<pthread_t?>
     public let name: String
 
     /// Starts `body` at once. Throws when the system refuses another thread.
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws {
         self.name = name
         guard let thread = startThread(name: name, body) else { throw SystemError("starting thread \(name)", errno: EAGAIN) }
-        self.thread = Mutex(thread)
+        self.thread = Locked(thread)
     }
 
     /// Waits until the thread's body has returned; later calls return at once. A thread

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateKube
 import CertgateNet
 import Synchronization
@@ -42,8 +43,8 @@ public final class EventRecorder: Sendable {
     private let clock: @Sendable () -> Double
     private let burst: Double
     private let refillSeconds: Double
-    private let written = Mutex(BoundedMap<Written>(capacity: EventRecorder.cacheCapacity))
-    private let buckets = Mutex(BoundedMap<Bucket>(capacity: EventRecorder.cacheCapacity))
+    private let written = Locked(BoundedMap<Written>(capacity: EventRecorder.cacheCapacity))
+    private let buckets = Locked(BoundedMap<Bucket>(capacity: EventRecorder.cacheCapacity))
     /// client-go keeps 4,096 entries of each cache: older events and objects are forgotten.
     static let cacheCapacity = 4096
     /// client-go's broadcaster queues 1,000 events.
@@ -69,9 +70,9 @@ public final class EventRecorder: Sendable {
     private let asynchronous: Bool
     /// Added to each Event's name: unique per recorder, started at random across replicas.
     private let sequence = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 20)))
-    private let queue = Mutex(Queue())
+    private let queue = Locked(Queue())
     private let queueChanged = Condition()
-    private let sender = Mutex<JoinableThread?>(nil)
+    private let sender = Locked<JoinableThread?>(nil)
 
     /// - Parameters:
     ///   - asynchronous: queue Events for a thread of their own instead of writing them in

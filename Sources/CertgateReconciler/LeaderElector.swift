@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateKube
 import CertgateNet
 import Synchronization
@@ -47,9 +48,9 @@ public final class LeaderElector: Sendable {
         var observedAt = 0.0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let stopSignal = StopSignal()
-    private let campaign = Mutex<JoinableThread?>(nil)
+    private let campaign = Locked<JoinableThread?>(nil)
 
     public init(client: KubeClient, namespace: String, name: String = "certgate-leader", identity: String, timing: Timing = Timing(),
                 onStartedLeading: @escaping @Sendable () -> Void, onStoppedLeading: @escaping @Sendable () -> Void) {

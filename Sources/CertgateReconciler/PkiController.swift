@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateKube
 import CertgateNet
 import Synchronization
@@ -22,7 +23,7 @@ public final class PkiController: Sendable {
     private let pods: Informer<Pod>
     private let reconciles = Atomic<Int>(0)
     private let term: TermFlag
-    private let workerThreads = Mutex<[JoinableThread]>([])
+    private let workerThreads = Locked<[JoinableThread]>([])
 
     /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
     /// - Parameter isLeading: whether the Lease is still held (a term ends the moment it is not).

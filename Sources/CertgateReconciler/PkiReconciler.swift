@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateCrypto
 import CertgateKube
 import CertgateNet
@@ -31,7 +32,7 @@ public final class PkiReconciler: Sendable {
     private let failures: FailureReporter?
     /// The term of leadership running this reconciler: its pod informer, and whether it is
     /// still current. Two terms never overlap in one process, so one slot serves.
-    private let term = Mutex<(pods: Informer<Pod>?, isCurrent: (@Sendable () -> Bool)?)>((nil, nil))
+    private let term = Locked<(pods: Informer<Pod>?, isCurrent: (@Sendable () -> Bool)?)>((nil, nil))
 
     /// - Parameters:
     ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateMetrics
 import CertgateNet
 import Synchronization
@@ -38,7 +39,7 @@ public struct ReconcilerMetrics: Sendable {
 
 /// The certificates in use, by Pki key, for the gauges.
 final class CertificateTracker: Sendable {
-    private let entries = Mutex<[String: (issuer: String, notAfter: Int64)]>([:])
+    private let entries = Locked<[String: (issuer: String, notAfter: Int64)]>([:])
 
     func set(_ key: String, issuer: String, notAfter: Int64) { entries.withLock { $0[key] = (issuer, notAfter) } }
     func remove(_ key: String) { _ = entries.withLock { $0.removeValue(forKey: key) } }

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateNet
 import Synchronization
 #if canImport(Glibc)
@@ -67,14 +68,14 @@ public final class WorkQueue: Sendable {
         var shuttingDown = false
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let signal = Condition()
     /// Monotonic seconds; replaceable in tests.
     private let clock: @Sendable () -> Double
 
     public init(rateLimiter: RetryRateLimiter = RetryRateLimiter(),
                 clock: @escaping @Sendable () -> Double = { Double(monotonicNanoseconds()) / 1e9 }) {
-        state = Mutex(State(limiter: rateLimiter))
+        state = Locked(State(limiter: rateLimiter))
         self.clock = clock
     }
 

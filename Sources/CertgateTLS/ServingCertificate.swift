@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateCrypto
 import CertgateNet
 import Synchronization
@@ -33,7 +34,7 @@ public final class ServingCertificate: Sendable {
     /// The files watched; nil for an installed certificate.
     public let files: ServingCertificateFiles?
     private let reloader: FileReloader<TLSContext>?
-    private let installed = Mutex<TLSContext?>(nil)
+    private let installed = Locked<TLSContext?>(nil)
     private let offerHTTP2: Bool
     private let onEvent: @Sendable (Event) -> Void
 

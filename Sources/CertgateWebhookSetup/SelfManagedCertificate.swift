@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateCrypto
 import CertgateKube
 import CertgateNet
@@ -75,8 +76,8 @@ public final class SelfManagedCertificate: Sendable {
     private let serving: ServingCertificate
     private let logger: Logger
     private let clock: @Sendable () -> Int64
-    private let installedSerial = Mutex<String?>(nil)
-    private let caBundle = Mutex<[UInt8]?>(nil)
+    private let installedSerial = Locked<String?>(nil)
+    private let caBundle = Locked<[UInt8]?>(nil)
     private let stopSignal = StopSignal()
 
     public init(client: KubeClient, serving: ServingCertificate, options: Options, logger: Logger,
@@ -91,7 +92,7 @@ public final class SelfManagedCertificate: Sendable {
     /// The PEM CA bundle of the last pair installed; nil before the first.
     public var currentCABundle: [UInt8]? { caBundle.withLock { $0 } }
 
-    private let worker = Mutex<JoinableThread?>(nil)
+    private let worker = Locked<JoinableThread?>(nil)
 
     /// Why the webhook cannot serve yet, for readiness; nil once a pair is installed.
     public var readinessProblem: String? {

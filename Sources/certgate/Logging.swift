@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateHTTP
 import CertgateNet
 import Logging
@@ -15,7 +16,7 @@ enum LogFormat: String, CaseIterable {
 /// never interleave.
 final class LogSink: Sendable {
     static let standardError = LogSink()
-    private let lock = Mutex<Void>(())
+    private let lock = Locked<Void>(())
 
     func write(_ line: String) {
         lock.withLock { _ in

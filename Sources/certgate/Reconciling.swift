@@ -1,3 +1,4 @@
+import CertgateLocking
 import ArgumentParser
 import CertgateLifecycle
 import CertgateKube
@@ -107,7 +108,7 @@ extension ReconcilerOptions {
 /// the Lease is won and stopped and joined before it is released or given up.
 final class ReconcilerRunner: Supervised {
     let supervisionName = "reconciler"
-    private let controller = Mutex<PkiController?>(nil)
+    private let controller = Locked<PkiController?>(nil)
     private let elector: LeaderElector?
     private let makeController: @Sendable (_ isLeading: @escaping @Sendable () -> Bool) -> PkiController
     private let recorder: EventRecorder

@@ -1,3 +1,4 @@
+import CertgateLocking
 import ArgumentParser
 import CertgateLifecycle
 import CertgateCrypto
@@ -131,7 +132,7 @@ struct Serve: ParsableCommand {
         var webhookRouter = Router()
         webhookRouter.addHealthRoutes(readiness)
         // Told of each policy that loads after the first, once the reconciler exists.
-        let policyChanged = Mutex<(@Sendable () -> Void)?>(nil)
+        let policyChanged = Locked<(@Sendable () -> Void)?>(nil)
         let policySource = try makePolicySource(registry: registry, logger: logger) { policyChanged.withLock { $0 }?() }
         let reviews = registry.counter("certgate_admission_reviews_total",
                                        help: "AdmissionReviews answered, by operation and decision (allowed, denied).",

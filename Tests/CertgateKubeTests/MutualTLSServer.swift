@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateHTTP
 import CertgateMetrics
 import CertgateNet
@@ -35,7 +36,7 @@ final class LoopbackServer {
 
 /// What the client sent, in order.
 final class RequestLog: Sendable {
-    private let entries = Mutex<[HTTPRequest]>([])
+    private let entries = Locked<[HTTPRequest]>([])
     func record(_ request: HTTPRequest) { entries.withLock { $0.append(request) } }
     var all: [HTTPRequest] { entries.withLock { $0 } }
 }

@@ -1,10 +1,11 @@
+import CertgateLocking
 import CertgateLifecycle
 import Logging
 import Synchronization
 import Testing
 
 private final class Log: Sendable {
-    let entries = Mutex<[String]>([])
+    let entries = Locked<[String]>([])
 }
 
 /// A component that notes its starts and stops in a shared log.

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateNet
 import Synchronization
 import Testing
@@ -17,7 +18,7 @@ import Glibc
 
     @Test func stoppingWakesASleeperAtOnce() {
         let signal = StopSignal()
-        let slept = Mutex<Bool?>(nil)
+        let slept = Locked<Bool?>(nil)
         let finished = Condition()
         spawnDetachedThread(name: "sleeper") {
             // Were it not woken, this would sleep a minute and report that it slept.

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateKube
 import CertgateKubeTesting
 @testable import CertgateReconciler
@@ -105,8 +106,8 @@ func events(_ client: KubeClient) throws -> [Event] {
 
 /// A clock the test moves by hand.
 final class ManualClock: Sendable {
-    private let now: Mutex<Double>
-    init(start: Double = 1000) { now = Mutex(start) }
+    private let now: Locked<Double>
+    init(start: Double = 1000) { now = Locked(start) }
     func read() -> Double { now.withLock { $0 } }
     func advance(_ seconds: Double) { now.withLock { $0 += seconds } }
 }

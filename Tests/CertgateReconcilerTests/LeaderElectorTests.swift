@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateKube
 import CertgateKubeTesting
 @testable import CertgateReconciler
@@ -6,7 +7,7 @@ import Synchronization
 import Testing
 
 final class LeadershipLog: Sendable {
-    private let entries = Mutex<[String]>([])
+    private let entries = Locked<[String]>([])
     func append(_ entry: String) { entries.withLock { $0.append(entry) } }
     var all: [String] { entries.withLock { $0 } }
 }

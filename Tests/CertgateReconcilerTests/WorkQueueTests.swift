@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateReconciler
 import Dispatch
 import Foundation
@@ -78,7 +79,7 @@ import Testing
 
     @Test func waitingWorkersWakeForNewKeysAndForShutdown() {
         let queue = WorkQueue()
-        let got = Mutex<[String?]>([])
+        let got = Locked<[String?]>([])
         let finished = DispatchGroup()
         for _ in 0..<2 {
             finished.enter()

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateCrypto
 import CertgateTLS
 import CertgateTestSupport
@@ -29,7 +30,7 @@ import Testing
         try FileManager.default.createSymbolicLink(atPath: mount + "/tls.crt", withDestinationPath: "..data/tls.crt")
         try FileManager.default.createSymbolicLink(atPath: mount + "/tls.key", withDestinationPath: "..data/tls.key")
 
-        let events = Mutex<[String]>([])
+        let events = Locked<[String]>([])
         let serving = ServingCertificate(files: ServingCertificateFiles(certificateFile: mount + "/tls.crt", keyFile: mount + "/tls.key")) { event in
             switch event {
             case .loaded(let context): events.withLock { $0.append("loaded \(context.leaf.serialNumberHex)") }

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateCrypto
 import CertgateHTTP
 import CertgateKube
@@ -206,7 +207,7 @@ func serialOf(_ pem: [UInt8]?) throws -> String {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let second = SelfManagedCertificate(client: fixture.client, serving: otherServing, options: first.options, logger: logger)
-        let outcomes = Mutex<[String]>([])
+        let outcomes = Locked<[String]>([])
         let done = DispatchGroup()
         for manager in [first, second] {
             DispatchQueue.global().async(group: done) {
