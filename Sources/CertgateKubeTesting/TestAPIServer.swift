@@ -49,6 +49,8 @@ public final class TestAPIServer: @unchecked Sendable {
     /// The structural schema of pkis, from a CRD file.
     private let pkiSchema: YAMLNode?
     private var stalls: [Double] = []
+    /// Paths containing these are answered this many seconds late, until cleared.
+    private var slowPaths: [String: Double] = [:]
     private var served: [String] = []
     private var logged: [LoggedRequest] = []
     /// Requests served, for tests to inspect ("GET /api/v1/namespaces/app1/secrets/x").
@@ -143,6 +145,12 @@ public final class TestAPIServer: @unchecked Sendable {
     /// are answered with `status`; others are served.
     public func failNext(_ count: Int, status: Int, onlyRequestsEndingWith request: String) {
         locked { failures += Array(repeating: (status, nil, request), count: count) }
+    }
+
+    /// Every request whose path contains `fragment` is answered `seconds` late (nil: on time
+    /// again), as an API server whose storage for one resource crawls.
+    public func slowDown(requestsContaining fragment: String, by seconds: Double?) {
+        locked { slowPaths[fragment] = seconds }
     }
 
     /// The next request is answered only after `seconds` (its head at once, its body then),
@@ -296,7 +304,7 @@ public final class TestAPIServer: @unchecked Sendable {
             if let retryAfter = failure.retryAfter { response.headers.add("retry-after", String(retryAfter)) }
             return response
         }
-        if let delay = locked({ stalls.isEmpty ? nil : stalls.removeFirst() }) {
+        if let delay = locked({ stalls.isEmpty ? slowPaths.first { request.path.contains($0.key) }?.value : stalls.removeFirst() }) {
             let answer = route(request)
             let stream = ResponseStream()
             DispatchQueue.global().asyncAfter(deadline: .now() + delay) {

@@ -85,4 +85,25 @@ func waitUntil(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows 
         #expect(waitUntil { b.isLeader })
         #expect(Date().timeIntervalSince(started) >= 2.9, "it waited a whole lease duration by its own clock")
     }
+
+    /// Renewals that hang (an API server slow to answer for leases) used to wait out the
+    /// client's 30-second timeout while the Lease expired for everyone else. Every request
+    /// of a renewal now ends before renewDeadline, and the leader stops leading then.
+    @Test func aLeaderWhoseRenewalsHangStopsAtItsRenewDeadline() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        let log = LeadershipLog()
+        let leader = elector(client, "a", log)
+        try leader.start()
+        defer { leader.stop() }
+        #expect(waitUntil { leader.isLeader })
+        api.slowDown(requestsContaining: "/leases/", by: 20)
+        let slowed = Date()
+        #expect(waitUntil(10) { log.all.contains("a stops") })
+        let stoppedAfter = Date().timeIntervalSince(slowed)
+        #expect(stoppedAfter < fast.renewDeadline + fast.retryPeriod + 1, "stopped \(stoppedAfter) s after renewals began to hang")
+        #expect(!leader.isLeader)
+        api.slowDown(requestsContaining: "/leases/", by: nil)
+    }
 }
