@@ -125,7 +125,7 @@ struct ManagedFields {
 }
 
 /// Compact JSON of any JSON value, keys sorted, to compare values.
-func jsonText(_ value: Any) -> String {
+public func jsonText(_ value: Any) -> String {
     if let string = value as? String { return "\"\(string)\"" }
     guard JSONSerialization.isValidJSONObject(value),
           let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]) else {

@@ -44,7 +44,7 @@ public struct RecordedAnswer: Sendable {
         var offset = 0
         while let lineEnd = rest[offset...].firstRange(of: Array("\r\n".utf8)) {
             guard let size = Int(String(decoding: rest[offset..<lineEnd.lowerBound], as: UTF8.self), radix: 16),
-                  size >= 0, lineEnd.upperBound + size + 2 <= rest.count else {
+                  size >= 0, size <= rest.count - lineEnd.upperBound - 2 else {
                 throw RecordingError("bad chunk framing at body offset \(offset)")
             }
             if size == 0 {

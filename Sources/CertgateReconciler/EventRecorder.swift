@@ -158,7 +158,7 @@ public final class EventRecorder: Sendable {
                 queueChanged.wait(unlessChangedSince: generation, seconds: 60)
                 continue
             }
-            write(next)
+            _ = write(next)  // a failure to write an Event is never worth more than the Event
             queue.withLock { $0.writing = false }
             queueChanged.broadcast()
         }

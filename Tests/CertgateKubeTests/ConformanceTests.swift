@@ -155,7 +155,7 @@ private func describe(_ value: Any?) -> String {
         let api = try TestAPIServer(pkiCRD: try recordedCRD())
         defer { api.stop() }
         let driver = Driver(api: api)
-        try prepare(api, driver, request, recorded, world)
+        try prepare(api, request, recorded, world)
         let answer: RecordedAnswer
         if request.query("watch") == "1" || request.query("watch") == "true" {
             answer = try watch(api, driver, request, recorded)
@@ -172,7 +172,7 @@ private func describe(_ value: Any?) -> String {
     /// Seeds what must have existed for the recorded answer: the object a GET, PUT, PATCH
     /// or DELETE found (as it was before), a list's items, the object a create collided with;
     /// moves the resourceVersion counter to the request's; compacts for a recorded 410.
-    private func prepare(_ api: TestAPIServer, _ driver: Driver, _ request: RecordedRequest, _ recorded: RecordedAnswer,
+    private func prepare(_ api: TestAPIServer, _ request: RecordedRequest, _ recorded: RecordedAnswer,
                          _ world: RecordedWorld) throws {
         let requestedVersion = request.query("resourceVersion").flatMap(Int.init)
         if let requestedVersion { api.advanceResourceVersion(to: requestedVersion) }
@@ -189,7 +189,7 @@ private func describe(_ value: Any?) -> String {
         case ("GET", 200..<300, nil) where recorded.chunks == nil:
             guard let list = body, let path else { return }
             let items = list["items"] as? [[String: Any]] ?? []
-            for item in items { api.seed(path.fullObject(item, world: world)) }
+            for item in items { api.seed(path.fullObject(item)) }
             // A page that says more remain: as many more recorded objects of the collection.
             let remaining = (list["metadata"] as? [String: Any])?["remainingItemCount"] as? Int ?? 0
             let lastName = (items.last?["metadata"] as? [String: Any])?["name"] as? String ?? ""
@@ -379,10 +379,6 @@ private func typeName(_ value: Any) -> String {
     }
 }
 
-private func jsonText(_ value: Any) -> String {
-    guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) else { return "\(value)" }
-    return String(decoding: data, as: UTF8.self)
-}
 
 private func jsonLines(_ bytes: [UInt8]) -> [Any] {
     bytes.split(separator: 0x0A).compactMap { try? JSONSerialization.jsonObject(with: Data($0)) }
@@ -455,7 +451,7 @@ private struct ResourcePath {
 
     /// A list item as a whole object: list items of built-in kinds lack apiVersion and kind,
     /// PartialObjectMetadata items lack everything but metadata.
-    func fullObject(_ item: [String: Any], world: RecordedWorld) -> [String: Any] {
+    func fullObject(_ item: [String: Any]) -> [String: Any] {
         var object = item
         if item["kind"] as? String == "PartialObjectMetadata" {
             object = ["metadata": item["metadata"] ?? [String: Any]()]

@@ -49,15 +49,6 @@ private func writerRuns(_ writes: [TestAPIServer.LoggedRequest]) -> [String] {
     writes.reduce(into: [String]()) { runs, write in if runs.last != write.client { runs.append(write.client) } }
 }
 
-private func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while !condition() {
-        if Date() >= deadline { return false }
-        Thread.sleep(forTimeInterval: 0.02)
-    }
-    return true
-}
-
 @Suite struct HandoverTests {
     let timing = LeaderElector.Timing(leaseDuration: 3, renewDeadline: 2, retryPeriod: 0.3)
 

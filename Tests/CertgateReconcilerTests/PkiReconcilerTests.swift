@@ -207,12 +207,7 @@ struct Rig {
         #expect(try rig.ready()?.reason == "IssuerNotReady")
         #expect(try rig.events(about: "Pki", "app1-pki") == ["Warning IssuerNotReady: issuer \"default\": the CA Secret certgate/certgate-ca does not exist"])
 
-        let key = try PrivateKey.generate(.ecdsaP256)
-        let ca = try CertificateSigner.sign(CertificateTemplate(commonName: "platform CA", isCertificateAuthority: true, notBefore: 0,
-                                                                notAfter: Int64(Date().timeIntervalSince1970) + 86400 * 3650), subjectKey: key)
-        _ = try rig.client.create(.secrets, namespace: "certgate", Secret(metadata: ObjectMeta(name: "certgate-ca", namespace: "certgate"),
-                                                                          type: "kubernetes.io/tls",
-                                                                          data: ["tls.crt": Array(try ca.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)]))
+        _ = try rig.client.create(.secrets, namespace: "certgate", try platformCA())
         _ = rig.reconcile()
         #expect(try rig.ready()?.status == "True")
         #expect(try Certificate.chain(pem: try rig.secret().bytes("tls.crt")!).last?.commonName == "platform CA")

@@ -63,13 +63,7 @@ import Testing
         server.standardOutput = FileHandle.nullDevice
         try server.run()
         defer { if server.isRunning { server.terminate() } }
-        var ready = ""
-        let deadline = Date().addingTimeInterval(20)
-        while ready != "ok\n" && Date() < deadline {
-            ready = try runProcess("curl", ["-sS", "--max-time", "2", "--cacert", pki.caFile, "https://127.0.0.1:\(port)/readyz"]).stdout
-            if ready != "ok\n" { Thread.sleep(forTimeInterval: 0.1) }
-        }
-        #expect(ready == "ok\n", "ready without a cluster: the webhook serves")
+        #expect(waitForReadyz(port: port, caFile: pki.caFile) == "ok\n", "ready without a cluster: the webhook serves")
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -214,14 +208,7 @@ import Testing
         server.standardOutput = FileHandle.nullDevice
         try server.run()
         defer { if server.isRunning { server.terminate() } }
-        let readyz = ["-sS", "--max-time", "2", "--cacert", pki.caFile, "https://127.0.0.1:\(port)/readyz"]
-        var ready = ""
-        var deadline = Date().addingTimeInterval(20)
-        while ready != "ok\n" && Date() < deadline {
-            ready = (try? runProcess("curl", readyz).stdout) ?? ""
-            if ready != "ok\n" { Thread.sleep(forTimeInterval: 0.1) }
-        }
-        #expect(ready == "ok\n")
+        #expect(waitForReadyz(port: port, caFile: pki.caFile) == "ok\n")
 
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: try which("python3"))
@@ -239,16 +226,21 @@ import Testing
         #expect(spent < 0.5, "\(spent) s of CPU in 2 s while out of descriptors")
         holder.waitUntilExit()
 
-        ready = ""
-        deadline = Date().addingTimeInterval(20)
-        while ready != "ok\n" && Date() < deadline {
-            ready = (try? runProcess("curl", readyz).stdout) ?? ""
-            if ready != "ok\n" { Thread.sleep(forTimeInterval: 0.2) }
-        }
-        #expect(ready == "ok\n", "serving again once the connections went")
+        #expect(waitForReadyz(port: port, caFile: pki.caFile) == "ok\n", "serving again once the connections went")
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(lines.components(separatedBy: "out of file descriptors").count == 2, "logged once: \(lines.suffix(2000))")
     }
+}
+
+/// Asks https://127.0.0.1:PORT/readyz until it says "ok" or `seconds` pass; its last answer.
+func waitForReadyz(port: UInt16, caFile: String, seconds: Double = 20) -> String {
+    let deadline = Date().addingTimeInterval(seconds)
+    var answer = ""
+    while answer != "ok\n" && Date() < deadline {
+        answer = (try? runProcess("curl", ["-sS", "--max-time", "2", "--cacert", caFile, "https://127.0.0.1:\(port)/readyz"]).stdout) ?? ""
+        if answer != "ok\n" { Thread.sleep(forTimeInterval: 0.1) }
+    }
+    return answer
 }
