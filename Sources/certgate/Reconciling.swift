@@ -211,6 +211,9 @@ final class ReconcilerRunner: Supervised {
         }
         guard let old else { return }
         old.stop()
+        // The term's Events are its writes too: they go out before the Lease is released,
+        // as controller-runtime stops its recorder before it gives up leadership.
+        if !recorder.flush(seconds: 5) { logger.warning("some of the term's Events were not sent before the deadline") }
         logger.info("reconciler stopped (not leader)")
     }
 }

@@ -178,7 +178,7 @@ import Testing
         let log = api.requestLog
         let release = try #require(log.last { $0.client == "a" && $0.method == "PUT" && $0.path.contains("/leases/") })
         let lastWrite = try #require(log.last { $0.client == "a" && $0.isWrite && !$0.path.contains("/leases") })
-        #expect(lastWrite.time < release.time, "the Lease was released only after the term's last write")
+        #expect(lastWrite.time < release.time, "the Lease was released only after the term's last write, not \(lastWrite.method) \(lastWrite.path)")
         #expect(log.filter { $0.client == "b" && $0.isWrite && !$0.path.contains("/leases") }.allSatisfy { $0.time > release.time })
         let creates = log.filter { $0.method == "POST" && $0.path.hasSuffix("/namespaces/app1/secrets") }
         #expect(creates.count == count, "one Secret per Pki, none issued twice: \(creates.count)")
