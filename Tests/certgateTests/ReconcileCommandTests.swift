@@ -188,6 +188,64 @@ import Testing
     }
 }
 
+@Suite struct WallClockStepTests {
+    /// Timed waits used to count on CLOCK_REALTIME: with the wall clock an hour ahead of the
+    /// kernel's (as after a step the process saw but the wait did not), every sleep of the
+    /// control plane stretched by that hour. A replica that does not hold the Lease retries
+    /// every retry period; under a preloaded clock_gettime that reports the wall clock an
+    /// hour ahead it must go on retrying at that pace.
+    @Test func aWallClockAnHourAheadStretchesNoSleep() throws {
+        let directory = TemporaryDirectory()
+        let shim = directory.file("realtime-ahead.c")
+        try """
+            #define _GNU_SOURCE
+            #include <dlfcn.h>
+            #include <sys/time.h>
+            #include <time.h>
+            int clock_gettime(clockid_t clock, struct timespec *now) {
+                static int (*real)(clockid_t, struct timespec *);
+                if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+                int result = real(clock, now);
+                if (result == 0 && clock == CLOCK_REALTIME) now->tv_sec += 3600;
+                return result;
+            }
+            int gettimeofday(struct timeval *now, void *zone) {
+                struct timespec spec;
+                clock_gettime(CLOCK_REALTIME, &spec);
+                now->tv_sec = spec.tv_sec;
+                now->tv_usec = spec.tv_nsec / 1000;
+                return 0;
+            }
+            """.write(toFile: shim, atomically: true, encoding: .utf8)
+        let library = directory.file("realtime-ahead.so")
+        let compiled = try runProcess("cc", ["-shared", "-fPIC", "-o", library, shim, "-ldl"], timeout: 60)
+        try #require(compiled.status == 0, "\(compiled.stderr)")
+
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.leases, namespace: "certgate", Lease(metadata: ObjectMeta(name: "certgate-leader", namespace: "certgate"),
+            spec: Lease.Spec(holderIdentity: "elsewhere", leaseDurationSeconds: 3600, acquireTime: nil,
+                             renewTime: "2026-01-01T00:00:00.000000Z", leaseTransitions: 0)))
+        try api.writeKubeconfig(to: directory.file("kubeconfig"), token: api.addClient("candidate"))
+        let (candidate, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
+                                                "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
+                                                "--kubeconfig", directory.file("kubeconfig"), "--leader-elect-resource-namespace", "certgate",
+                                                "--retry-period", "200ms"],
+                                               environment: ["LD_PRELOAD": library])
+        defer { if candidate.isRunning { candidate.terminate() } }
+        func leaseReads() -> Int {
+            api.requestLog.filter { $0.client == "candidate" && $0.method == "GET" && $0.path.hasSuffix("/leases/certgate-leader") }.count
+        }
+        #expect(eventually(within: 30) { leaseReads() > 0 ? true : nil } != nil, "the candidate asked for the Lease")
+        let first = leaseReads()
+        Thread.sleep(forTimeInterval: 3)
+        #expect(leaseReads() - first >= 5, "retried every 200 ms of the monotonic clock, not once an hour: \(leaseReads() - first) reads in 3 s")
+        kill(candidate.processIdentifier, SIGTERM)
+        candidate.waitUntilExit()
+    }
+}
+
 @Suite struct DescriptorExhaustionTests {
     /// Out of file descriptors, the listener used to wake its loop again and again at full
     /// CPU and log every time. Under `ulimit -n 64` and 120 connections held open, the
