@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 
 static inline int certgate_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return (int)SSL_CTX_set_min_proto_version(ctx, version);
@@ -84,6 +85,20 @@ static inline GENERAL_NAME *certgate_sk_GENERAL_NAME_value(const GENERAL_NAMES *
 /// X509V3_set_ctx_nodb is a macro that writes a struct field.
 static inline void certgate_X509V3_set_ctx_nodb(X509V3_CTX *ctx) {
     X509V3_set_ctx_nodb(ctx);
+}
+
+static inline int certgate_SSL_CTX_get_ex_new_index(void) {
+    return SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/// Keys a session ticket's HMAC-SHA256. OSSL_PARAM arrays are C structs built by
+/// constructor functions on the stack; building them here keeps them out of Swift.
+static inline int certgate_ticket_hmac_init(EVP_MAC_CTX *mac, const unsigned char *key, size_t length) {
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)key, length);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    return EVP_MAC_CTX_set_params(mac, params);
 }
 
 #endif

@@ -36,26 +36,31 @@ public final class ServingCertificate: Sendable {
     private let reloader: FileReloader<TLSContext>?
     private let installed = Locked<TLSContext?>(nil)
     private let offerHTTP2: Bool
+    /// Shared by every context built here, so session tickets outlive a reload.
+    public let ticketKeys: SessionTicketKeys
     private let onEvent: @Sendable (Event) -> Void
 
     /// A certificate read from `files`.
     /// - Parameter onEvent: called after every load attempt whose inputs changed (for logs and metrics).
-    public init(files: ServingCertificateFiles, offerHTTP2: Bool = true,
+    public init(files: ServingCertificateFiles, offerHTTP2: Bool = true, ticketKeys: SessionTicketKeys = SessionTicketKeys(),
                 onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
         self.files = files
         self.offerHTTP2 = offerHTTP2
+        self.ticketKeys = ticketKeys
         self.onEvent = onEvent
         reloader = FileReloader(paths: [files.certificateFile, files.keyFile] + (files.clientCAFile.map { [$0] } ?? []),
-                                build: { try ServingCertificate.build($0, files: files, offerHTTP2: offerHTTP2) },
+                                build: { try ServingCertificate.build($0, files: files, offerHTTP2: offerHTTP2, ticketKeys: ticketKeys) },
                                 onEvent: onEvent)
     }
 
     /// A certificate the owner installs with ``install(certificateChainPEM:keyPEM:)``; until
     /// then ``context`` is nil and handshakes fail.
-    public init(offerHTTP2: Bool = true, onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
+    public init(offerHTTP2: Bool = true, ticketKeys: SessionTicketKeys = SessionTicketKeys(),
+                onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
         files = nil
         reloader = nil
         self.offerHTTP2 = offerHTTP2
+        self.ticketKeys = ticketKeys
         self.onEvent = onEvent
     }
 
@@ -66,7 +71,8 @@ public final class ServingCertificate: Sendable {
     /// A pair that does not load throws and leaves the current one serving.
     public func install(certificateChainPEM: [UInt8], keyPEM: [UInt8]) throws {
         do {
-            let context = try ServingCertificate.build([certificateChainPEM, keyPEM], files: nil, offerHTTP2: offerHTTP2)
+            let context = try ServingCertificate.build([certificateChainPEM, keyPEM], files: nil, offerHTTP2: offerHTTP2,
+                                                           ticketKeys: ticketKeys)
             installed.withLock { $0 = context }
             onEvent(.loaded(context))
         } catch {
@@ -86,7 +92,8 @@ public final class ServingCertificate: Sendable {
     public func stopWatching() { reloader?.stopWatching() }
 
     /// Builds the context from the files' contents, or from an installed pair when `files` is nil.
-    private static func build(_ contents: [[UInt8]?], files: ServingCertificateFiles?, offerHTTP2: Bool) throws -> TLSContext {
+    private static func build(_ contents: [[UInt8]?], files: ServingCertificateFiles?, offerHTTP2: Bool,
+                              ticketKeys: SessionTicketKeys) throws -> TLSContext {
         let certificateSource = files?.certificateFile ?? "the installed certificate"
         let keySource = files?.keyFile ?? "the installed key"
         guard let certificatePEM = contents[0] else { throw UnreadableFileError(path: certificateSource, role: "serving certificate") }
@@ -110,7 +117,8 @@ public final class ServingCertificate: Sendable {
             }
         }
         return try TLSContext(server: TLSServerConfiguration(
-            certificateChain: chain, privateKey: key, clientCertificateAuthorities: clientCAs, offerHTTP2: offerHTTP2))
+            certificateChain: chain, privateKey: key, clientCertificateAuthorities: clientCAs, offerHTTP2: offerHTTP2,
+            ticketKeys: ticketKeys))
     }
 }
 

@@ -10,17 +10,21 @@ public struct TLSServerConfiguration: Sendable {
     public var clientCertificateAuthorities: [Certificate]?
     /// Offer HTTP/2 ("h2") in ALPN besides HTTP/1.1.
     public var offerHTTP2: Bool
-    /// Bound on the TLS 1.2 session cache (TLS 1.3 tickets are stateless).
+    /// Bound on the TLS 1.2 session-ID cache, for clients without tickets.
     public var sessionCacheSize: Int
+    /// The keys that seal session tickets; share one across the contexts of one server so
+    /// tickets survive a certificate reload.
+    public var ticketKeys: SessionTicketKeys
 
     public init(certificateChain: [Certificate], privateKey: PrivateKey,
                 clientCertificateAuthorities: [Certificate]? = nil, offerHTTP2: Bool = true,
-                sessionCacheSize: Int = 1024) {
+                sessionCacheSize: Int = 1024, ticketKeys: SessionTicketKeys = SessionTicketKeys()) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.clientCertificateAuthorities = clientCertificateAuthorities
         self.offerHTTP2 = offerHTTP2
         self.sessionCacheSize = sessionCacheSize
+        self.ticketKeys = ticketKeys
     }
 }
 
@@ -33,6 +37,8 @@ public final class TLSContext: @unchecked Sendable {
     let pointer: OpaquePointer
     /// The serving certificate (leaf), for expiry metrics and logs.
     public let leaf: Certificate
+    /// Held for the ticket callback, which reaches it through the SSL_CTX's ex_data.
+    private let ticketKeys: SessionTicketKeys
 
     /// TLS 1.2 suites: ECDHE with AEAD only (Mozilla "intermediate" without DHE).
     static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" +
@@ -47,6 +53,7 @@ public final class TLSContext: @unchecked Sendable {
         guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw OpenSSLError.drain("creating a TLS server context") }
         pointer = ctx
         self.leaf = leaf
+        ticketKeys = configuration.ticketKeys
 
         guard certgate_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 else {
             throw OpenSSLError.drain("setting TLS 1.2 as the minimum version")
@@ -67,7 +74,8 @@ public final class TLSContext: @unchecked Sendable {
         _ = certgate_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
         _ = certgate_SSL_CTX_sess_set_cache_size(ctx, configuration.sessionCacheSize)
         _ = SSL_CTX_set_num_tickets(ctx, 1)
-        let sessionContext = Array("certgate".utf8)
+        ticketKeys.install(on: ctx)
+        let sessionContext = try TLSContext.sessionContext(clientCertificateAuthorities: configuration.clientCertificateAuthorities)
         _ = SSL_CTX_set_session_id_context(ctx, sessionContext, UInt32(sessionContext.count))
 
         guard leaf.withUnsafePointer({ SSL_CTX_use_certificate(ctx, $0) }) == 1 else {
@@ -115,7 +123,29 @@ public final class TLSContext: @unchecked Sendable {
             throw OpenSSLError.drain("attaching the TLS session to its socket")
         }
         SSL_set_accept_state(ssl)
-        return TLSSession(takingOwnership: ssl)
+        return TLSSession(takingOwnership: ssl, keepingAlive: self)
+    }
+
+    /// Sessions resume only where they were made under the same client-certificate rule: a
+    /// session from before the client CAs changed would skip checking the client against
+    /// the new ones. So the context names the CA set (SHA-256 over their fingerprints).
+    static func sessionContext(clientCertificateAuthorities: [Certificate]?) throws -> [UInt8] {
+        guard let authorities = clientCertificateAuthorities else { return Array("certgate".utf8) }
+        var fingerprints: [UInt8] = []
+        for authority in authorities {
+            var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+            var length: UInt32 = 0
+            guard authority.withUnsafePointer({ X509_digest($0, EVP_sha256(), &digest, &length) }) == 1 else {
+                throw OpenSSLError.drain("fingerprinting a client CA certificate")
+            }
+            fingerprints += digest.prefix(Int(length))
+        }
+        var context = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        guard EVP_Digest(fingerprints, fingerprints.count, &context, &length, EVP_sha256(), nil) == 1 else {
+            throw OpenSSLError.drain("naming the client CA set")
+        }
+        return Array(context.prefix(Int(min(length, UInt32(SSL_MAX_SID_CTX_LENGTH)))))
     }
 }
 

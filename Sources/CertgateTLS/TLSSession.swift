@@ -21,9 +21,12 @@ public final class TLSSession {
     private let ssl: OpaquePointer
     /// After a fatal error OpenSSL must not be asked to send close_notify.
     private var failed = false
+    /// The context whose callbacks (session tickets) this session may still call.
+    private let context: AnyObject?
 
-    init(takingOwnership ssl: OpaquePointer) {
+    init(takingOwnership ssl: OpaquePointer, keepingAlive context: AnyObject? = nil) {
         self.ssl = ssl
+        self.context = context
     }
 
     deinit { SSL_free(ssl) }

@@ -21,13 +21,13 @@ final class TestServer: @unchecked Sendable {
     let host: String
     private var stopped = false
 
-    init(host: String = "127.0.0.1", requireClientCertificate: Bool = false,
+    init(host: String = "127.0.0.1", requireClientCertificate: Bool = false, ticketKeys: SessionTicketKeys = SessionTicketKeys(),
          configure: (inout HTTPServerConfiguration) -> Void = { _ in },
          extraRoutes: (inout Router) -> Void = { _ in }) throws {
         pki = try TestPKI(in: directory)
         serving = ServingCertificate(files: ServingCertificateFiles(
             certificateFile: pki.certificateFile, keyFile: pki.keyFile,
-            clientCAFile: requireClientCertificate ? pki.clientCAFile : nil))
+            clientCAFile: requireClientCertificate ? pki.clientCAFile : nil), ticketKeys: ticketKeys)
         if let error = serving.reload() { throw error }
         group = try EventLoopGroup(count: 2, namePrefix: "test-loop")
         var router = Router()
