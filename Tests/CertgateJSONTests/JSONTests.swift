@@ -169,6 +169,21 @@ func summary(_ document: [UInt8]) throws -> [String: String] {
         #expect(response["warnings"] as? [String] == ["a", "b"])
         #expect(response["none"] is NSNull)
     }
+
+    /// Every ASCII character, escaped or copied, at the start, middle and end of a string,
+    /// reads back as it was; control characters take the \u00XX form with lower-case hex.
+    @Test func everyASCIICharacterRoundTrips() throws {
+        for scalar in (0..<0x80).compactMap(Unicode.Scalar.init) {
+            let text = "\(scalar)a\(scalar)é\(scalar)"
+            var writer = JSONWriter()
+            writer.array { $0.string(text) }
+            let parsed = try JSONSerialization.jsonObject(with: Data(writer.bytes)) as? [String]
+            #expect(parsed == [text], "U+\(String(scalar.value, radix: 16))")
+        }
+        var writer = JSONWriter()
+        writer.string("\u{1f}")
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == #""\u001f""#)
+    }
 }
 
 /// A small deterministic generator, so the fuzz test fails the same way every time.
