@@ -133,6 +133,19 @@ public func editDistance(_ a: String, _ b: String) -> Int {
     return previous[right.count]
 }
 
+/// Whether `name` ends with `suffix`, letters compared without case as DNS compares them,
+/// and without lower-casing copies of either (this runs for every name of every review).
+public func hasSuffixIgnoringASCIICase(_ name: String, _ suffix: String) -> Bool {
+    let nameBytes = name.utf8, suffixBytes = suffix.utf8
+    guard suffixBytes.count <= nameBytes.count else { return false }
+    return zip(nameBytes.suffix(suffixBytes.count), suffixBytes).allSatisfy { asciiLowercased($0) == asciiLowercased($1) }
+}
+
+@inline(__always)
+private func asciiLowercased(_ byte: UInt8) -> UInt8 {
+    byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+}
+
 /// The candidate closest to `value` within a small edit distance (at most 2, and less than
 /// half of the value's length), for "did you mean" hints.
 public func closestMatch(to value: String, among candidates: [String]) -> String? {

@@ -130,7 +130,7 @@ private struct RuleRun {
             let path = "spec.dnsNames[\(index)]"
             if let problem = dnsNameProblem(name) {
                 deny(path, "\"\(name)\" is not a valid DNS name: \(problem)")
-            } else if !suffixes.contains(where: { name.lowercased().hasSuffix($0.lowercased()) }) {
+            } else if !suffixes.contains(where: { hasSuffixIgnoringASCIICase(name, $0) }) {
                 deny(path, suffixes.isEmpty ? "\"\(name)\" is not allowed: the policy allows no DNS names"
                     : "\"\(name)\" is not under an allowed suffix \(bracketed(suffixes))")
             }

@@ -162,6 +162,12 @@ let denials: [RuleCase] = [
 }
 
 @Suite struct NameTests {
+    @Test(arguments: [("App1.APP1.Svc", ".app1.svc", true), ("x.app1.svc", "APP1.SVC", true), ("app1.svc", ".app1.svc", false),
+                      ("x.app2.svc", ".app1.svc", false), ("x.app1.svc", "", true), ("x.app1.svcx", ".app1.svc", false)])
+    func dnsSuffixesMatchWithoutCase(_ name: String, _ suffix: String, _ expected: Bool) {
+        #expect(hasSuffixIgnoringASCIICase(name, suffix) == expected)
+    }
+
     @Test func goDurations() {
         #expect(parseGoDuration("2160h") == 7_776_000.0)
         #expect(parseGoDuration("1h30m") == 5400)
