@@ -330,12 +330,13 @@ final class Connection: EventHandler {
     }
 
     private func startLingering() {
-        tls?.close()
-        SocketIO.shutdownWrite(descriptor)
+        // A peer that has closed its side reads nothing more: no close_notify, no FIN first.
         if peerHasClosed {
             close()
             return
         }
+        tls?.close()
+        SocketIO.shutdownWrite(descriptor)
         phase = .lingering
         deadline = monotonicNanoseconds() + context.server.timeouts.linger
         updateInterest()
@@ -347,7 +348,8 @@ final class Connection: EventHandler {
         if phase == .open, !closeWhenDrained, !hasQueuedOutput { tls?.close() }
         phase = .closed
         handler = nil
-        context.loop.deregister(descriptor)
+        // No EPOLL_CTL_DEL: closing the only descriptor of the socket removes it from the
+        // epoll set, and saves a system call per connection.
         SocketIO.close(descriptor)
         context.remove(self)
     }

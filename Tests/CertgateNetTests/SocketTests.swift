@@ -1,4 +1,5 @@
-import CertgateNet
+@testable import CertgateNet
+import Glibc
 import Dispatch
 import Synchronization
 import Testing
@@ -20,6 +21,29 @@ import Testing
 }
 
 @Suite struct ListeningSocketTests {
+    /// Nagle's algorithm would hold a small answer back for the peer's delayed ACK (40 ms on
+    /// Linux); accepted sockets take TCP_NODELAY from the listener.
+    @Test(arguments: ["127.0.0.1", "::1"])
+    func acceptedConnectionsSendSmallAnswersAtOnce(_ host: String) throws {
+        let listener = try ListeningSocket(address: SocketAddress(host: host, port: 0))
+        defer { listener.close() }
+        let client = socket(host == "::1" ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(client) }
+        let connected = try listener.address.withSockAddr { address, length in connect(client, address, length) }
+        #expect(connected == 0)
+        var accepted: ConnectedSocket?
+        for _ in 0..<100 where accepted == nil {
+            accepted = try listener.accept()
+            if accepted == nil { usleep(10_000) }
+        }
+        let descriptor = try #require(accepted).descriptor
+        defer { SocketIO.close(descriptor) }
+        var noDelay: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        #expect(getsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, &length) == 0)
+        #expect(noDelay == 1)
+    }
+
     @Test func bindsAnEphemeralPortOnIPv4AndIPv6() throws {
         let v4 = try ListeningSocket(address: SocketAddress(host: "127.0.0.1", port: 0))
         defer { v4.close() }
