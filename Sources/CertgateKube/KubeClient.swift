@@ -129,10 +129,12 @@ public final class KubeClient: Sendable {
 
     /// An RFC 7386 merge patch (`patch` is the JSON document), optionally of a subresource.
     /// A metadata.resourceVersion in the patch makes it apply to that version only (409 otherwise).
+    /// `fieldManager` names the writer in managedFields (default: the User-Agent, "certgate").
     public func mergePatch<T: Decodable>(_ resource: Resource, namespace: String?, name: String, subresource: String? = nil,
-                                         patch: [UInt8], as type: T.Type = T.self) throws -> T {
-        try decode(try call("PATCH", resource.path(namespace: namespace, name: name, subresource: subresource), body: Data(patch),
-                            contentType: "application/merge-patch+json"), T.self)
+                                         patch: [UInt8], fieldManager: String? = nil, as type: T.Type = T.self) throws -> T {
+        var path = resource.path(namespace: namespace, name: name, subresource: subresource)
+        if let fieldManager { path += "?fieldManager=" + escapeQueryValue(fieldManager) }
+        return try decode(try call("PATCH", path, body: Data(patch), contentType: "application/merge-patch+json"), T.self)
     }
 
     /// A strategic merge patch, which built-in kinds take (not custom resources): lists with

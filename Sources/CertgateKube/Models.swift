@@ -18,6 +18,55 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
     public var labels: [String: String]?
     public var annotations: [String: String]?
     public var ownerReferences: [OwnerReference]?
+    /// Read, never written back: who last set which field (see ``manager(ofAnnotation:)``).
+    public var managedFields: [ManagedFieldsEntry]?
+
+    private enum CodingKeys: String, CodingKey {
+        case name, generateName, namespace, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp
+        case labels, annotations, ownerReferences, managedFields
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        generateName = try container.decodeIfPresent(String.self, forKey: .generateName)
+        namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
+        uid = try container.decodeIfPresent(String.self, forKey: .uid)
+        resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
+        generation = try container.decodeIfPresent(Int64.self, forKey: .generation)
+        creationTimestamp = try container.decodeIfPresent(String.self, forKey: .creationTimestamp)
+        deletionTimestamp = try container.decodeIfPresent(String.self, forKey: .deletionTimestamp)
+        labels = try container.decodeIfPresent([String: String].self, forKey: .labels)
+        annotations = try container.decodeIfPresent([String: String].self, forKey: .annotations)
+        ownerReferences = try container.decodeIfPresent([OwnerReference].self, forKey: .ownerReferences)
+        // Entries that do not read as expected are not worth failing the object for.
+        managedFields = try? container.decodeIfPresent([ManagedFieldsEntry].self, forKey: .managedFields)
+    }
+
+    /// Everything but managedFields: an update that carried them back would replace the
+    /// server's record of who owns what with this client's copy.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(name, forKey: .name)
+        try container.encodeIfPresent(generateName, forKey: .generateName)
+        try container.encodeIfPresent(namespace, forKey: .namespace)
+        try container.encodeIfPresent(uid, forKey: .uid)
+        try container.encodeIfPresent(resourceVersion, forKey: .resourceVersion)
+        try container.encodeIfPresent(generation, forKey: .generation)
+        try container.encodeIfPresent(creationTimestamp, forKey: .creationTimestamp)
+        try container.encodeIfPresent(deletionTimestamp, forKey: .deletionTimestamp)
+        try container.encodeIfPresent(labels, forKey: .labels)
+        try container.encodeIfPresent(annotations, forKey: .annotations)
+        try container.encodeIfPresent(ownerReferences, forKey: .ownerReferences)
+    }
+
+    /// The field manager that last wrote annotation `key` ("kubectl-annotate",
+    /// "certgate-renew", a GitOps tool), from managedFields; nil when none is recorded.
+    public func manager(ofAnnotation key: String) -> String? {
+        (managedFields ?? [])
+            .filter { $0.fieldsV1?.child("f:metadata")?.child("f:annotations")?.child("f:" + key) != nil }
+            .max { ($0.time ?? "") < ($1.time ?? "") }?.manager
+    }
 
     public init(name: String? = nil, namespace: String? = nil, labels: [String: String]? = nil,
                 annotations: [String: String]? = nil, ownerReferences: [OwnerReference]? = nil) {
@@ -27,6 +76,31 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
         self.annotations = annotations
         self.ownerReferences = ownerReferences
     }
+}
+
+/// One entry of metadata.managedFields: a manager and the set of fields it wrote.
+public struct ManagedFieldsEntry: Codable, Sendable, Equatable {
+    public var manager: String?
+    public var operation: String?
+    public var time: String?
+    public var fieldsV1: FieldSet?
+}
+
+/// A managedFields field set ({"f:metadata":{"f:annotations":{"f:KEY":{}}}}): field
+/// names, each with the set of its own fields.
+public struct FieldSet: Codable, Sendable, Equatable {
+    public var children: [String: FieldSet]
+
+    public init(from decoder: Decoder) throws {
+        children = try decoder.singleValueContainer().decode([String: FieldSet].self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(children)
+    }
+
+    public func child(_ name: String) -> FieldSet? { children[name] }
 }
 
 public struct OwnerReference: Codable, Sendable, Equatable {
@@ -400,6 +474,9 @@ public struct PkiResource: Codable, Sendable, Equatable {
         public var serialNumber: String?
         public var secretName: String?
         public var observedGeneration: Int64?
+        /// The value of the certgate.dev/renew annotation last acted on: a new value
+        /// re-issues once; the same value again does nothing.
+        public var lastRenewRequest: String?
 
         public init() {}
     }
