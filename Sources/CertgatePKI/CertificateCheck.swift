@@ -12,6 +12,11 @@ public enum CertificateCheck {
         case renewalDue
         /// Must be issued again, for this reason (said in the Event).
         case reissue(String)
+
+        public var isUpToDate: Bool {
+            if case .upToDate = self { return true }
+            return false
+        }
     }
 
     /// What a Secret holds, parsed.

@@ -128,11 +128,17 @@ public final class PkiReconciler: Sendable {
         let (held, verdict) = CertificateCheck.judge(chainPEM: existing?.bytes("tls.crt"), keyPEM: existing?.bytes("tls.key"),
                                                      caPEM: existing?.bytes("ca.crt"), spec: pki.spec, policy: policy,
                                                      authority: authority, issuerName: issuerName, now: now)
-        if case .upToDate(let renewal) = verdict, let held {
+        // Renew on demand: a certgate.dev/renew value not yet acted on. The Secret written for
+        // a request carries its value too, so a status write that conflicted after it does
+        // not issue a second certificate for the same request.
+        let renewRequest = pki.metadata.annotations?[PkiReconciler.renewAnnotation]
+        let renewAsked = renewRequest.map { $0 != pki.status?.lastRenewRequest
+            && $0 != existing?.metadata.annotations?[PkiReconciler.renewAnnotation] } ?? false
+        if case .upToDate(let renewal) = verdict, let held, !renewAsked {
             // Nothing to issue; a status lost, stale or never written (a conflict) is written now.
             metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: held.leaf.notAfter)
             try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(held.leaf), certificate: held.leaf,
-                            renewal: renewal, secretName: secretName)
+                            renewal: renewal, secretName: secretName, renewRequest: renewRequest)
             return .done(requeueAfter: Double(renewal - now))
         }
 
@@ -154,16 +160,21 @@ public final class PkiReconciler: Sendable {
             try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
             return .retry("issuance failed: \(error)")
         }
-        try writeSecret(issued, for: pki, name: secretName, over: existing)
+        try writeSecret(issued, for: pki, name: secretName, over: existing, renewRequest: renewRequest)
         let leaf = try Certificate(pem: Array(issued.certificateChainPEM.utf8))
         metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: issued.notAfter)
         // The Event goes before the status: a status write that conflicts is retried by a pass
         // that finds the certificate already in the Secret and only writes the status.
-        let renewed = verdict == .renewalDue
+        let renewedOnRequest = renewAsked && verdict.isUpToDate && held != nil
+        let renewed = verdict == .renewalDue || renewedOnRequest
         let names = (pki.spec.dnsNames ?? []).first ?? pki.spec.commonName ?? (pki.spec.ipAddresses ?? []).first ?? name
         var message = "\(renewed ? "Renewed" : "Issued") certificate for \(names) (serial \(issued.serialNumber)), valid until "
             + "\(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), in Secret \(secretName)"
         if case .reissue(let why) = verdict, held != nil { message += ": the previous one no longer matched (\(why))" }
+        if renewedOnRequest, let renewRequest {
+            let asker = pki.metadata.manager(ofAnnotation: PkiReconciler.renewAnnotation) ?? "an unrecorded field manager"
+            message += ", on request: \(PkiReconciler.renewAnnotation)=\(renewRequest) set by \(asker)"
+        }
         try announce(reference, namespace: namespace, secretName: secretName, .normal, reason: renewed ? "Renewed" : "Issued", message: message)
         if issued.cutShortByIssuer {
             try announce(reference, namespace: namespace, secretName: secretName, .warning, reason: "DurationCapped",
@@ -172,7 +183,7 @@ public final class PkiReconciler: Sendable {
                             + "a certificate never outlives its issuer: renew the CA")
         }
         try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(leaf), certificate: leaf,
-                        renewal: issued.renewalTime, secretName: secretName)
+                        renewal: issued.renewalTime, secretName: secretName, renewRequest: renewRequest)
         return .done(requeueAfter: Double(issued.renewalTime - now))
     }
 
@@ -180,14 +191,17 @@ public final class PkiReconciler: Sendable {
     /// its label, its ownerReference): what others put there (labels, annotations, finalizers,
     /// other owners and data keys) stays. The patch names the resourceVersion read, so a
     /// concurrent change is a conflict and the pass is retried, never a lost write.
-    private func writeSecret(_ issued: IssuedCertificate, for pki: PkiResource, name secretName: String, over existing: Secret?) throws {
+    private func writeSecret(_ issued: IssuedCertificate, for pki: PkiResource, name secretName: String, over existing: Secret?,
+                             renewRequest: String?) throws {
         let name = pki.metadata.name ?? ""
         let namespace = pki.metadata.namespace ?? ""
         let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
         let data = ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8), "ca.crt": Array(issued.caPEM.utf8)]
+        // The renew request this certificate answers, if the Pki carries one.
+        let annotations = renewRequest.map { [PkiReconciler.renewAnnotation: $0] }
         guard let existing else {
             let secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: [PkiReconciler.pkiLabel: name],
-                                                     ownerReferences: [owner]),
+                                                     annotations: annotations, ownerReferences: [owner]),
                                 type: "kubernetes.io/tls", data: data)
             try requireCurrentTerm()
             _ = try client.create(.secrets, namespace: namespace, secret)
@@ -195,7 +209,8 @@ public final class PkiReconciler: Sendable {
         }
         var owners = (existing.metadata.ownerReferences ?? []).filter { $0.uid != owner.uid }
         owners.append(owner)
-        var patch = Secret(metadata: ObjectMeta(labels: [PkiReconciler.pkiLabel: name], ownerReferences: owners), data: data)
+        var patch = Secret(metadata: ObjectMeta(labels: [PkiReconciler.pkiLabel: name], annotations: annotations, ownerReferences: owners),
+                           data: data)
         patch.apiVersion = nil
         patch.kind = nil
         patch.metadata.resourceVersion = existing.metadata.resourceVersion
@@ -205,6 +220,9 @@ public final class PkiReconciler: Sendable {
 
     /// The label certgate puts on the Secrets it writes: the Pki's name.
     public static let pkiLabel = "certgate.dev/pki"
+    /// On a Pki, set to any new value to re-issue once (`certgate renew` sets a timestamp);
+    /// on its Secret, the value the certificate in it answered.
+    public static let renewAnnotation = "certgate.dev/renew"
 
     // MARK: Pieces
 
@@ -309,8 +327,9 @@ public final class PkiReconciler: Sendable {
         return try client.list(.pods, namespace: namespace, of: Pod.self).items
     }
 
+    /// `renewRequest`: the certgate.dev/renew value now acted on, recorded so it is not again.
     private func writeStatus(_ pki: PkiResource, ready: Bool, reason: String, message: String, certificate: Certificate?,
-                             renewal: Int64?, secretName: String?) throws {
+                             renewal: Int64?, secretName: String?, renewRequest: String? = nil) throws {
         let now = formatUTC(Int(clock()), "%Y-%m-%dT%H:%M:%SZ")
         var updated = pki
         var status = pki.status ?? PkiResource.Status()
@@ -334,6 +353,7 @@ public final class PkiReconciler: Sendable {
             status.secretName = secretName
         }
         if let renewal { status.renewalTime = formatUTC(Int(renewal), "%Y-%m-%dT%H:%M:%SZ") }
+        if let renewRequest { status.lastRenewRequest = renewRequest }
         // An unchanged status is not written: each write is a watch event and another reconcile.
         guard status != pki.status else { return }
         updated.status = status
