@@ -5,7 +5,7 @@ struct Certgate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "certgate",
         abstract: "Admission webhook and certificate reconciler for Pki resources.",
-        subcommands: [Serve.self, Validate.self, Certs.self]
+        subcommands: [Serve.self, Validate.self, Renew.self, Certs.self]
     )
 }
 

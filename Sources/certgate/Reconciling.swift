@@ -12,11 +12,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// The cluster and reconciler flags, named as Kubernetes components name them.
-struct ReconcilerOptions: ParsableArguments {
-    @Option(name: .customLong("reconcile"), help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
-    var reconcile = true
-
+/// Which cluster to talk to, as kubectl finds it; `serve` and `renew` read the same flags.
+struct ClusterOptions: ParsableArguments {
     @Option(help: "Path to a kubeconfig. Default: $KUBECONFIG, the pod's service account, then ~/.kube/config.")
     var kubeconfig: String?
 
@@ -25,6 +22,19 @@ struct ReconcilerOptions: ParsableArguments {
 
     @Flag(help: "Accept a kubeconfig cluster with insecure-skip-tls-verify (development only).")
     var allowInsecureKubeconfig = false
+
+    func load() throws -> ClusterConfiguration {
+        try ClusterConfigurationLoader.load(kubeconfig: kubeconfig, context: context, allowInsecure: allowInsecureKubeconfig,
+                                            environment: ProcessEnvironment.variables)
+    }
+}
+
+/// The cluster and reconciler flags, named as Kubernetes components name them.
+struct ReconcilerOptions: ParsableArguments {
+    @Option(name: .customLong("reconcile"), help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
+    var reconcile = true
+
+    @OptionGroup var cluster: ClusterOptions
 
     @Flag(help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
     var bootstrapCa = false
@@ -93,9 +103,9 @@ extension ReconcilerOptions {
     func connect(logger: Logger) throws -> KubeClient? {
         let configuration: ClusterConfiguration
         do {
-            configuration = try ClusterConfigurationLoader.load(kubeconfig: kubeconfig, context: context,
-                                                                allowInsecure: allowInsecureKubeconfig, environment: ProcessEnvironment.variables)
-        } catch let error as ClusterConfigurationError where kubeconfig == nil && error.message.hasPrefix("no Kubernetes configuration found") {
+            configuration = try cluster.load()
+        } catch let error as ClusterConfigurationError where cluster.kubeconfig == nil
+                    && error.message.hasPrefix("no Kubernetes configuration found") {
             logger.warning("no cluster configuration found; serving the webhook only (pass --kubeconfig to reconcile)")
             return nil
         }

@@ -1,0 +1,66 @@
+import ArgumentParser
+import CertgateKube
+import CertgateNet
+import CertgateReconciler
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `certgate renew -n NS NAME`: asks the reconciler to issue a Pki's certificate again, once,
+/// by setting the certgate.dev/renew annotation to the current time (as `cmctl renew` does
+/// for cert-manager). The reconciler records the value in status.lastRenewRequest, so the
+/// same value never re-issues twice; the Pki's Events show the Renewed certificate and who
+/// asked (the field manager, certgate-renew).
+struct Renew: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew",
+        abstract: "Re-issue the certificate of one or more Pkis now, once.",
+        discussion: "Sets the certgate.dev/renew annotation to the current time; kubectl annotate --overwrite with any new value does the same."
+    )
+
+    @Option(name: [.short, .long], help: "Namespace of the Pkis.")
+    var namespace = "default"
+
+    @Argument(help: "Names of the Pkis to renew.")
+    var names: [String] = []
+
+    @OptionGroup var cluster: ClusterOptions
+
+    func validate() throws {
+        guard !names.isEmpty else { throw ValidationError("name at least one Pki to renew") }
+    }
+
+    func run() throws {
+        let client = try KubeClient(configuration: try cluster.load())
+        // Nanoseconds, so two requests within one second still differ.
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let value = formatUTC(Int(now.tv_sec), "%Y-%m-%dT%H:%M:%S") + "." + format9(now.tv_nsec) + "Z"
+        var failed = 0
+        for name in names {
+            let patch = #"{"metadata":{"annotations":{"\#(PkiReconciler.renewAnnotation)":"\#(value)"}}}"#
+            do {
+                let _: PkiResource = try client.mergePatch(.pkis, namespace: namespace, name: name, patch: Array(patch.utf8),
+                                                           fieldManager: "certgate-renew")
+                print("pki \(namespace)/\(name): renewal requested (\(PkiReconciler.renewAnnotation)=\(value))")
+            } catch let status as APIStatus where status.isNotFound {
+                printError("pki \(namespace)/\(name): not found")
+                failed += 1
+            } catch {
+                printError("pki \(namespace)/\(name): \(error)")
+                failed += 1
+            }
+        }
+        if failed > 0 { throw ExitCode.failure }
+    }
+
+    private func format9(_ nanoseconds: Int) -> String {
+        let digits = String(nanoseconds)
+        return String(repeating: "0", count: max(0, 9 - digits.count)) + digits
+    }
+
+    private func printError(_ text: String) {
+        LogSink.standardError.write("certgate renew: " + text)
+    }
+}
