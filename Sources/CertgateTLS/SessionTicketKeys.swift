@@ -9,8 +9,8 @@ import CertgateNet
 /// long as the process ran, and every reload of the serving certificate (a new SSL_CTX)
 /// made every client's ticket worthless at once. Here one ring of keys belongs to a server
 /// and outlives its contexts, and its keys rotate: a new key seals tickets every
-/// `rotationInterval`, and the previous `previousKeys` still open them (a ticket so opened
-/// is replaced by a fresh one). An old key leaves the ring, so a leaked key or memory dump
+/// `rotationInterval`, and the previous `previousKeys` still open them (every ticket opened
+/// is answered with a fresh one). An old key leaves the ring, so a leaked key or memory dump
 /// exposes at most `(previousKeys + 1) × rotationInterval` of sessions, as Go's crypto/tls
 /// and Mozilla's guidance have it.
 public final class SessionTicketKeys: Sendable {
@@ -45,13 +45,12 @@ public final class SessionTicketKeys: Sendable {
         }
     }
 
-    /// The key named `name` if still in the ring, and whether it is the sealing key.
-    func openingKey(named name: UnsafeBufferPointer<UInt8>) -> (key: Key, isCurrent: Bool)? {
+    /// The key named `name`, if still in the ring.
+    func openingKey(named name: UnsafeBufferPointer<UInt8>) -> Key? {
         let now = clock()
         return ring.withLock { ring in
             rotateIfDue(&ring, now: now)
-            guard let index = ring.firstIndex(where: { $0.name.elementsEqual(name) }) else { return nil }
-            return (ring[index], index == 0)
+            return ring.first { $0.name.elementsEqual(name) }
         }
     }
 
@@ -88,6 +87,11 @@ public final class SessionTicketKeys: Sendable {
 /// ticket with the current key (`encrypt` 1), or finds the key a client's ticket names
 /// (`encrypt` 0). Returns 1 to use the key, 2 to use it and issue a fresh ticket, 0 for
 /// "unknown key, do a full handshake", -1 on error.
+///
+/// An opened ticket is always answered with a fresh one (2). With 1, OpenSSL sends no
+/// ticket on a resumed TLS 1.3 connection, and clients use a TLS 1.3 ticket once (RFC 8446
+/// C.4): wrk, like OpenSSL's own clients, then made a full handshake every other
+/// connection. Sealing a ticket costs a few microseconds; a full handshake about a hundred.
 private func sealOrOpenTicket(
     _ ssl: OpaquePointer?, _ keyName: UnsafeMutablePointer<UInt8>?, _ iv: UnsafeMutablePointer<UInt8>?,
     _ cipherContext: OpaquePointer?, _ macContext: OpaquePointer?, _ encrypt: Int32
@@ -104,8 +108,8 @@ private func sealOrOpenTicket(
               certgate_ticket_hmac_init(macContext, key.hmacKey, key.hmacKey.count) == 1 else { return -1 }
         return 1
     }
-    guard let (key, isCurrent) = keys.openingKey(named: UnsafeBufferPointer(start: keyName, count: 16)) else { return 0 }
+    guard let key = keys.openingKey(named: UnsafeBufferPointer(start: keyName, count: 16)) else { return 0 }
     guard certgate_ticket_hmac_init(macContext, key.hmacKey, key.hmacKey.count) == 1,
           EVP_DecryptInit_ex(cipherContext, cipher, nil, key.cipherKey, iv) == 1 else { return -1 }
-    return isCurrent ? 1 : 2
+    return 2
 }

@@ -40,6 +40,23 @@ import Testing
                 "a ticket from before the reload still resumes")
     }
 
+    /// A TLS 1.3 ticket is used once (RFC 8446 C.4), so a client that reconnects again and
+    /// again resumes only if each resumed connection brings it a fresh ticket.
+    @Test func eachResumptionBringsAFreshTicket() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        var previous = server.directory.file("0.session")
+        #expect(try connect(server, version: "-tls1_3", saveTo: previous) == "New, TLSv1.3")
+        for index in 1...3 {
+            let next = server.directory.file("\(index).session")
+            #expect(try connect(server, version: "-tls1_3", saveTo: next, resume: previous) == "Reused, TLSv1.3", "reconnect \(index)")
+            let ticket = try? String(contentsOfFile: next, encoding: .utf8)
+            try #require(ticket != nil, "reconnect \(index) brought no ticket to resume with next time")
+            #expect(ticket != (try String(contentsOfFile: previous, encoding: .utf8)), "reconnect \(index) brought a new ticket")
+            previous = next
+        }
+    }
+
     @Test func ticketKeysRotateAndAnOldTicketStopsResuming() throws {
         let now = Locked(0.0)
         let keys = SessionTicketKeys(rotationInterval: 100, previousKeys: 1, clock: { now.withLock { $0 } })
