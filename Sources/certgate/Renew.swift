@@ -45,10 +45,10 @@ struct Renew: ParsableCommand {
                                                            fieldManager: "certgate-renew")
                 print("pki \(namespace)/\(name): renewal requested (\(PkiReconciler.renewAnnotation)=\(value))")
             } catch let status as APIStatus where status.isNotFound {
-                printError("pki \(namespace)/\(name): not found")
+                printError("certgate renew: pki \(namespace)/\(name): not found")
                 failed += 1
             } catch {
-                printError("pki \(namespace)/\(name): \(error)")
+                printError("certgate renew: pki \(namespace)/\(name): \(error)")
                 failed += 1
             }
         }
@@ -58,9 +58,5 @@ struct Renew: ParsableCommand {
     private func format9(_ nanoseconds: Int) -> String {
         let digits = String(nanoseconds)
         return String(repeating: "0", count: max(0, 9 - digits.count)) + digits
-    }
-
-    private func printError(_ text: String) {
-        LogSink.standardError.write("certgate renew: " + text)
     }
 }
