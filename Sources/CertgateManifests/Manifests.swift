@@ -10,6 +10,8 @@ public struct ManifestObject: Sendable {
     public var kind: String?
     /// The object as JSON, as the API server would store it.
     public var json: [UInt8]
+    /// The object as written, with where each node starts.
+    public var node: YAMLNode
 
     /// Whether this is a certgate.dev Pki (any version Certgate serves).
     public var isPki: Bool {
@@ -19,6 +21,53 @@ public struct ManifestObject: Sendable {
     /// Reads it as a Pki with the same decoding the webhook uses.
     public func pki() throws -> Pki {
         try JSONReader.read(json) { try Pki(reading: &$0) }
+    }
+
+    /// The field at a rule's path ("spec.dnsNames[1]", "spec.privateKey.size"): the line
+    /// its key or list item starts on, and its text when it is a scalar. A field that is
+    /// missing ("spec.serviceName" left out) gives the line of the nearest enclosing one.
+    public func field(at path: String) -> (line: Int, value: String?) {
+        var current = node
+        var line = node.mark.line
+        for segment in FieldPath.segments(of: path) {
+            switch segment {
+            case .key(let name):
+                guard let entry = current.mapping?.first(where: { $0.key.string == name }) else { return (line, nil) }
+                line = entry.key.mark.line
+                current = entry.value
+            case .index(let index):
+                guard let items = current.sequence, items.indices.contains(index) else { return (line, nil) }
+                line = items[index].mark.line
+                current = items[index]
+            }
+        }
+        return (line, current.string)
+    }
+}
+
+/// A rule's field path, as the webhook writes it: names joined by dots, list indices in brackets.
+enum FieldPath {
+    enum Segment: Equatable {
+        case key(String)
+        case index(Int)
+    }
+
+    static func segments(of path: String) -> [Segment] {
+        var segments: [Segment] = []
+        for part in path.split(separator: ".") {
+            var rest = Substring(part)
+            if let open = rest.firstIndex(of: "[") {
+                segments.append(.key(String(rest[..<open])))
+                rest = rest[open...]
+                while rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+                    if let index = Int(rest[rest.index(after: rest.startIndex)..<close]) { segments.append(.index(index)) }
+                    rest = rest[rest.index(after: close)...]
+                }
+            } else {
+                segments.append(.key(String(rest)))
+            }
+        }
+        return segments
     }
 }
 
@@ -52,7 +101,7 @@ public enum Manifests {
         var writer = JSONWriter()
         write(node, to: &writer)
         return ManifestObject(document: document, apiVersion: node["apiVersion"]?.string,
-                              kind: node["kind"]?.string, json: writer.bytes)
+                              kind: node["kind"]?.string, json: writer.bytes, node: node)
     }
 
     /// YAML to JSON by the tags YAML resolved: `size: 256` is a number, `size: "256"` a string.

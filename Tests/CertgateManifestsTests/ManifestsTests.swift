@@ -87,3 +87,34 @@ let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
         #expect { try Manifests.objects(in: "kind: Pki\nspec: [unclosed\n") } throws: { "\($0)".hasPrefix("not valid YAML: ") && "\($0)".contains("line") }
     }
 }
+
+@Suite struct ManifestFieldTests {
+    /// The line a finding points at: the field's key or list item, or for a missing field the
+    /// nearest one enclosing it; in YAML, in JSON, and inside a List's items.
+    @Test func findsTheLineOfARulesFieldPath() throws {
+        let yaml = """
+            apiVersion: v1
+            kind: List
+            items:
+            - apiVersion: certgate.dev/v1
+              kind: Pki
+              metadata: {name: a}
+              spec:
+                dnsNames:
+                - one.app1.svc
+                - two.app1.svc
+                privateKey:
+                  size: 512
+            """
+        let object = try #require(try Manifests.objects(in: yaml).first)
+        #expect(object.field(at: "spec.dnsNames[1]") == (10, "two.app1.svc"))
+        #expect(object.field(at: "spec.privateKey.size") == (12, "512"))
+        #expect(object.field(at: "spec.serviceName") == (7, nil), "missing: the line of spec")
+        #expect(object.field(at: "spec.dnsNames[7]") == (8, nil), "past the list: the list's line")
+        #expect(object.field(at: "spec").line == 7)
+
+        let json = "{\"apiVersion\": \"certgate.dev/v1\", \"kind\": \"Pki\",\n \"spec\": {\n  \"dnsNames\": [\"a\",\n   \"b\"]}}"
+        let fromJSON = try #require(try Manifests.objects(in: json).first)
+        #expect(fromJSON.field(at: "spec.dnsNames[1]") == (4, "b"))
+    }
+}

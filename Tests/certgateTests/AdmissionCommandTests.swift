@@ -114,6 +114,60 @@ let examples = "\(repositoryRoot)/examples"
         #expect(result.stderr.contains("certgate validate: 2 Pkis judged, 1 denied, 1 warning"))
     }
 
+    /// --output json: one object per line and finding, with the line of the field in the file.
+    @Test func jsonOutputIsOneObjectPerFindingWithItsLine() throws {
+        let result = try runProcess(certgateBinary, ["validate", "-f", "\(examples)/pki-typo.yaml", "--policy", "\(examples)/policy.yaml",
+                                                     "--output", "json"])
+        #expect(result.status == 1, "\(result.output)")
+        let findings = try result.stdout.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(findings.count == 2)
+        let error = try #require(findings.first)
+        #expect(error["file"] as? String == "\(examples)/pki-typo.yaml")
+        #expect(error["document"] as? Int == 1)
+        #expect(error["namespace"] as? String == "app1")
+        #expect(error["name"] as? String == "appp1-pki")
+        #expect(error["field"] as? String == "spec.serviceName")
+        #expect(error["value"] as? String == "appp1")
+        #expect(error["severity"] as? String == "error")
+        #expect((error["message"] as? String)?.hasSuffix("(did you mean \"app1\"?)") == true)
+        let lines = try String(contentsOfFile: "\(examples)/pki-typo.yaml", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        let line = try #require(error["line"] as? Int)
+        #expect(lines[line - 1].contains("serviceName: appp1"), "line \(line) is the field's")
+        #expect(findings.last?["severity"] as? String == "warning")
+        #expect(findings.last?["field"] as? String == "spec.duration")
+    }
+
+    /// --output github: workflow commands on the field's line, with GitHub's escaping.
+    @Test func githubOutputAnnotatesTheLineOfEachField() throws {
+        let directory = TemporaryDirectory()
+        let manifest = """
+            apiVersion: certgate.dev/v1
+            kind: Pki
+            metadata: {name: web, namespace: app1}
+            spec:
+              serviceName: app1
+              dnsNames:
+                - app1.app1.svc
+                - "50%,off.example.com"
+              privateKey:
+                algorithm: ECDSA
+                size: 512
+
+            """
+        try manifest.write(toFile: directory.file("web.yaml"), atomically: true, encoding: .utf8)
+        let result = try runProcess(certgateBinary, ["validate", "-f", directory.file("web.yaml"), "--output", "github"])
+        #expect(result.status == 1, "\(result.output)")
+        let file = directory.file("web.yaml").replacingOccurrences(of: ":", with: "%3A").replacingOccurrences(of: ",", with: "%2C")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first?.hasPrefix("::error file=\(file),line=8,title=Pki app1/web::spec.dnsNames[1]: \"50%25,off.example.com\" is not a valid DNS name") == true,
+                "\(lines)")
+        #expect(lines.last?.hasPrefix("::error file=\(file),line=11,title=Pki app1/web::spec.privateKey.size: 512 is not an ECDSA size") == true,
+                "\(lines)")
+    }
+
     /// Findings on stdout and the summary on stderr, both to one pipe (as CI logs are):
     /// the summary comes last, after every finding.
     @Test func findingsAndTheSummaryKeepTheirOrderInOnePipe() throws {
