@@ -52,21 +52,28 @@ enum FieldPath {
         case index(Int)
     }
 
+    /// "spec.dnsNames[1]" is spec, dnsNames, 1; in "labels[app.kubernetes.io/name]" the
+    /// brackets hold a map key, dots and all.
     static func segments(of path: String) -> [Segment] {
         var segments: [Segment] = []
-        for part in path.split(separator: ".") {
-            var rest = Substring(part)
-            if let open = rest.firstIndex(of: "[") {
-                segments.append(.key(String(rest[..<open])))
-                rest = rest[open...]
-                while rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
-                    if let index = Int(rest[rest.index(after: rest.startIndex)..<close]) { segments.append(.index(index)) }
-                    rest = rest[rest.index(after: close)...]
-                }
-            } else {
-                segments.append(.key(String(rest)))
+        var name = ""
+        var inBrackets = false
+        func endName() {
+            if !name.isEmpty { segments.append(.key(name)) }
+            name = ""
+        }
+        for character in path {
+            switch (character, inBrackets) {
+            case (".", false): endName()
+            case ("[", false): endName(); inBrackets = true
+            case ("]", true):
+                segments.append(Int(name).map(Segment.index) ?? .key(name))
+                name = ""
+                inBrackets = false
+            default: name.append(character)
             }
         }
+        endName()
         return segments
     }
 }

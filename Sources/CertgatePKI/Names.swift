@@ -110,6 +110,37 @@ public func isValidObjectName(_ name: String) -> Bool {
         && bytes.allSatisfy { lowerAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
 }
 
+/// Why `key` is not a Kubernetes label or annotation key ([prefix/]name: a DNS subdomain of at
+/// most 253 characters, then a name of at most 63 of letters, digits, '-', '_' and '.',
+/// starting and ending with a letter or digit), or nil when it is one.
+public func qualifiedNameProblem(_ key: String) -> String? {
+    let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count <= 2 else { return "it has more than one '/'" }
+    if parts.count == 2 {
+        let prefix = String(parts[0])
+        if prefix.isEmpty { return "the prefix before '/' is empty" }
+        if !isValidObjectName(prefix) {
+            return "the prefix \"\(prefix)\" is not a DNS subdomain (lower-case letters, digits, '-' and '.', at most 253 characters)"
+        }
+    }
+    let name = String(parts[parts.count - 1])
+    if name.isEmpty { return "the name is empty" }
+    return labelValueProblem(name).map { "the name \"\(name)\" \($0)" }
+}
+
+/// Why `value` is not a label value (empty, or at most 63 letters, digits, '-', '_' and '.',
+/// starting and ending with a letter or digit), or nil when it is one.
+public func labelValueProblem(_ value: String) -> String? {
+    let bytes = Array(value.utf8)
+    guard let first = bytes.first, let last = bytes.last else { return nil }
+    if bytes.count > 63 { return "is \(bytes.count) characters, more than 63" }
+    guard isAlphanumeric(first), isAlphanumeric(last) else { return "must start and end with a letter or digit" }
+    guard bytes.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) else {
+        return "may hold only letters, digits, '-', '_' and '.'"
+    }
+    return nil
+}
+
 private func isAlphanumeric(_ byte: UInt8) -> Bool {
     (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
 }

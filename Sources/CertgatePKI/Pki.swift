@@ -57,10 +57,13 @@ public struct PkiSpec: Sendable, Equatable, Codable {
     public var usages: [String]?
     public var issuer: String?
     public var rotationPolicy: String?
+    /// Labels and annotations copied onto the Secret.
+    public var secretTemplate: SecretTemplate?
 
     public init(serviceName: String? = nil, secretName: String? = nil, commonName: String? = nil, dnsNames: [String]? = nil,
                 ipAddresses: [String]? = nil, duration: String? = nil, renewBefore: String? = nil,
-                privateKey: PrivateKeySpec? = nil, usages: [String]? = nil, issuer: String? = nil, rotationPolicy: String? = nil) {
+                privateKey: PrivateKeySpec? = nil, usages: [String]? = nil, issuer: String? = nil, rotationPolicy: String? = nil,
+                secretTemplate: SecretTemplate? = nil) {
         self.serviceName = serviceName
         self.secretName = secretName
         self.commonName = commonName
@@ -72,7 +75,26 @@ public struct PkiSpec: Sendable, Equatable, Codable {
         self.usages = usages
         self.issuer = issuer
         self.rotationPolicy = rotationPolicy
+        self.secretTemplate = secretTemplate
     }
+}
+
+/// `spec.secretTemplate`: what tools that select Secrets by label, or read their
+/// annotations (reflectors, backup tools), need on the Secret.
+public struct SecretTemplate: Sendable, Equatable, Codable {
+    public var labels: [String: String]?
+    public var annotations: [String: String]?
+
+    public init(labels: [String: String]? = nil, annotations: [String: String]? = nil) {
+        self.labels = labels
+        self.annotations = annotations
+    }
+
+    /// What certgate writes itself and a template cannot change.
+    public static let ownedLabels: Set<String> = ["certgate.dev/pki"]
+    public static let ownedAnnotations: Set<String> = ["certgate.dev/renew", "certgate.dev/secret-template"]
+    /// The API server's limit on all of an object's annotations together.
+    public static let maximumAnnotationBytes = 256 * 1024
 }
 
 /// `spec.privateKey`.
@@ -155,6 +177,17 @@ extension PkiSpec {
         else if key == "usages" { usages = try fields.strings(&reader, "spec.usages") }
         else if key == "issuer" { issuer = try fields.string(&reader, "spec.issuer") }
         else if key == "rotationPolicy" { rotationPolicy = try fields.string(&reader, "spec.rotationPolicy") }
+        else if key == "secretTemplate" {
+            var template = SecretTemplate()
+            var present = false
+            try fields.object(&reader, "spec.secretTemplate") { reader, name in
+                present = true
+                if name == "labels" { template.labels = try fields.stringMap(&reader, "spec.secretTemplate.labels") }
+                else if name == "annotations" { template.annotations = try fields.stringMap(&reader, "spec.secretTemplate.annotations") }
+                else { try reader.skipValue() }
+            }
+            if present { secretTemplate = template }
+        }
         else if key == "privateKey" {
             var key = PrivateKeySpec()
             var present = false
@@ -208,6 +241,22 @@ final class FieldReader {
         case .null: _ = try reader.readNull(); return nil
         case let other: try mismatch(&reader, path, "a list of strings", other); return nil
         }
+    }
+
+    /// An object of strings (labels, annotations); a value of another type is a problem at
+    /// its own key's path.
+    func stringMap(_ reader: inout JSONReader, _ path: String) throws -> [String: String]? {
+        guard try reader.peek() == .object else {
+            try object(&reader, path) { reader, _ in try reader.skipValue() }
+            return nil
+        }
+        var values: [String: String] = [:]
+        try reader.readObject { reader, key in
+            // Kubernetes writes a map key in brackets, unquoted: metadata.labels[app.kubernetes.io/name].
+            let name = key.description
+            if let value = try string(&reader, "\(path)[\(name)]") { values[name] = value }
+        }
+        return values
     }
 
     func object(_ reader: inout JSONReader, _ path: String, _ member: (inout JSONReader, JSONKey) throws -> Void) throws {

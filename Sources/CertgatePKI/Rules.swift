@@ -42,6 +42,7 @@ public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? 
     let duration = rules.checkDuration(spec.duration)
     rules.checkRenewBefore(spec.renewBefore, duration: duration, durationText: spec.duration ?? formatDuration(policy.defaultDuration))
     rules.checkPrivateKey(spec.privateKey)
+    rules.checkSecretTemplate(spec.secretTemplate)
     for (index, usage) in (spec.usages ?? []).enumerated() where !knownUsages.contains(usage) {
         rules.deny("spec.usages[\(index)]", "\"\(usage)\" is not a known usage; use one of [\(knownUsages.joined(separator: ", "))]")
     }
@@ -186,6 +187,34 @@ private struct RuleRun {
             warn("spec.renewBefore: \(text) is under a tenth of spec.duration \(durationText); a failed renewal leaves little time")
         } else if seconds > duration / 2 {
             warn("spec.renewBefore: \(text) is over half of spec.duration \(durationText); the certificate is renewed very often")
+        }
+    }
+
+    mutating func checkSecretTemplate(_ template: SecretTemplate?) {
+        guard let template else { return }
+        for (key, value) in (template.labels ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let path = "spec.secretTemplate.labels[\(key)]"
+            if let problem = qualifiedNameProblem(key) {
+                deny(path, "\(quoted(key)) is not a valid label key: \(problem)")
+            } else if let problem = labelValueProblem(value) {
+                deny(path, "\(quoted(value)) is not a valid label value: it \(problem)")
+            } else if SecretTemplate.ownedLabels.contains(key) {
+                warn("\(path): certgate sets this label itself (to the Pki's name); the template's value is not used")
+            }
+        }
+        var annotationBytes = 0
+        for (key, value) in (template.annotations ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let path = "spec.secretTemplate.annotations[\(key)]"
+            annotationBytes += key.utf8.count + value.utf8.count
+            if let problem = qualifiedNameProblem(key) {
+                deny(path, "\(quoted(key)) is not a valid annotation key: \(problem)")
+            } else if SecretTemplate.ownedAnnotations.contains(key) {
+                warn("\(path): certgate sets this annotation itself; the template's value is not used")
+            }
+        }
+        if annotationBytes > SecretTemplate.maximumAnnotationBytes {
+            deny("spec.secretTemplate.annotations", "\(annotationBytes) bytes in all, more than the \(SecretTemplate.maximumAnnotationBytes) "
+                + "a Kubernetes object's annotations may hold")
         }
     }
 

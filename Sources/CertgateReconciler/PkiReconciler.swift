@@ -136,6 +136,7 @@ public final class PkiReconciler: Sendable {
             && $0 != existing?.metadata.annotations?[PkiReconciler.renewAnnotation] } ?? false
         if case .upToDate(let renewal) = verdict, let held, !renewAsked {
             // Nothing to issue; a status lost, stale or never written (a conflict) is written now.
+            if let existing { try keepSecretMetadata(for: pki, secret: existing, name: secretName) }
             metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: held.leaf.notAfter)
             try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(held.leaf), certificate: held.leaf,
                             renewal: renewal, secretName: secretName, renewRequest: renewRequest)
@@ -188,20 +189,20 @@ public final class PkiReconciler: Sendable {
     }
 
     /// Creates the Secret, or changes in it only what certgate owns (tls.crt, tls.key, ca.crt,
-    /// its label, its ownerReference): what others put there (labels, annotations, finalizers,
-    /// other owners and data keys) stays. The patch names the resourceVersion read, so a
-    /// concurrent change is a conflict and the pass is retried, never a lost write.
+    /// its label, its ownerReference, the template's labels and annotations): what others put
+    /// there (labels, annotations, finalizers, other owners and data keys) stays. The patch
+    /// names the resourceVersion read, so a concurrent change is a conflict and the pass is
+    /// retried, never a lost write.
     private func writeSecret(_ issued: IssuedCertificate, for pki: PkiResource, name secretName: String, over existing: Secret?,
                              renewRequest: String?) throws {
         let name = pki.metadata.name ?? ""
         let namespace = pki.metadata.namespace ?? ""
         let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
         let data = ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8), "ca.crt": Array(issued.caPEM.utf8)]
-        // The renew request this certificate answers, if the Pki carries one.
-        let annotations = renewRequest.map { [PkiReconciler.renewAnnotation: $0] }
+        let metadata = SecretMetadata(pki: pki, renewRequest: renewRequest, existing: existing)
         guard let existing else {
-            let secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: [PkiReconciler.pkiLabel: name],
-                                                     annotations: annotations, ownerReferences: [owner]),
+            let secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: metadata.labelsToSet,
+                                                     annotations: metadata.annotationsToSet, ownerReferences: [owner]),
                                 type: "kubernetes.io/tls", data: data)
             try requireCurrentTerm()
             _ = try client.create(.secrets, namespace: namespace, secret)
@@ -209,13 +210,26 @@ public final class PkiReconciler: Sendable {
         }
         var owners = (existing.metadata.ownerReferences ?? []).filter { $0.uid != owner.uid }
         owners.append(owner)
-        var patch = Secret(metadata: ObjectMeta(labels: [PkiReconciler.pkiLabel: name], annotations: annotations, ownerReferences: owners),
-                           data: data)
-        patch.apiVersion = nil
-        patch.kind = nil
-        patch.metadata.resourceVersion = existing.metadata.resourceVersion
+        try patchSecret(namespace: namespace, name: secretName, SecretPatch(
+            metadata: .init(resourceVersion: existing.metadata.resourceVersion, labels: metadata.labels,
+                            annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: owners),
+            data: Secret(metadata: ObjectMeta(), data: data).data))
+    }
+
+    /// Brings the Secret's template labels and annotations up to date when the certificate
+    /// in it is: a template edit needs no new certificate.
+    private func keepSecretMetadata(for pki: PkiResource, secret: Secret, name secretName: String) throws {
+        let metadata = SecretMetadata(pki: pki, renewRequest: nil, existing: secret)
+        guard !metadata.isApplied(to: secret) else { return }
+        try patchSecret(namespace: pki.metadata.namespace ?? "", name: secretName, SecretPatch(
+            metadata: .init(resourceVersion: secret.metadata.resourceVersion, labels: metadata.labels,
+                            annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: nil),
+            data: nil))
+    }
+
+    private func patchSecret(namespace: String, name: String, _ patch: SecretPatch) throws {
         try requireCurrentTerm()
-        let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: secretName, patch: Array(try JSONEncoder().encode(patch)))
+        let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: name, patch: Array(try JSONEncoder().encode(patch)))
     }
 
     /// The label certgate puts on the Secrets it writes: the Pki's name.

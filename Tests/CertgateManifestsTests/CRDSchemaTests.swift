@@ -15,7 +15,8 @@ import Testing
     private let everyField = PkiSpec(serviceName: "app1", secretName: "app1-tls", commonName: "app1.app1.svc", dnsNames: ["app1.app1.svc"],
                                      ipAddresses: ["10.0.0.1"], duration: "2160h", renewBefore: "720h",
                                      privateKey: PrivateKeySpec(algorithm: "RSA", size: 2048), usages: ["server auth"],
-                                     issuer: "default", rotationPolicy: "Never")
+                                     issuer: "default", rotationPolicy: "Never",
+                                     secretTemplate: SecretTemplate(labels: ["team": "payments"], annotations: ["example.com/note": "x"]))
 
     private func declaredProperties(_ path: [String]) throws -> Set<String> {
         let text = try String(contentsOfFile: crd, encoding: .utf8)
@@ -33,6 +34,8 @@ import Testing
         #expect(declared.subtracting(encoded.keys).isEmpty, "not read by PkiSpec: \(declared.subtracting(encoded.keys).sorted())")
         let key = encoded["privateKey"] as? [String: Any] ?? [:]
         #expect(Set(key.keys) == (try declaredProperties(["spec", "privateKey"])))
+        let template = encoded["secretTemplate"] as? [String: Any] ?? [:]
+        #expect(Set(template.keys) == (try declaredProperties(["spec", "secretTemplate"])))
     }
 
     @Test func theWebhookReadsTheSameFieldsAsTheReconciler() throws {

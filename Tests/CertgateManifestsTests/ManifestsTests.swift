@@ -105,6 +105,9 @@ let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
                 - two.app1.svc
                 privateKey:
                   size: 512
+                secretTemplate:
+                  labels:
+                    app.kubernetes.io/name: "-web"
             """
         let object = try #require(try Manifests.objects(in: yaml).first)
         #expect(object.field(at: "spec.dnsNames[1]") == (10, "two.app1.svc"))
@@ -112,6 +115,7 @@ let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
         #expect(object.field(at: "spec.serviceName") == (7, nil), "missing: the line of spec")
         #expect(object.field(at: "spec.dnsNames[7]") == (8, nil), "past the list: the list's line")
         #expect(object.field(at: "spec").line == 7)
+        #expect(object.field(at: "spec.secretTemplate.labels[app.kubernetes.io/name]") == (15, "-web"), "a map key with dots")
 
         let json = "{\"apiVersion\": \"certgate.dev/v1\", \"kind\": \"Pki\",\n \"spec\": {\n  \"dnsNames\": [\"a\",\n   \"b\"]}}"
         let fromJSON = try #require(try Manifests.objects(in: json).first)
