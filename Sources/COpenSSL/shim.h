@@ -15,6 +15,8 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/core_names.h>
+#include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 
 static inline int certgate_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return (int)SSL_CTX_set_min_proto_version(ctx, version);
@@ -99,6 +101,81 @@ static inline int certgate_ticket_hmac_init(EVP_MAC_CTX *mac, const unsigned cha
     params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
     params[2] = OSSL_PARAM_construct_end();
     return EVP_MAC_CTX_set_params(mac, params);
+}
+
+// PKCS#12 keystores. Building one takes stacks of certificates and safe bags, which are
+// macros all the way down; the two builders below keep every stack inside one C call.
+
+/// Certificates as a STACK_OF(X509) (each up-referenced), or NULL.
+static inline STACK_OF(X509) *certgate_x509_stack(X509 **certs, int count) {
+    STACK_OF(X509) *stack = sk_X509_new_null();
+    if (stack == NULL) return NULL;
+    for (int i = 0; i < count; i++) {
+        if (!X509_up_ref(certs[i]) || !sk_X509_push(stack, certs[i])) {
+            sk_X509_pop_free(stack, X509_free);
+            return NULL;
+        }
+    }
+    return stack;
+}
+
+/// A keystore: the key, the leaf and the chain (Java's PrivateKeyEntry). Modern: AES-256-CBC
+/// with PBKDF2 (PBES2) and a SHA-256 MAC; legacy: 3DES for the key, RC2-40 for the
+/// certificates and a SHA-1 MAC, as Java before 8u301 reads.
+static inline PKCS12 *certgate_pkcs12_keystore(const char *pass, EVP_PKEY *key, X509 *leaf, X509 **chain, int count, int legacy) {
+    STACK_OF(X509) *ca = certgate_x509_stack(chain, count);
+    if (ca == NULL) return NULL;
+    int keyCipher = legacy ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : NID_aes_256_cbc;
+    int certCipher = legacy ? NID_pbe_WithSHA1And40BitRC2_CBC : NID_aes_256_cbc;
+    PKCS12 *p12 = PKCS12_create_ex(pass, "certificate", key, leaf, ca, keyCipher, certCipher, PKCS12_DEFAULT_ITER, -1, 0, NULL, NULL);
+    sk_X509_pop_free(ca, X509_free);
+    if (p12 == NULL) return NULL;
+    if (!PKCS12_set_mac(p12, pass, -1, NULL, 0, PKCS12_DEFAULT_ITER, legacy ? EVP_sha1() : EVP_sha256())) {
+        PKCS12_free(p12);
+        return NULL;
+    }
+    return p12;
+}
+
+/// A truststore: certificates only, each marked trusted for any purpose with Oracle's
+/// attribute (2.16.840.1.113894.746875.1.1), without which Java's keytool sees no entry.
+static inline PKCS12 *certgate_pkcs12_truststore(const char *pass, X509 **certs, int count, int legacy) {
+    STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+    STACK_OF(PKCS7) *safes = NULL;
+    PKCS12 *p12 = NULL;
+    ASN1_OBJECT *anyPurpose = OBJ_txt2obj("2.5.29.37.0", 1);
+    if (anyPurpose == NULL) return NULL;
+    for (int i = 0; i < count; i++) {
+        PKCS12_SAFEBAG *bag = PKCS12_add_cert(&bags, certs[i]);
+        if (bag == NULL) goto done;
+        char name[32];
+        snprintf(name, sizeof name, "ca-%d", i);
+        if (!PKCS12_add_friendlyname_asc(bag, name, -1)) goto done;
+        if (!PKCS12_add1_attr_by_txt(bag, "2.16.840.1.113894.746875.1.1", V_ASN1_OBJECT, (const unsigned char *)anyPurpose, -1)) goto done;
+    }
+    if (!PKCS12_add_safe(&safes, bags, legacy ? NID_pbe_WithSHA1And40BitRC2_CBC : NID_aes_256_cbc, PKCS12_DEFAULT_ITER, pass)) goto done;
+    p12 = PKCS12_add_safes(safes, 0);
+    if (p12 != NULL && !PKCS12_set_mac(p12, pass, -1, NULL, 0, PKCS12_DEFAULT_ITER, legacy ? EVP_sha1() : EVP_sha256())) {
+        PKCS12_free(p12);
+        p12 = NULL;
+    }
+done:
+    ASN1_OBJECT_free(anyPurpose);
+    sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    return p12;
+}
+
+/// The leaf certificate of a keystore, if `pass` opens it (its MAC checks); NULL otherwise.
+static inline X509 *certgate_pkcs12_leaf(PKCS12 *p12, const char *pass) {
+    EVP_PKEY *key = NULL;
+    X509 *leaf = NULL;
+    STACK_OF(X509) *ca = NULL;
+    if (!PKCS12_verify_mac(p12, pass, -1)) return NULL;
+    if (!PKCS12_parse(p12, pass, &key, &leaf, &ca)) return NULL;
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(ca, X509_free);
+    return leaf;
 }
 
 #endif

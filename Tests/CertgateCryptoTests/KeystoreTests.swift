@@ -1,0 +1,75 @@
+import CertgateCrypto
+import CertgateTestSupport
+import Foundation
+import Testing
+
+/// Keystores as `openssl pkcs12 -info` reads them: the encryption each profile promises,
+/// the entries inside, and a password that must open them.
+@Suite struct KeystoreTests {
+    private let now = Int64(Date().timeIntervalSince1970)
+
+    private func chain() throws -> (key: PrivateKey, chain: [Certificate], root: Certificate) {
+        let root = try CertificateSigner.makeAuthority(commonName: "Test Root", notBefore: now - 60, notAfter: now + 7200)
+        let leaf = try CertificateSigner.makeServingCertificate(hosts: ["app1.app1.svc"], notBefore: now - 60, notAfter: now + 3600,
+                                                                issuer: root)
+        return (leaf.key, [leaf.certificate, root.certificate], root.certificate)
+    }
+
+    private func info(_ bytes: [UInt8], password: String, legacy: Bool, in directory: TemporaryDirectory) throws -> ProcessResult {
+        let file = directory.file("store.p12")
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        return try runProcess("openssl", ["pkcs12", "-info", "-in", file, "-passin", "pass:\(password)", "-nodes"] + (legacy ? ["-legacy"] : []))
+    }
+
+    @Test func aModernKeystoreIsAESWithPBKDF2AndASHA256MAC() throws {
+        let directory = TemporaryDirectory()
+        let (key, chain, _) = try chain()
+        let store = try Keystore.pkcs12(key: key, chain: chain, password: "s3cret", profile: .modern)
+        let info = try info(store, password: "s3cret", legacy: false, in: directory)
+        #expect(info.status == 0, "\(info.output)")
+        #expect(info.stderr.contains("MAC: sha256"), "\(info.stderr)")
+        #expect(info.stderr.contains("PBES2, PBKDF2, AES-256-CBC"))
+        #expect(!info.stderr.contains("RC2") && !info.stderr.contains("3DES"))
+        #expect(info.stdout.components(separatedBy: "BEGIN CERTIFICATE").count - 1 == 2, "leaf and CA")
+        #expect(info.stdout.contains("BEGIN PRIVATE KEY"))
+        #expect(info.stdout.contains("subject=CN = app1.app1.svc"))
+
+        let wrong = try self.info(store, password: "guess", legacy: false, in: directory)
+        #expect(wrong.status != 0)
+        #expect(Keystore.leaf(ofPKCS12: store, password: "s3cret", profile: .modern)?.serialNumberHex == chain[0].serialNumberHex)
+        #expect(Keystore.leaf(ofPKCS12: store, password: "guess", profile: .modern) == nil)
+    }
+
+    @Test func aLegacyKeystoreIsRC2And3DESWithASHA1MAC() throws {
+        let directory = TemporaryDirectory()
+        let (key, chain, _) = try chain()
+        let store = try Keystore.pkcs12(key: key, chain: chain, password: "changeit", profile: .legacyRC2)
+        let info = try info(store, password: "changeit", legacy: true, in: directory)
+        #expect(info.status == 0, "\(info.output)")
+        #expect(info.stderr.contains("MAC: sha1"), "\(info.stderr)")
+        #expect(info.stderr.contains("pbeWithSHA1And40BitRC2-CBC"))
+        #expect(info.stderr.contains("pbeWithSHA1And3-KeyTripleDES-CBC"))
+        #expect(Keystore.leaf(ofPKCS12: store, password: "changeit", profile: .legacyRC2)?.serialNumberHex == chain[0].serialNumberHex)
+    }
+
+    @Test func aTrustStoreHoldsTheCAMarkedTrustedForJava() throws {
+        let directory = TemporaryDirectory()
+        let (_, _, root) = try chain()
+        let store = try Keystore.pkcs12TrustStore([root], password: "s3cret", profile: .modern)
+        let info = try info(store, password: "s3cret", legacy: false, in: directory)
+        #expect(info.status == 0, "\(info.output)")
+        #expect(info.stdout.contains("subject=CN = Test Root"))
+        #expect(!info.stdout.contains("PRIVATE KEY"))
+        #expect(info.stdout.contains("2.16.840.1.113894.746875.1.1") || info.stdout.contains("Trusted key usage"), "\(info.stdout)")
+        #expect(info.stdout.contains("friendlyName: ca-0"))
+    }
+
+    @Test func theDERKeyIsThePEMKey() throws {
+        let directory = TemporaryDirectory()
+        let (key, _, _) = try chain()
+        try Data(try Keystore.der(key)).write(to: URL(fileURLWithPath: directory.file("key.der")))
+        let converted = try runProcess("openssl", ["pkey", "-inform", "DER", "-in", directory.file("key.der")])
+        #expect(converted.status == 0, "\(converted.output)")
+        #expect(converted.stdout == (try key.pkcs8PEM()))
+    }
+}
