@@ -178,4 +178,14 @@ static inline X509 *certgate_pkcs12_leaf(PKCS12 *p12, const char *pass) {
     return leaf;
 }
 
+/// The NID of a keystore's MAC digest (NID_sha1 for the legacy profile), or NID_undef.
+static inline int certgate_pkcs12_mac_nid(PKCS12 *p12) {
+    const X509_ALGOR *algorithm = NULL;
+    const ASN1_OBJECT *object = NULL;
+    PKCS12_get0_mac(NULL, &algorithm, NULL, NULL, p12);
+    if (algorithm == NULL) return NID_undef;
+    X509_ALGOR_get0(&object, NULL, NULL, algorithm);
+    return object == NULL ? NID_undef : OBJ_obj2nid(object);
+}
+
 #endif

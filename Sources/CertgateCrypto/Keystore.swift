@@ -38,16 +38,18 @@ public enum Keystore {
         return try encoded(p12, "making a PKCS#12 truststore")
     }
 
-    /// The leaf certificate of a keystore, or nil when `password` does not open it or it
-    /// does not parse.
-    public static func leaf(ofPKCS12 bytes: [UInt8], password: String, profile: Profile) -> Certificate? {
-        guard (try? loadLegacyProvider(for: profile)) != nil else { return nil }
+    /// The leaf certificate of a keystore and the profile it was written with, or nil when
+    /// `password` does not open it or it does not parse.
+    public static func open(pkcs12 bytes: [UInt8], password: String) -> (leaf: Certificate?, profile: Profile)? {
+        _ = legacyProvider  // a legacy keystore opens only with RC2 at hand
         ERR_clear_error()
         defer { ERR_clear_error() }
         let parsed: OpaquePointer?? = try? withMemoryBIO(bytes) { bio in d2i_PKCS12_bio(bio, nil) }
         guard let p12 = parsed ?? nil else { return nil }
         defer { PKCS12_free(p12) }
-        return certgate_pkcs12_leaf(p12, password).map { Certificate(takingOwnership: $0) }
+        guard PKCS12_verify_mac(p12, password, -1) == 1 else { return nil }
+        let profile: Profile = certgate_pkcs12_mac_nid(p12) == NID_sha1 ? .legacyRC2 : .modern
+        return (certgate_pkcs12_leaf(p12, password).map { Certificate(takingOwnership: $0) }, profile)
     }
 
     /// `key.der`: the key as unencrypted PKCS#8 DER.

@@ -141,6 +141,13 @@ public func labelValueProblem(_ value: String) -> String? {
     return nil
 }
 
+/// A key of a Secret's or ConfigMap's data: letters, digits, '-', '_' and '.', at most 253.
+public func isValidSecretDataKey(_ key: String) -> Bool {
+    let bytes = Array(key.utf8)
+    return !bytes.isEmpty && bytes.count <= 253 && key != "." && key != ".."
+        && bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
+}
+
 private func isAlphanumeric(_ byte: UInt8) -> Bool {
     (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
 }

@@ -59,11 +59,13 @@ public struct PkiSpec: Sendable, Equatable, Codable {
     public var rotationPolicy: String?
     /// Labels and annotations copied onto the Secret.
     public var secretTemplate: SecretTemplate?
+    /// More forms of the key and certificates in the Secret.
+    public var keystores: KeystoresSpec?
 
     public init(serviceName: String? = nil, secretName: String? = nil, commonName: String? = nil, dnsNames: [String]? = nil,
                 ipAddresses: [String]? = nil, duration: String? = nil, renewBefore: String? = nil,
                 privateKey: PrivateKeySpec? = nil, usages: [String]? = nil, issuer: String? = nil, rotationPolicy: String? = nil,
-                secretTemplate: SecretTemplate? = nil) {
+                secretTemplate: SecretTemplate? = nil, keystores: KeystoresSpec? = nil) {
         self.serviceName = serviceName
         self.secretName = secretName
         self.commonName = commonName
@@ -76,7 +78,60 @@ public struct PkiSpec: Sendable, Equatable, Codable {
         self.issuer = issuer
         self.rotationPolicy = rotationPolicy
         self.secretTemplate = secretTemplate
+        self.keystores = keystores
     }
+}
+
+/// `spec.keystores`: the key and certificates in the forms other runtimes read.
+public struct KeystoresSpec: Sendable, Equatable, Codable {
+    /// keystore.p12 (key, leaf and chain) and truststore.p12 (the CA), for Java and .NET.
+    public var pkcs12: PKCS12Spec?
+    /// tls-combined.pem: the key, then the chain, for proxies that take one file.
+    public var combinedPEM: EmptySpec?
+    /// key.der: the key as PKCS#8 DER.
+    public var der: EmptySpec?
+
+    public init(pkcs12: PKCS12Spec? = nil, combinedPEM: EmptySpec? = nil, der: EmptySpec? = nil) {
+        self.pkcs12 = pkcs12
+        self.combinedPEM = combinedPEM
+        self.der = der
+    }
+
+    public static let keystoreKey = "keystore.p12"
+    public static let truststoreKey = "truststore.p12"
+    public static let combinedPEMKey = "tls-combined.pem"
+    public static let derKey = "key.der"
+    /// `spec.keystores.pkcs12.profile` values, as cert-manager names them.
+    public static let profiles = ["Modern2023", "LegacyRC2"]
+}
+
+/// `spec.keystores.pkcs12`.
+public struct PKCS12Spec: Sendable, Equatable, Codable {
+    /// The Secret key (in the Pki's namespace) holding the keystore password.
+    public var passwordSecretRef: SecretKeySelector?
+    /// Modern2023 (AES-256-CBC, PBKDF2, SHA-256 MAC; the default) or LegacyRC2 (old Java only).
+    public var profile: String?
+
+    public init(passwordSecretRef: SecretKeySelector? = nil, profile: String? = nil) {
+        self.passwordSecretRef = passwordSecretRef
+        self.profile = profile
+    }
+}
+
+/// A key of a Secret in the same namespace.
+public struct SecretKeySelector: Sendable, Equatable, Codable {
+    public var name: String?
+    public var key: String?
+
+    public init(name: String? = nil, key: String? = nil) {
+        self.name = name
+        self.key = key
+    }
+}
+
+/// An option that is on when written as `{}`.
+public struct EmptySpec: Sendable, Equatable, Codable {
+    public init() {}
 }
 
 /// `spec.secretTemplate`: what tools that select Secrets by label, or read their
@@ -187,6 +242,32 @@ extension PkiSpec {
                 else { try reader.skipValue() }
             }
             if present { secretTemplate = template }
+        } else if key == "keystores" {
+            var keystores = KeystoresSpec()
+            var present = false
+            try fields.object(&reader, "spec.keystores") { reader, name in
+                present = true
+                if name == "combinedPEM" { if try fields.presentObject(&reader, "spec.keystores.combinedPEM") { keystores.combinedPEM = EmptySpec() } }
+                else if name == "der" { if try fields.presentObject(&reader, "spec.keystores.der") { keystores.der = EmptySpec() } }
+                else if name == "pkcs12" {
+                    var pkcs12 = PKCS12Spec()
+                    let given = try reader.peek() == .object  // `pkcs12: {}` asks for one, and is judged for what it lacks
+                    try fields.object(&reader, "spec.keystores.pkcs12") { reader, name in
+                        if name == "profile" { pkcs12.profile = try fields.string(&reader, "spec.keystores.pkcs12.profile") }
+                        else if name == "passwordSecretRef" {
+                            var selector = SecretKeySelector()
+                            try fields.object(&reader, "spec.keystores.pkcs12.passwordSecretRef") { reader, name in
+                                if name == "name" { selector.name = try fields.string(&reader, "spec.keystores.pkcs12.passwordSecretRef.name") }
+                                else if name == "key" { selector.key = try fields.string(&reader, "spec.keystores.pkcs12.passwordSecretRef.key") }
+                                else { try reader.skipValue() }
+                            }
+                            pkcs12.passwordSecretRef = selector
+                        } else { try reader.skipValue() }
+                    }
+                    if given { keystores.pkcs12 = pkcs12 }
+                } else { try reader.skipValue() }
+            }
+            if present { self.keystores = keystores }
         }
         else if key == "privateKey" {
             var key = PrivateKeySpec()
@@ -257,6 +338,16 @@ final class FieldReader {
             if let value = try string(&reader, "\(path)[\(name)]") { values[name] = value }
         }
         return values
+    }
+
+    /// An object whose presence is the setting (`combinedPEM: {}`); its members are ignored.
+    func presentObject(_ reader: inout JSONReader, _ path: String) throws -> Bool {
+        guard try reader.peek() == .object else {
+            try object(&reader, path) { reader, _ in try reader.skipValue() }
+            return false
+        }
+        try reader.skipValue()
+        return true
     }
 
     func object(_ reader: inout JSONReader, _ path: String, _ member: (inout JSONReader, JSONKey) throws -> Void) throws {

@@ -43,6 +43,7 @@ public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? 
     rules.checkRenewBefore(spec.renewBefore, duration: duration, durationText: spec.duration ?? formatDuration(policy.defaultDuration))
     rules.checkPrivateKey(spec.privateKey)
     rules.checkSecretTemplate(spec.secretTemplate)
+    rules.checkKeystores(spec.keystores)
     for (index, usage) in (spec.usages ?? []).enumerated() where !knownUsages.contains(usage) {
         rules.deny("spec.usages[\(index)]", "\"\(usage)\" is not a known usage; use one of [\(knownUsages.joined(separator: ", "))]")
     }
@@ -215,6 +216,32 @@ private struct RuleRun {
         if annotationBytes > SecretTemplate.maximumAnnotationBytes {
             deny("spec.secretTemplate.annotations", "\(annotationBytes) bytes in all, more than the \(SecretTemplate.maximumAnnotationBytes) "
                 + "a Kubernetes object's annotations may hold")
+        }
+    }
+
+    mutating func checkKeystores(_ keystores: KeystoresSpec?) {
+        guard let pkcs12 = keystores?.pkcs12 else { return }
+        let path = "spec.keystores.pkcs12.passwordSecretRef"
+        if let profile = pkcs12.profile, !KeystoresSpec.profiles.contains(profile) {
+            deny("spec.keystores.pkcs12.profile", "\(quoted(profile)) is not a profile; use Modern2023 (AES-256-CBC, the default) "
+                + "or LegacyRC2 (RC2 and 3DES, only for Java before 8u301)" + didYouMean(profile, KeystoresSpec.profiles))
+        }
+        guard let reference = pkcs12.passwordSecretRef else {
+            deny(path, "required: name the Secret and key in this namespace that hold the keystore password, "
+                + "such as {name: app1-keystore-password, key: password}")
+            return
+        }
+        if let name = reference.name, !name.isEmpty {
+            if !isValidObjectName(name) { deny(path + ".name", "\(quoted(name)) is not a valid Secret name") }
+        } else {
+            deny(path + ".name", "required: the Secret in this namespace that holds the keystore password")
+        }
+        if let key = reference.key, !key.isEmpty {
+            if !isValidSecretDataKey(key) {
+                deny(path + ".key", "\(quoted(key)) is not a valid Secret key (letters, digits, '-', '_' and '.', at most 253 characters)")
+            }
+        } else {
+            deny(path + ".key", "required: the key of the Secret that holds the password, such as password")
         }
     }
 

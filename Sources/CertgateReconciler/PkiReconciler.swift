@@ -122,6 +122,25 @@ public final class PkiReconciler: Sendable {
             return .done(requeueAfter: nil)
         }
 
+        // The keystore password comes first: without it no Secret is written at all.
+        var keystorePassword: String?
+        if let selector = pki.spec.keystores?.pkcs12?.passwordSecretRef, let passwordSecret = selector.name, let passwordKey = selector.key {
+            let holder: Secret?
+            do {
+                holder = try client.get(.secrets, namespace: namespace, name: passwordSecret, as: Secret.self)
+            } catch let status as APIStatus where status.isNotFound {
+                holder = nil
+            }
+            guard let password = holder?.bytes(passwordKey) else {
+                try fail(pki, reference, secretName, reason: "KeystorePasswordNotFound",
+                         message: "spec.keystores.pkcs12.passwordSecretRef: " + (holder == nil
+                            ? "Secret \(passwordSecret) does not exist in namespace \(namespace); create it with the keystore password under key \(passwordKey)"
+                            : "Secret \(passwordSecret) has no key \(passwordKey); add the keystore password under it"))
+                return .done(requeueAfter: PkiReconciler.issuerRetrySeconds)
+            }
+            keystorePassword = String(decoding: password, as: UTF8.self)
+        }
+
         // What the Secret holds decides, not a generation counter: a pass that failed after a
         // spec change leaves a Secret that still differs from the spec, and the next pass sees it.
         let now = clock()
@@ -136,7 +155,12 @@ public final class PkiReconciler: Sendable {
             && $0 != existing?.metadata.annotations?[PkiReconciler.renewAnnotation] } ?? false
         if case .upToDate(let renewal) = verdict, let held, !renewAsked {
             // Nothing to issue; a status lost, stale or never written (a conflict) is written now.
-            if let existing { try keepSecretMetadata(for: pki, secret: existing, name: secretName) }
+            if let existing, let keyPEM = existing.bytes("tls.key"), let chainPEM = existing.bytes("tls.crt") {
+                let keystores = try KeystoreOutputs.changes(pki.spec.keystores, keyPEM: keyPEM, chainPEM: chainPEM,
+                                                            caPEM: existing.bytes("ca.crt") ?? [], current: { existing.bytes($0) },
+                                                            password: keystorePassword)
+                try keepSecret(for: pki, secret: existing, name: secretName, data: keystores)
+            }
             metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: held.leaf.notAfter)
             try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(held.leaf), certificate: held.leaf,
                             renewal: renewal, secretName: secretName, renewRequest: renewRequest)
@@ -161,7 +185,10 @@ public final class PkiReconciler: Sendable {
             try fail(pki, reference, secretName, reason: "IssuanceFailed", message: "issuing the certificate failed: \(error)")
             return .retry("issuance failed: \(error)")
         }
-        try writeSecret(issued, for: pki, name: secretName, over: existing, renewRequest: renewRequest)
+        let keystores = try KeystoreOutputs.changes(pki.spec.keystores, keyPEM: Array(issued.privateKeyPEM.utf8),
+                                                    chainPEM: Array(issued.certificateChainPEM.utf8), caPEM: Array(issued.caPEM.utf8),
+                                                    current: { _ in nil }, password: keystorePassword)
+        try writeSecret(issued, for: pki, name: secretName, over: existing, renewRequest: renewRequest, keystores: keystores)
         let leaf = try Certificate(pem: Array(issued.certificateChainPEM.utf8))
         metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: issued.notAfter)
         // The Event goes before the status: a status write that conflicts is retried by a pass
@@ -194,11 +221,12 @@ public final class PkiReconciler: Sendable {
     /// names the resourceVersion read, so a concurrent change is a conflict and the pass is
     /// retried, never a lost write.
     private func writeSecret(_ issued: IssuedCertificate, for pki: PkiResource, name secretName: String, over existing: Secret?,
-                             renewRequest: String?) throws {
+                             renewRequest: String?, keystores: [String: [UInt8]]) throws {
         let name = pki.metadata.name ?? ""
         let namespace = pki.metadata.namespace ?? ""
         let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
-        let data = ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8), "ca.crt": Array(issued.caPEM.utf8)]
+        var data = ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8), "ca.crt": Array(issued.caPEM.utf8)]
+        data.merge(keystores) { current, _ in current }
         let metadata = SecretMetadata(pki: pki, renewRequest: renewRequest, existing: existing)
         guard let existing else {
             let secret = Secret(metadata: ObjectMeta(name: secretName, namespace: namespace, labels: metadata.labelsToSet,
@@ -216,15 +244,15 @@ public final class PkiReconciler: Sendable {
             data: Secret(metadata: ObjectMeta(), data: data).data))
     }
 
-    /// Brings the Secret's template labels and annotations up to date when the certificate
-    /// in it is: a template edit needs no new certificate.
-    private func keepSecretMetadata(for pki: PkiResource, secret: Secret, name secretName: String) throws {
+    /// Brings the Secret's template labels and annotations, and the keystores in `data`, up
+    /// to date when the certificate in it is: neither needs a new certificate.
+    private func keepSecret(for pki: PkiResource, secret: Secret, name secretName: String, data: [String: [UInt8]]) throws {
         let metadata = SecretMetadata(pki: pki, renewRequest: nil, existing: secret)
-        guard !metadata.isApplied(to: secret) else { return }
+        guard !metadata.isApplied(to: secret) || !data.isEmpty else { return }
         try patchSecret(namespace: pki.metadata.namespace ?? "", name: secretName, SecretPatch(
             metadata: .init(resourceVersion: secret.metadata.resourceVersion, labels: metadata.labels,
                             annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: nil),
-            data: nil))
+            data: data.isEmpty ? nil : Secret(metadata: ObjectMeta(), data: data).data))
     }
 
     private func patchSecret(namespace: String, name: String, _ patch: SecretPatch) throws {

@@ -36,8 +36,10 @@ import Testing
 
         let wrong = try self.info(store, password: "guess", legacy: false, in: directory)
         #expect(wrong.status != 0)
-        #expect(Keystore.leaf(ofPKCS12: store, password: "s3cret", profile: .modern)?.serialNumberHex == chain[0].serialNumberHex)
-        #expect(Keystore.leaf(ofPKCS12: store, password: "guess", profile: .modern) == nil)
+        let opened = Keystore.open(pkcs12: store, password: "s3cret")
+        #expect(opened?.leaf?.serialNumberHex == chain[0].serialNumberHex)
+        #expect(opened?.profile == .modern)
+        #expect(Keystore.open(pkcs12: store, password: "guess") == nil)
     }
 
     @Test func aLegacyKeystoreIsRC2And3DESWithASHA1MAC() throws {
@@ -49,7 +51,9 @@ import Testing
         #expect(info.stderr.contains("MAC: sha1"), "\(info.stderr)")
         #expect(info.stderr.contains("pbeWithSHA1And40BitRC2-CBC"))
         #expect(info.stderr.contains("pbeWithSHA1And3-KeyTripleDES-CBC"))
-        #expect(Keystore.leaf(ofPKCS12: store, password: "changeit", profile: .legacyRC2)?.serialNumberHex == chain[0].serialNumberHex)
+        let opened = Keystore.open(pkcs12: store, password: "changeit")
+        #expect(opened?.leaf?.serialNumberHex == chain[0].serialNumberHex)
+        #expect(opened?.profile == .legacyRC2)
     }
 
     @Test func aTrustStoreHoldsTheCAMarkedTrustedForJava() throws {
@@ -62,6 +66,7 @@ import Testing
         #expect(!info.stdout.contains("PRIVATE KEY"))
         #expect(info.stdout.contains("2.16.840.1.113894.746875.1.1") || info.stdout.contains("Trusted key usage"), "\(info.stdout)")
         #expect(info.stdout.contains("friendlyName: ca-0"))
+        #expect(Keystore.open(pkcs12: store, password: "s3cret")?.leaf == nil, "opens, and holds no key entry")
     }
 
     @Test func theDERKeyIsThePEMKey() throws {

@@ -16,7 +16,10 @@ import Testing
                                      ipAddresses: ["10.0.0.1"], duration: "2160h", renewBefore: "720h",
                                      privateKey: PrivateKeySpec(algorithm: "RSA", size: 2048), usages: ["server auth"],
                                      issuer: "default", rotationPolicy: "Never",
-                                     secretTemplate: SecretTemplate(labels: ["team": "payments"], annotations: ["example.com/note": "x"]))
+                                     secretTemplate: SecretTemplate(labels: ["team": "payments"], annotations: ["example.com/note": "x"]),
+                                     keystores: KeystoresSpec(pkcs12: PKCS12Spec(passwordSecretRef: SecretKeySelector(name: "pw", key: "password"),
+                                                                                 profile: "Modern2023"),
+                                                              combinedPEM: EmptySpec(), der: EmptySpec()))
 
     private func declaredProperties(_ path: [String]) throws -> Set<String> {
         let text = try String(contentsOfFile: crd, encoding: .utf8)
@@ -36,6 +39,9 @@ import Testing
         #expect(Set(key.keys) == (try declaredProperties(["spec", "privateKey"])))
         let template = encoded["secretTemplate"] as? [String: Any] ?? [:]
         #expect(Set(template.keys) == (try declaredProperties(["spec", "secretTemplate"])))
+        let keystores = encoded["keystores"] as? [String: Any] ?? [:]
+        #expect(Set(keystores.keys) == (try declaredProperties(["spec", "keystores"])))
+        #expect(Set((keystores["pkcs12"] as? [String: Any] ?? [:]).keys) == (try declaredProperties(["spec", "keystores", "pkcs12"])))
     }
 
     @Test func theWebhookReadsTheSameFieldsAsTheReconciler() throws {
