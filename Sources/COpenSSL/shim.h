@@ -188,4 +188,31 @@ static inline int certgate_pkcs12_mac_nid(PKCS12 *p12) {
     return object == NULL ? NID_undef : OBJ_obj2nid(object);
 }
 
+/// A new, empty subjectAltName list.
+static inline GENERAL_NAMES *certgate_general_names_new(void) {
+    return sk_GENERAL_NAME_new_null();
+}
+
+/// Appends one name of `type` (GEN_DNS, GEN_URI, GEN_EMAIL: IA5String; GEN_IPADD: the
+/// address bytes) to `names`; 0 on failure.
+static inline int certgate_general_names_add(GENERAL_NAMES *names, int type, const unsigned char *bytes, int length) {
+    ASN1_STRING *value = ASN1_STRING_type_new(type == GEN_IPADD ? V_ASN1_OCTET_STRING : V_ASN1_IA5STRING);
+    GENERAL_NAME *name = GENERAL_NAME_new();
+    if (value == NULL || name == NULL || !ASN1_STRING_set(value, bytes, length)) {
+        ASN1_STRING_free(value);
+        GENERAL_NAME_free(name);
+        return 0;
+    }
+    GENERAL_NAME_set0_value(name, type, value);
+    if (!sk_GENERAL_NAME_push(names, name)) {
+        GENERAL_NAME_free(name);
+        return 0;
+    }
+    return 1;
+}
+
+static inline void certgate_general_names_free(GENERAL_NAMES *names) {
+    GENERAL_NAMES_free(names);
+}
+
 #endif

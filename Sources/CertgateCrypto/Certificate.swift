@@ -74,26 +74,59 @@ public final class Certificate: @unchecked Sendable {
         return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// The DNS names and IP addresses (as text: "10.0.0.1", "fd00::1") of subjectAltName.
-    public var subjectAlternativeNames: (dnsNames: [String], ipAddresses: [String]) {
-        guard let raw = X509_get_ext_d2i(pointer, NID_subject_alt_name, nil, nil) else { return ([], []) }
+    /// The names of subjectAltName by kind; IP addresses as text ("10.0.0.1", "fd00::1").
+    public struct AlternativeNames: Sendable, Equatable {
+        public var dnsNames: [String] = []
+        public var ipAddresses: [String] = []
+        public var uris: [String] = []
+        public var emailAddresses: [String] = []
+    }
+
+    public var subjectAlternativeNames: AlternativeNames {
+        var result = AlternativeNames()
+        guard let raw = X509_get_ext_d2i(pointer, NID_subject_alt_name, nil, nil) else { return result }
         let names = OpaquePointer(raw)
         defer { GENERAL_NAMES_free(names) }
-        var dnsNames: [String] = []
-        var ipAddresses: [String] = []
         for index in 0..<certgate_sk_GENERAL_NAME_num(names) {
             guard let name = certgate_sk_GENERAL_NAME_value(names, index) else { continue }
             switch name.pointee.type {
             case GEN_DNS:
-                dnsNames.append(String(decoding: Certificate.bytes(name.pointee.d.dNSName), as: UTF8.self))
+                result.dnsNames.append(String(decoding: Certificate.bytes(name.pointee.d.dNSName), as: UTF8.self))
             case GEN_IPADD:
                 let address = Certificate.bytes(name.pointee.d.iPAddress)
-                ipAddresses.append(formatIPAddress(address) ?? address.map { String($0) }.joined(separator: "."))
+                result.ipAddresses.append(formatIPAddress(address) ?? address.map { String($0) }.joined(separator: "."))
+            case GEN_URI:
+                result.uris.append(String(decoding: Certificate.bytes(name.pointee.d.uniformResourceIdentifier), as: UTF8.self))
+            case GEN_EMAIL:
+                result.emailAddresses.append(String(decoding: Certificate.bytes(name.pointee.d.rfc822Name), as: UTF8.self))
             default:
                 continue
             }
         }
-        return (dnsNames, ipAddresses)
+        return result
+    }
+
+    /// The subject's attributes besides its common name, in the order the certificate lists them.
+    public var subjectAttributes: SubjectAttributes {
+        var result = SubjectAttributes()
+        guard let name = X509_get_subject_name(pointer) else { return result }
+        for index in 0..<X509_NAME_entry_count(name) {
+            guard let entry = X509_NAME_get_entry(name, index), let data = X509_NAME_ENTRY_get_data(entry) else { continue }
+            var utf8: UnsafeMutablePointer<UInt8>?
+            let length = ASN1_STRING_to_UTF8(&utf8, data)
+            guard length >= 0, let utf8 else { continue }
+            let value = String(decoding: UnsafeBufferPointer(start: utf8, count: Int(length)), as: UTF8.self)
+            certgate_OPENSSL_free(utf8)
+            switch OBJ_obj2nid(X509_NAME_ENTRY_get_object(entry)) {
+            case NID_countryName: result.countries.append(value)
+            case NID_stateOrProvinceName: result.provinces.append(value)
+            case NID_localityName: result.localities.append(value)
+            case NID_organizationName: result.organizations.append(value)
+            case NID_organizationalUnitName: result.organizationalUnits.append(value)
+            default: continue
+            }
+        }
+        return result
     }
 
     /// The extended key usages Certgate issues that this certificate has.

@@ -17,6 +17,10 @@ public struct CertificateTemplate: Sendable {
     public var commonName: String?
     public var dnsNames: [String]
     public var ipAddresses: [String]
+    public var uris: [String] = []
+    public var emailAddresses: [String] = []
+    /// Subject attributes besides the common name, written in X.500 order (C, ST, L, O, OU).
+    public var subject = SubjectAttributes()
     /// A CA certificate (basicConstraints CA:TRUE, keyCertSign) rather than a leaf.
     public var isCertificateAuthority: Bool
     public var extendedKeyUsages: [Usage]
@@ -37,6 +41,29 @@ public struct CertificateTemplate: Sendable {
         self.keyUsages = keyUsages
         self.notBefore = notBefore
         self.notAfter = notAfter
+    }
+}
+
+/// Distinguished-name attributes of a subject besides its common name.
+public struct SubjectAttributes: Sendable, Equatable {
+    public var countries: [String] = []
+    public var provinces: [String] = []
+    public var localities: [String] = []
+    public var organizations: [String] = []
+    public var organizationalUnits: [String] = []
+
+    public init(countries: [String] = [], provinces: [String] = [], localities: [String] = [], organizations: [String] = [],
+                organizationalUnits: [String] = []) {
+        self.countries = countries
+        self.provinces = provinces
+        self.localities = localities
+        self.organizations = organizations
+        self.organizationalUnits = organizationalUnits
+    }
+
+    /// (OpenSSL short name, values), in the order a DN lists them.
+    var entries: [(String, [String])] {
+        [("C", countries), ("ST", provinces), ("L", localities), ("O", organizations), ("OU", organizationalUnits)]
     }
 }
 
@@ -61,6 +88,11 @@ public enum CertificateSigner {
             throw OpenSSLError.drain("setting the public key")
         }
         let subject = X509_get_subject_name(x509)
+        for (attribute, values) in template.subject.entries {
+            for value in values where X509_NAME_add_entry_by_txt(subject, attribute, MBSTRING_UTF8, value, -1, -1, 0) != 1 {
+                throw OpenSSLError.drain("setting the subject's \(attribute) \"\(value)\"")
+            }
+        }
         if let commonName = template.commonName {
             guard X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, commonName, -1, -1, 0) == 1 else {
                 throw OpenSSLError.drain("setting the common name \"\(commonName)\"")
@@ -82,6 +114,7 @@ public enum CertificateSigner {
             defer { X509_EXTENSION_free(ext) }
             guard X509_add_ext(x509, ext, -1) == 1 else { throw OpenSSLError.drain("adding an extension") }
         }
+        try addAlternativeNames(template, to: x509)
 
         // Ed25519 signs without a separate digest; every other key type uses SHA-256 or better.
         let digest: OpaquePointer? = switch signingKey.algorithm {
@@ -113,10 +146,6 @@ public enum CertificateSigner {
                 result.append((NID_ext_key_usage, template.extendedKeyUsages.map(\.rawValue).joined(separator: ",")))
             }
         }
-        let altNames = template.dnsNames.map { "DNS:\($0)" } + template.ipAddresses.map { "IP:\($0)" }
-        if !altNames.isEmpty {
-            result.append((NID_subject_alt_name, altNames.joined(separator: ",")))
-        }
         result.append((NID_subject_key_identifier, "hash"))
         if !selfSigned {
             result.append((NID_authority_key_identifier, "keyid:always"))
@@ -124,9 +153,30 @@ public enum CertificateSigner {
         return result
     }
 
-    /// Names go into OpenSSL's extension syntax, where ',' and ':' have meaning: allow only
-    /// what a DNS name or an IP literal can contain.
+    /// subjectAltName, built name by name rather than in OpenSSL's configuration syntax, where
+    /// the ',' and ':' that URIs hold would split them.
+    private static func addAlternativeNames(_ template: CertificateTemplate, to x509: OpaquePointer) throws {
+        var names: [(Int32, [UInt8])] = template.dnsNames.map { (GEN_DNS, Array($0.utf8)) }
+        names += template.ipAddresses.compactMap { parseIPAddress($0).map { (GEN_IPADD, $0) } }
+        names += template.uris.map { (GEN_URI, Array($0.utf8)) }
+        names += template.emailAddresses.map { (GEN_EMAIL, Array($0.utf8)) }
+        guard !names.isEmpty else { return }
+        guard let list = certgate_general_names_new() else { throw OpenSSLError.drain("allocating subjectAltName") }
+        defer { certgate_general_names_free(list) }
+        for (type, bytes) in names where certgate_general_names_add(list, type, bytes, Int32(bytes.count)) != 1 {
+            throw OpenSSLError.drain("adding \(String(decoding: bytes, as: UTF8.self)) to subjectAltName")
+        }
+        guard X509_add1_ext_i2d(x509, NID_subject_alt_name, UnsafeMutableRawPointer(list), 0, UInt(X509V3_ADD_DEFAULT)) == 1 else {
+            throw OpenSSLError.drain("adding subjectAltName")
+        }
+    }
+
+    /// Names reach the certificate as they are: a DNS name holds only what one can, an IP
+    /// address is a literal, and no name is empty or holds a control character or a space.
     private static func validateNames(_ template: CertificateTemplate) throws {
+        for name in template.uris + template.emailAddresses where name.isEmpty || !name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            throw OpenSSLError("building the certificate", details: ["\"\(name)\" is not a URI or an email address"])
+        }
         for name in template.dnsNames where name.isEmpty || !name.utf8.allSatisfy({ isDNSByte($0) }) {
             throw OpenSSLError("building the certificate", details: ["\"\(name)\" is not a DNS name"])
         }

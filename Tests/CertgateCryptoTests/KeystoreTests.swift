@@ -78,3 +78,32 @@ import Testing
         #expect(converted.stdout == (try key.pkcs8PEM()))
     }
 }
+
+@Suite struct IdentityNamesTests {
+    /// URI SANs (with the ',' and ':' OpenSSL's configuration syntax would split on), email
+    /// SANs and subject attributes, as openssl x509 prints them and as certgate reads them back.
+    @Test func urisEmailsAndSubjectAttributesReachTheCertificate() throws {
+        let directory = TemporaryDirectory()
+        let now = Int64(Date().timeIntervalSince1970)
+        let root = try CertificateSigner.makeAuthority(commonName: "Test Root", notBefore: now - 60, notAfter: now + 7200)
+        var template = CertificateTemplate(commonName: "app1", dnsNames: ["app1.app1.svc"], ipAddresses: ["10.0.0.1"],
+                                           notBefore: now - 60, notAfter: now + 3600)
+        template.uris = ["spiffe://cluster.local/ns/app1/sa/app1", "https://example.com/a,b:c?d=e"]
+        template.emailAddresses = ["ops@example.com"]
+        template.subject = SubjectAttributes(countries: ["DE"], provinces: ["Berlin"], localities: ["Berlin"],
+                                             organizations: ["Example GmbH", "Zweite"], organizationalUnits: ["Platform"])
+        let leaf = try CertificateSigner.sign(template, subjectKey: try PrivateKey.generate(.ecdsaP256), issuer: root)
+        try leaf.pem().write(toFile: directory.file("leaf.crt"), atomically: true, encoding: .utf8)
+        let text = try runProcess("openssl", ["x509", "-in", directory.file("leaf.crt"), "-noout", "-text"]).stdout
+        #expect(text.contains("DNS:app1.app1.svc, IP Address:10.0.0.1, URI:spiffe://cluster.local/ns/app1/sa/app1, "
+            + "URI:https://example.com/a,b:c?d=e, email:ops@example.com"), "\(text)")
+        #expect(text.contains("Subject: C = DE, ST = Berlin, L = Berlin, O = Example GmbH, O = Zweite, OU = Platform, CN = app1"), "\(text)")
+
+        let names = leaf.subjectAlternativeNames
+        #expect(names.uris == template.uris)
+        #expect(names.emailAddresses == ["ops@example.com"])
+        #expect(names.dnsNames == ["app1.app1.svc"] && names.ipAddresses == ["10.0.0.1"])
+        #expect(leaf.subjectAttributes == template.subject)
+        #expect(leaf.commonName == "app1")
+    }
+}
