@@ -96,9 +96,17 @@ public enum PolicyFile {
                     policy.issuers[issuer] = SecretReference(namespace: namespace, name: secret)
                 }
             case "defaultIssuer": policy.defaultIssuer = try string(value, key)
+            case "uriPrefixes": policy.uriPrefixes = try strings(value, key)
+            case "namespaceURIPrefixes":
+                for (namespace, prefixes) in try expectMapping(value, key) {
+                    let name = namespace.string ?? ""
+                    policy.namespaceURIPrefixes[name] = try strings(prefixes, "namespaceURIPrefixes.\(name)")
+                }
+            case "organizations": policy.organizations = try strings(value, key)
             default:
                 throw unknownKey(key, in: "", known: ["serviceNames", "namespaces", "dnsSuffixes", "ipRanges", "duration",
-                                                      "privateKeys", "issuers", "defaultIssuer"])
+                                                      "privateKeys", "issuers", "defaultIssuer", "uriPrefixes", "namespaceURIPrefixes",
+                                                      "organizations"])
             }
         }
         if let problem = policy.problems().first { throw PolicyFileError(path: "", message: problem) }
@@ -143,6 +151,9 @@ extension PolicyFile {
         issuers:
           default: {secretNamespace: certgate, secretName: certgate-ca}
         defaultIssuer: default
+        uriPrefixes: ["spiffe://cluster.local/ns/{namespace}/sa/{serviceName}"]
+        namespaceURIPrefixes: {}
+        organizations: []
         """
 
     /// Reads and parses a policy file (for `certgate validate`).

@@ -71,6 +71,15 @@ public enum CertificateCheck {
         if Set(names.ipAddresses) != wantedAddresses {
             return "its IP addresses \(names.ipAddresses.sorted()) are not spec.ipAddresses \(wantedAddresses.sorted())"
         }
+        if Set(names.uris) != Set(spec.uris ?? []) {
+            return "its URIs \(names.uris.sorted()) are not spec.uris \((spec.uris ?? []).sorted())"
+        }
+        if Set(names.emailAddresses) != Set(spec.emailAddresses ?? []) {
+            return "its email addresses \(names.emailAddresses.sorted()) are not spec.emailAddresses \((spec.emailAddresses ?? []).sorted())"
+        }
+        if leaf.subjectAttributes != Issuance.subjectAttributes(spec.subject) {
+            return "its subject is not what spec.subject asks for"
+        }
         if leaf.commonName != spec.commonName {
             return "its common name \(leaf.commonName.map { "\"\($0)\"" } ?? "(none)") is not spec.commonName "
                 + (spec.commonName.map { "\"\($0)\"" } ?? "(none)")

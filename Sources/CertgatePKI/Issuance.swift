@@ -63,10 +63,13 @@ public enum Issuance {
         let key = try existingKey.flatMap { $0.algorithm == algorithm ? $0 : nil } ?? PrivateKey.generate(algorithm)
         let usages = spec.usages ?? defaultUsages
         let notAfter = min(now + duration, authority.notAfter)
-        let template = CertificateTemplate(
+        var template = CertificateTemplate(
             commonName: spec.commonName, dnsNames: spec.dnsNames ?? [], ipAddresses: spec.ipAddresses ?? [],
             extendedKeyUsages: extendedKeyUsages(usages), keyUsages: usages.contains("key encipherment") ? [.keyEncipherment] : [],
             notBefore: now - backdate, notAfter: notAfter)
+        template.uris = spec.uris ?? []
+        template.emailAddresses = spec.emailAddresses ?? []
+        template.subject = subjectAttributes(spec.subject)
         let leaf = try CertificateSigner.sign(template, subjectKey: key, issuer: (authority.certificate, authority.key))
         let rootPEM = try authority.root.pem()
         var caPEM = rootPEM
@@ -111,5 +114,13 @@ public enum Issuance {
         case "Ed25519": return .ed25519
         default: return spec?.size == 384 ? .ecdsaP384 : .ecdsaP256
         }
+    }
+}
+
+extension Issuance {
+    /// spec.subject as the certificate writes it.
+    public static func subjectAttributes(_ subject: SubjectSpec?) -> SubjectAttributes {
+        SubjectAttributes(countries: subject?.countries ?? [], provinces: subject?.provinces ?? [], localities: subject?.localities ?? [],
+                          organizations: subject?.organizations ?? [], organizationalUnits: subject?.organizationalUnits ?? [])
     }
 }

@@ -141,6 +141,45 @@ public func labelValueProblem(_ value: String) -> String? {
     return nil
 }
 
+/// Why `text` is not an absolute URI as a certificate may carry one (RFC 3986: a scheme of a
+/// letter then letters, digits, '+', '-' or '.', a ':', then printable ASCII without spaces;
+/// at most 2,048 characters), or nil when it is one.
+public func uriProblem(_ text: String) -> String? {
+    let bytes = Array(text.utf8)
+    guard bytes.count <= 2048 else { return "it is \(bytes.count) characters, more than 2048" }
+    guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > 0 else {
+        return "it has no scheme; write it in full, such as spiffe://cluster.local/ns/app1/sa/app1"
+    }
+    let scheme = bytes[..<colon]
+    guard scheme.first.map(isLetter) == true, scheme.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-")
+        || $0 == UInt8(ascii: ".") }) else { return "its scheme \"\(String(decoding: scheme, as: UTF8.self))\" is not a URI scheme" }
+    guard colon + 1 < bytes.count else { return "it is only a scheme" }
+    if let bad = bytes.first(where: { $0 <= 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "<")
+        || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "`") }) {
+        return bad == 0x20 ? "it has a space; percent-encode it as %20" : "it has a character a URI may not hold (percent-encode it)"
+    }
+    return nil
+}
+
+/// Why `text` is not an email address a certificate may carry (local@domain, ASCII, the
+/// domain a DNS name), or nil when it is one.
+public func emailAddressProblem(_ text: String) -> String? {
+    let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return "write it as name@domain" }
+    let local = Array(parts[0].utf8)
+    guard local.count <= 64 else { return "the part before '@' is \(local.count) characters, more than 64" }
+    let allowed = Set("!#$%&'*+-/=?^_`{|}~.".utf8)
+    guard local.allSatisfy({ isAlphanumeric($0) || allowed.contains($0) }) else {
+        return "the part before '@' may hold only letters, digits and !#$%&'*+-/=?^_`{|}~."
+    }
+    if let problem = dnsNameProblem(String(parts[1])) { return "the domain \"\(parts[1])\": \(problem)" }
+    return nil
+}
+
+private func isLetter(_ byte: UInt8) -> Bool {
+    (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A)
+}
+
 /// A key of a Secret's or ConfigMap's data: letters, digits, '-', '_' and '.', at most 253.
 public func isValidSecretDataKey(_ key: String) -> Bool {
     let bytes = Array(key.utf8)

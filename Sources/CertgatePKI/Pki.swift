@@ -51,6 +51,11 @@ public struct PkiSpec: Sendable, Equatable, Codable {
     public var commonName: String?
     public var dnsNames: [String]?
     public var ipAddresses: [String]?
+    /// URI SANs, such as a workload's SPIFFE ID.
+    public var uris: [String]?
+    public var emailAddresses: [String]?
+    /// Distinguished-name attributes besides commonName.
+    public var subject: SubjectSpec?
     public var duration: String?
     public var renewBefore: String?
     public var privateKey: PrivateKeySpec?
@@ -65,7 +70,8 @@ public struct PkiSpec: Sendable, Equatable, Codable {
     public init(serviceName: String? = nil, secretName: String? = nil, commonName: String? = nil, dnsNames: [String]? = nil,
                 ipAddresses: [String]? = nil, duration: String? = nil, renewBefore: String? = nil,
                 privateKey: PrivateKeySpec? = nil, usages: [String]? = nil, issuer: String? = nil, rotationPolicy: String? = nil,
-                secretTemplate: SecretTemplate? = nil, keystores: KeystoresSpec? = nil) {
+                secretTemplate: SecretTemplate? = nil, keystores: KeystoresSpec? = nil, uris: [String]? = nil,
+                emailAddresses: [String]? = nil, subject: SubjectSpec? = nil) {
         self.serviceName = serviceName
         self.secretName = secretName
         self.commonName = commonName
@@ -79,6 +85,27 @@ public struct PkiSpec: Sendable, Equatable, Codable {
         self.rotationPolicy = rotationPolicy
         self.secretTemplate = secretTemplate
         self.keystores = keystores
+        self.uris = uris
+        self.emailAddresses = emailAddresses
+        self.subject = subject
+    }
+}
+
+/// `spec.subject`: the certificate subject's attributes besides its common name.
+public struct SubjectSpec: Sendable, Equatable, Codable {
+    public var organizations: [String]?
+    public var organizationalUnits: [String]?
+    public var countries: [String]?
+    public var localities: [String]?
+    public var provinces: [String]?
+
+    public init(organizations: [String]? = nil, organizationalUnits: [String]? = nil, countries: [String]? = nil,
+                localities: [String]? = nil, provinces: [String]? = nil) {
+        self.organizations = organizations
+        self.organizationalUnits = organizationalUnits
+        self.countries = countries
+        self.localities = localities
+        self.provinces = provinces
     }
 }
 
@@ -227,6 +254,21 @@ extension PkiSpec {
         else if key == "commonName" { commonName = try fields.string(&reader, "spec.commonName") }
         else if key == "dnsNames" { dnsNames = try fields.strings(&reader, "spec.dnsNames") }
         else if key == "ipAddresses" { ipAddresses = try fields.strings(&reader, "spec.ipAddresses") }
+        else if key == "uris" { uris = try fields.strings(&reader, "spec.uris") }
+        else if key == "emailAddresses" { emailAddresses = try fields.strings(&reader, "spec.emailAddresses") }
+        else if key == "subject" {
+            var subject = SubjectSpec()
+            let present = try reader.peek() == .object
+            try fields.object(&reader, "spec.subject") { reader, name in
+                if name == "organizations" { subject.organizations = try fields.strings(&reader, "spec.subject.organizations") }
+                else if name == "organizationalUnits" { subject.organizationalUnits = try fields.strings(&reader, "spec.subject.organizationalUnits") }
+                else if name == "countries" { subject.countries = try fields.strings(&reader, "spec.subject.countries") }
+                else if name == "localities" { subject.localities = try fields.strings(&reader, "spec.subject.localities") }
+                else if name == "provinces" { subject.provinces = try fields.strings(&reader, "spec.subject.provinces") }
+                else { try reader.skipValue() }
+            }
+            if present { self.subject = subject }
+        }
         else if key == "duration" { duration = try fields.string(&reader, "spec.duration") }
         else if key == "renewBefore" { renewBefore = try fields.string(&reader, "spec.renewBefore") }
         else if key == "usages" { usages = try fields.strings(&reader, "spec.usages") }

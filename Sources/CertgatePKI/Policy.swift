@@ -23,12 +23,20 @@ public struct Policy: Sendable, Equatable {
     public var issuers: [String: SecretReference]
     /// The issuer of a Pki that names none.
     public var defaultIssuer: String
+    /// spec.uris must equal one of these or continue it past a '/', '?' or '#' (or right after
+    /// a prefix that ends in '/'); `{namespace}` and `{serviceName}` stand for the Pki's own.
+    public var uriPrefixes: [String]
+    /// URI prefixes allowed per namespace, in addition to ``uriPrefixes``.
+    public var namespaceURIPrefixes: [String: [String]]
+    /// Organizations spec.subject.organizations may name; empty allows none.
+    public var organizations: [String]
 
     public init(serviceNames: [String] = [], namespaces: [String: [String]] = [:], dnsSuffixes: [String] = [".svc", ".svc.cluster.local"],
                 ipRanges: [IPRange] = [], minimumDuration: Double = 3600, maximumDuration: Double = 365 * 86400,
                 defaultDuration: Double = 90 * 86400, keyAlgorithms: [String] = ["ECDSA", "RSA", "Ed25519"], minimumRSASize: Int = 2048,
                 issuers: [String: SecretReference] = ["default": SecretReference(namespace: "certgate", name: "certgate-ca")],
-                defaultIssuer: String = "default") {
+                defaultIssuer: String = "default", uriPrefixes: [String] = [Policy.spiffePrefix],
+                namespaceURIPrefixes: [String: [String]] = [:], organizations: [String] = []) {
         self.serviceNames = serviceNames
         self.namespaces = namespaces
         self.dnsSuffixes = dnsSuffixes
@@ -40,6 +48,33 @@ public struct Policy: Sendable, Equatable {
         self.minimumRSASize = minimumRSASize
         self.issuers = issuers
         self.defaultIssuer = defaultIssuer
+        self.uriPrefixes = uriPrefixes
+        self.namespaceURIPrefixes = namespaceURIPrefixes
+        self.organizations = organizations
+    }
+
+    /// A workload's SPIFFE ID in a cluster with the default trust domain.
+    public static let spiffePrefix = "spiffe://cluster.local/ns/{namespace}/sa/{serviceName}"
+
+    /// The URI prefixes a Pki in `namespace` for `serviceName` may use, placeholders filled
+    /// in; a prefix naming {serviceName} is left out when the Pki names no service.
+    public func allowedURIPrefixes(in namespace: String, serviceName: String?) -> [String] {
+        var prefixes: [String] = []
+        for prefix in (namespaceURIPrefixes[namespace] ?? []) + uriPrefixes {
+            if prefix.contains("{serviceName}") && (serviceName ?? "").isEmpty { continue }
+            let filled = prefix.replacing("{namespace}", with: namespace).replacing("{serviceName}", with: serviceName ?? "")
+            if !prefixes.contains(filled) { prefixes.append(filled) }
+        }
+        return prefixes
+    }
+
+    /// Whether `uri` is `prefix` or continues it at a boundary, so a prefix ending in
+    /// ".../sa/app1" allows ".../sa/app1" and ".../sa/app1/x" but never ".../sa/app10".
+    public static func uri(_ uri: String, isUnder prefix: String) -> Bool {
+        guard uri.hasPrefix(prefix) else { return false }
+        if uri.utf8.count == prefix.utf8.count || prefix.hasSuffix("/") { return true }
+        let next = uri.utf8[uri.utf8.index(uri.utf8.startIndex, offsetBy: prefix.utf8.count)]
+        return next == UInt8(ascii: "/") || next == UInt8(ascii: "?") || next == UInt8(ascii: "#")
     }
 
     /// The RSA sizes issued, smallest first.
@@ -74,6 +109,15 @@ public struct Policy: Sendable, Equatable {
         }
         if issuers[defaultIssuer] == nil {
             problems.append("defaultIssuer \"\(defaultIssuer)\" is not among issuers \(bracketed(issuers.keys.sorted()))")
+        }
+        for prefix in uriPrefixes + namespaceURIPrefixes.values.flatMap({ $0 }) {
+            if uriProblem(prefix.replacing("{namespace}", with: "ns").replacing("{serviceName}", with: "svc")) != nil {
+                problems.append("uriPrefixes: \"\(prefix)\" is not a URI with a scheme, such as \(Policy.spiffePrefix)")
+            }
+            let unknown = prefix.replacing("{namespace}", with: "").replacing("{serviceName}", with: "")
+            if unknown.contains("{") || unknown.contains("}") {
+                problems.append("uriPrefixes: \"\(prefix)\" has a placeholder other than {namespace} and {serviceName}")
+            }
         }
         for suffix in dnsSuffixes where !suffix.hasPrefix(".") {
             problems.append("dnsSuffixes: \"\(suffix)\" must start with a dot (\".\(suffix)\")")

@@ -39,6 +39,7 @@ public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? 
             + "starting and ending with a letter or digit, at most 253 characters)")
     }
     rules.checkSubject(spec)
+    rules.checkIdentities(spec, namespace: namespace)
     let duration = rules.checkDuration(spec.duration)
     rules.checkRenewBefore(spec.renewBefore, duration: duration, durationText: spec.duration ?? formatDuration(policy.defaultDuration))
     rules.checkPrivateKey(spec.privateKey)
@@ -149,8 +150,9 @@ private struct RuleRun {
             }
         }
         let hasName = !(spec.commonName ?? "").isEmpty || !(spec.dnsNames ?? []).isEmpty || !(spec.ipAddresses ?? []).isEmpty
+            || !(spec.uris ?? []).isEmpty || !(spec.emailAddresses ?? []).isEmpty
         if !hasName {
-            deny("spec", "at least one of commonName, dnsNames or ipAddresses is required")
+            deny("spec", "at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses is required")
         }
         if let commonName = spec.commonName, !commonName.isEmpty, !(spec.dnsNames ?? []).contains(commonName),
            !(spec.ipAddresses ?? []).contains(commonName) {
@@ -188,6 +190,48 @@ private struct RuleRun {
             warn("spec.renewBefore: \(text) is under a tenth of spec.duration \(durationText); a failed renewal leaves little time")
         } else if seconds > duration / 2 {
             warn("spec.renewBefore: \(text) is over half of spec.duration \(durationText); the certificate is renewed very often")
+        }
+    }
+
+    /// URIs against the policy's prefixes, email addresses by their syntax, and the subject's
+    /// attributes (organizations against the policy's).
+    mutating func checkIdentities(_ spec: PkiSpec, namespace: String) {
+        let prefixes = policy.allowedURIPrefixes(in: namespace, serviceName: spec.serviceName)
+        for (index, uri) in (spec.uris ?? []).enumerated() {
+            let path = "spec.uris[\(index)]"
+            if let problem = uriProblem(uri) {
+                deny(path, "\(quoted(uri)) is not a URI: \(problem)")
+            } else if !prefixes.contains(where: { Policy.uri(uri, isUnder: $0) }) {
+                deny(path, prefixes.isEmpty ? "\(quoted(uri)) is not allowed: the policy allows no URIs for namespace \(namespace)"
+                    : "\(quoted(uri)) is not under an allowed prefix \(bracketed(prefixes)) for namespace \(namespace)"
+                        + didYouMean(uri, prefixes))
+            }
+        }
+        for (index, address) in (spec.emailAddresses ?? []).enumerated() {
+            if let problem = emailAddressProblem(address) {
+                deny("spec.emailAddresses[\(index)]", "\(quoted(address)) is not an email address: \(problem)")
+            }
+        }
+        guard let subject = spec.subject else { return }
+        for (index, organization) in (subject.organizations ?? []).enumerated() where !policy.organizations.contains(organization) {
+            deny("spec.subject.organizations[\(index)]", policy.organizations.isEmpty
+                ? "\(quoted(organization)) is not allowed: the policy allows no subject organizations"
+                : "\(quoted(organization)) is not an allowed organization \(bracketed(policy.organizations.map { quoted($0) }))"
+                    + didYouMean(organization, policy.organizations))
+        }
+        for (index, country) in (subject.countries ?? []).enumerated()
+        where country.utf8.count != 2 || !country.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
+            deny("spec.subject.countries[\(index)]", "\(quoted(country)) is not a country code; use the two capital letters of ISO 3166, such as DE or US")
+        }
+        let limits: [(String, [String]?, Int)] = [("organizationalUnits", subject.organizationalUnits, 64),
+                                                   ("localities", subject.localities, 128), ("provinces", subject.provinces, 128)]
+        for (field, values, limit) in limits {
+            for (index, value) in (values ?? []).enumerated() {
+                let path = "spec.subject.\(field)[\(index)]"
+                if value.isEmpty { deny(path, "empty; remove it or give it a value") }
+                else if value.utf8.count > limit { deny(path, "\(value.utf8.count) bytes is longer than the \(limit) a certificate allows") }
+                else if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { deny(path, "holds a control character") }
+            }
         }
     }
 

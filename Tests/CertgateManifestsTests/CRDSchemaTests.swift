@@ -19,7 +19,10 @@ import Testing
                                      secretTemplate: SecretTemplate(labels: ["team": "payments"], annotations: ["example.com/note": "x"]),
                                      keystores: KeystoresSpec(pkcs12: PKCS12Spec(passwordSecretRef: SecretKeySelector(name: "pw", key: "password"),
                                                                                  profile: "Modern2023"),
-                                                              combinedPEM: EmptySpec(), der: EmptySpec()))
+                                                              combinedPEM: EmptySpec(), der: EmptySpec()),
+                                     uris: ["spiffe://cluster.local/ns/app1/sa/app1"], emailAddresses: ["ops@example.com"],
+                                     subject: SubjectSpec(organizations: ["Example"], organizationalUnits: ["Platform"], countries: ["DE"],
+                                                          localities: ["Berlin"], provinces: ["Berlin"]))
 
     private func declaredProperties(_ path: [String]) throws -> Set<String> {
         let text = try String(contentsOfFile: crd, encoding: .utf8)
@@ -39,6 +42,7 @@ import Testing
         #expect(Set(key.keys) == (try declaredProperties(["spec", "privateKey"])))
         let template = encoded["secretTemplate"] as? [String: Any] ?? [:]
         #expect(Set(template.keys) == (try declaredProperties(["spec", "secretTemplate"])))
+        #expect(Set((encoded["subject"] as? [String: Any] ?? [:]).keys) == (try declaredProperties(["spec", "subject"])))
         let keystores = encoded["keystores"] as? [String: Any] ?? [:]
         #expect(Set(keystores.keys) == (try declaredProperties(["spec", "keystores"])))
         #expect(Set((keystores["pkcs12"] as? [String: Any] ?? [:]).keys) == (try declaredProperties(["spec", "keystores", "pkcs12"])))

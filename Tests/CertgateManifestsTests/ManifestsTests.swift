@@ -24,7 +24,7 @@ let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
     }
 
     @Test(arguments: [
-        ("namespace:\n  app1: [app1]\n", "unknown key \"namespace\" (did you mean \"namespaces\"?); known keys are [serviceNames namespaces dnsSuffixes ipRanges duration privateKeys issuers defaultIssuer]"),
+        ("namespace:\n  app1: [app1]\n", "unknown key \"namespace\" (did you mean \"namespaces\"?); known keys are [serviceNames namespaces dnsSuffixes ipRanges duration privateKeys issuers defaultIssuer uriPrefixes namespaceURIPrefixes organizations]"),
         ("duration: {maximum: 1y}\n", "duration.maximum: \"1y\" is not a duration such as 2160h, 90m or 1h30m"),
         // Once a trap: past Int.max seconds, formatting the default for a message overflowed.
         ("duration: {default: 99999999999999999999999h}\n",
@@ -36,6 +36,10 @@ let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
         ("", "the file is empty"),
         ("privateKeys: {algorithms: [DSA]}\n", "privateKeys.algorithms: \"DSA\" is not one of [ECDSA RSA Ed25519]"),
         ("issuers:\n  main: {secretName: ca}\n", "issuers.main: needs secretNamespace and secretName"),
+        ("uriPrefixes: [\"cluster.local/{namespace}\"]\n",
+         "uriPrefixes: \"cluster.local/{namespace}\" is not a URI with a scheme, such as spiffe://cluster.local/ns/{namespace}/sa/{serviceName}"),
+        ("namespaceURIPrefixes:\n  app1: [\"spiffe://x/{name}\"]\n",
+         "uriPrefixes: \"spiffe://x/{name}\" has a placeholder other than {namespace} and {serviceName}"),
     ])
     func aPolicyThatDoesNotMakeSenseSaysWhere(_ text: String, _ message: String) {
         #expect { try PolicyFile.parse(text) } throws: { "\($0)" == message }

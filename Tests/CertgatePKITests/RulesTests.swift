@@ -62,7 +62,7 @@ let denials: [RuleCase] = [
     RuleCase(name: "IP outside the ranges", change: { $0.ipAddresses = ["10.1.2.3", "192.168.1.1"] },
              violation: "spec.ipAddresses[1]: 192.168.1.1 is not in an allowed range [10.0.0.0/8 fd00::/8]"),
     RuleCase(name: "no name at all", change: { $0.dnsNames = nil },
-             violation: "spec: at least one of commonName, dnsNames or ipAddresses is required"),
+             violation: "spec: at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses is required"),
     RuleCase(name: "duration not Go syntax", change: { $0.duration = "90 days" },
              violation: "spec.duration: \"90 days\" is not a duration; write hours, minutes or seconds such as 2160h, 90m or 1h30m"),
     RuleCase(name: "duration too long", change: { $0.duration = "9000h" },
