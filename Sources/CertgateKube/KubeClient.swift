@@ -23,6 +23,7 @@ public struct Resource: Sendable, Equatable {
     public static let pkis = Resource(group: "certgate.dev", version: "v1", plural: "pkis")
     public static let secrets = Resource(group: "", version: "v1", plural: "secrets")
     public static let events = Resource(group: "", version: "v1", plural: "events")
+    public static let configMaps = Resource(group: "", version: "v1", plural: "configmaps")
     public static let pods = Resource(group: "", version: "v1", plural: "pods")
     public static let leases = Resource(group: "coordination.k8s.io", version: "v1", plural: "leases")
     public static let validatingWebhookConfigurations = Resource(group: "admissionregistration.k8s.io", version: "v1",

@@ -204,6 +204,19 @@ public struct Secret: Codable, Sendable, Equatable {
     }
 }
 
+/// core/v1 ConfigMap: text data by key.
+public struct ConfigMap: Codable, Sendable, Equatable {
+    public var apiVersion: String? = "v1"
+    public var kind: String? = "ConfigMap"
+    public var metadata: ObjectMeta
+    public var data: [String: String]?
+
+    public init(metadata: ObjectMeta, data: [String: String]? = nil) {
+        self.metadata = metadata
+        self.data = data
+    }
+}
+
 /// A reference to an object, as Events name what they are about.
 public struct ObjectReference: Codable, Sendable, Equatable {
     public var apiVersion: String?

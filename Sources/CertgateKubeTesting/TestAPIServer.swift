@@ -846,6 +846,7 @@ struct ResourceKind: Equatable {
         ResourceKind(group: "certgate.dev", version: "v1", plural: "pkis", kind: "Pki", namespaced: true, hasStatus: true),
         ResourceKind(group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, hasStatus: false),
         ResourceKind(group: "", version: "v1", plural: "events", kind: "Event", namespaced: true, hasStatus: false),
+        ResourceKind(group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, hasStatus: false),
         ResourceKind(group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true, hasStatus: false),
         ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true, hasStatus: false),
         ResourceKind(group: "admissionregistration.k8s.io", version: "v1", plural: "validatingwebhookconfigurations",

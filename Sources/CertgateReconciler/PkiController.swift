@@ -12,6 +12,11 @@ import Synchronization
 /// or deleted by hand is restored); a Secret that an issuer names queues every Pki (so
 /// Pkis waiting for their CA are issued as soon as it appears); ``requeueAll()`` queues them
 /// all when the policy changes.
+///
+/// With a trust bundle ConfigMap name, each namespace's bundle is a key of the same queue
+/// ("bundle:NAMESPACE"), queued when a Pki there comes or goes, when one of its Secrets
+/// changes, when an issuer's CA changes, and for every bundle found when the term starts (a
+/// namespace whose last Pki went while no term ran).
 public final class PkiController: Sendable {
     private let queue: WorkQueue
     private let reconciler: PkiReconciler
@@ -24,19 +29,30 @@ public final class PkiController: Sendable {
     private let reconciles = Atomic<Int>(0)
     private let term: TermFlag
     private let workerThreads = Locked<[JoinableThread]>([])
+    private let client: KubeClient
+    private let trustBundle: String?
+    private static let bundlePrefix = "bundle:"
 
     /// - Parameter isIssuerSecret: whether a Secret (namespace, name) is some issuer's CA.
     /// - Parameter isLeading: whether the Lease is still held (a term ends the moment it is not).
     public init(client: KubeClient, reconciler: PkiReconciler, workers: Int = 4, resyncInterval: Double = 600,
                 rateLimiter: RetryRateLimiter = RetryRateLimiter(), failures: FailureReporter? = nil,
                 isIssuerSecret: @escaping @Sendable (String, String) -> Bool = { _, _ in false },
-                isLeading: @escaping @Sendable () -> Bool = { true }) {
+                isLeading: @escaping @Sendable () -> Bool = { true }, trustBundle: String? = nil) {
         term = TermFlag(isLeading: isLeading)
+        self.client = client
+        self.trustBundle = trustBundle
         let queue = WorkQueue(rateLimiter: rateLimiter)
+        let bundleKey: @Sendable (String?) -> Void = { namespace in
+            if trustBundle != nil { queue.add(PkiController.bundlePrefix + (namespace ?? "")) }
+        }
         self.queue = queue
         self.reconciler = reconciler
         self.workers = max(1, workers)
-        let enqueue: @Sendable (ObjectMeta) -> Void = { queue.add("\($0.namespace ?? "")/\($0.name ?? "")") }
+        let enqueue: @Sendable (ObjectMeta) -> Void = {
+            queue.add("\($0.namespace ?? "")/\($0.name ?? "")")
+            bundleKey($0.namespace)
+        }
         pkis = Informer(client: client, resource: .pkis, namespace: nil, resyncInterval: resyncInterval, failures: failures,
                         handlers: InformerHandlers(
                             onAdd: { enqueue($0.metadata) },
@@ -50,11 +66,12 @@ public final class PkiController: Sendable {
                                 }
                                 enqueue(new.metadata)
                             },
-                            onDelete: { _ in }))
+                            onDelete: { bundleKey($0.metadata.namespace) }))
         let pkiInformer = pkis
         let secretChanged: @Sendable (ObjectMetadataOnly) -> Void = { secret in
             if let owner = secret.metadata.ownerReferences?.first(where: { $0.controller == true && $0.kind == "Pki" }) {
                 queue.add("\(secret.metadata.namespace ?? "")/\(owner.name)")
+                bundleKey(secret.metadata.namespace)
             }
             if isIssuerSecret(secret.metadata.namespace ?? "", secret.metadata.name ?? "") {
                 for pki in pkiInformer.objects { enqueue(pki.metadata) }
@@ -77,6 +94,10 @@ public final class PkiController: Sendable {
             for index in 0..<workers {
                 let thread = try JoinableThread(name: "reconcile-\(index)") { [self] in work() }
                 workerThreads.withLock { $0.append(thread) }
+            }
+            if trustBundle != nil {
+                // Bundles left in namespaces whose last Pki went while no term ran.
+                queue.add(PkiController.bundlePrefix + "*")
             }
         } catch {
             stop()
@@ -117,8 +138,13 @@ public final class PkiController: Sendable {
 
     private func work() {
         while let key = queue.next() {
-            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            let outcome = parts.count == 2 ? reconciler.reconcile(namespace: parts[0], name: parts[1]) : .done(requeueAfter: nil)
+            let outcome: PkiReconciler.Outcome
+            if key.hasPrefix(PkiController.bundlePrefix) {
+                outcome = keepTrustBundle(String(key.dropFirst(PkiController.bundlePrefix.count)))
+            } else {
+                let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+                outcome = parts.count == 2 ? reconciler.reconcile(namespace: parts[0], name: parts[1]) : .done(requeueAfter: nil)
+            }
             reconciles.wrappingAdd(1, ordering: .relaxed)
             switch outcome {
             case .done(let requeueAfter):
@@ -129,6 +155,29 @@ public final class PkiController: Sendable {
             }
             queue.done(key)
         }
+    }
+}
+
+extension PkiController {
+    /// One namespace's trust bundle, or ("*") the scan for bundles in every namespace.
+    private func keepTrustBundle(_ namespace: String) -> PkiReconciler.Outcome {
+        guard let trustBundle else { return .done(requeueAfter: nil) }
+        // Whether a namespace has a Pki is read from the informer: not before it has listed.
+        guard pkis.hasSynced else { return .done(requeueAfter: 1) }
+        guard namespace != "*" else {
+            do {
+                let found = try client.list(.configMaps, namespace: nil,
+                                            options: ListOptions(labelSelector: "\(PkiReconciler.trustBundleLabel)=true"), of: ConfigMap.self)
+                for map in found.items where map.metadata.name == trustBundle {
+                    queue.add(PkiController.bundlePrefix + (map.metadata.namespace ?? ""))
+                }
+                return .done(requeueAfter: nil)
+            } catch {
+                return .retry("listing trust bundles: \(error)")
+            }
+        }
+        let hasPkis = pkis.objects.contains { $0.metadata.namespace == namespace && $0.metadata.deletionTimestamp == nil }
+        return reconciler.reconcileTrustBundle(namespace: namespace, name: trustBundle, hasPkis: hasPkis)
     }
 }
 

@@ -266,16 +266,99 @@ public final class PkiReconciler: Sendable {
     /// on its Secret, the value the certificate in it answered.
     public static let renewAnnotation = "certgate.dev/renew"
 
+    // MARK: Trust bundle
+
+    /// The label on the trust bundle ConfigMaps certgate keeps (and the only ones it changes).
+    public static let trustBundleLabel = "certgate.dev/trust-bundle"
+
+    /// Keeps the ConfigMap `name` of `namespace`, as Kubernetes keeps kube-root-ca.crt: with
+    /// `ca.crt` holding the root of every issuer and the roots the namespace's certgate
+    /// Secrets still carry in their ca.crt (a CA's former root stays until the last leaf it
+    /// signed is renewed) while the namespace has a Pki, and gone once it has none. A
+    /// ConfigMap of that name that certgate did not make is left alone, and said so once.
+    public func reconcileTrustBundle(namespace: String, name: String, hasPkis: Bool) -> Outcome {
+        let key = "\(namespace)/\(name) (trust bundle)"
+        do {
+            try trustBundleOrThrow(namespace: namespace, name: name, hasPkis: hasPkis)
+            failures?.recovered(key)
+            return .done(requeueAfter: nil)
+        } catch let status as APIStatus where status.isConflict {
+            return .retry("conflict: \(status.message ?? "")")
+        } catch is TermEnded {
+            return .done(requeueAfter: nil)
+        } catch {
+            failures?.report(key, "keeping the trust bundle ConfigMap \(namespace)/\(name) failed; retrying with backoff", error: error,
+                             metadata: ["configmap": "\(namespace)/\(name)"])
+            return .retry("\(error)")
+        }
+    }
+
+    private struct NotCertgates: Error, CustomStringConvertible {
+        let namespace: String
+        let name: String
+        var description: String { "ConfigMap \(namespace)/\(name) exists without the \(PkiReconciler.trustBundleLabel) label: certgate leaves it alone" }
+    }
+
+    private func trustBundleOrThrow(namespace: String, name: String, hasPkis: Bool) throws {
+        var existing: ConfigMap?
+        do {
+            existing = try client.get(.configMaps, namespace: namespace, name: name, as: ConfigMap.self)
+        } catch let status as APIStatus where status.isNotFound {
+            existing = nil
+        }
+        if let existing, existing.metadata.labels?[PkiReconciler.trustBundleLabel] != "true" {
+            throw NotCertgates(namespace: namespace, name: name)
+        }
+        guard hasPkis else {
+            guard existing != nil else { return }
+            try requireCurrentTerm()
+            do { try client.delete(.configMaps, namespace: namespace, name: name) } catch let status as APIStatus where status.isNotFound {}
+            return
+        }
+        guard let policy = policy() else { return }
+        var pems: [String] = []
+        func add(_ certificate: Certificate?) throws {
+            guard let pem = try certificate?.pem(), !pems.contains(pem) else { return }
+            pems.append(pem)
+        }
+        for issuer in policy.issuers.keys.sorted() {
+            if case .success(let authority) = try loadAuthority(policy.issuers[issuer]!, bootstrap: false) { try add(authority.root) }
+        }
+        let secrets = try client.list(.secrets, namespace: namespace, options: ListOptions(labelSelector: PkiReconciler.pkiLabel), of: Secret.self)
+        for secret in secrets.items {
+            for certificate in (try? Certificate.chain(pem: secret.bytes("ca.crt") ?? [])) ?? [] where certificate.notAfter > clock() {
+                try add(certificate)
+            }
+        }
+        guard !pems.isEmpty else { return }  // no issuer has a CA yet
+        let bundle = pems.joined()
+        try requireCurrentTerm()
+        guard let existing else {
+            _ = try client.create(.configMaps, namespace: namespace, ConfigMap(
+                metadata: ObjectMeta(name: name, namespace: namespace,
+                                     labels: [PkiReconciler.trustBundleLabel: "true", "app.kubernetes.io/managed-by": "certgate"]),
+                data: ["ca.crt": bundle]))
+            return
+        }
+        guard existing.data?["ca.crt"] != bundle else { return }
+        var patch = ConfigMap(metadata: ObjectMeta(), data: ["ca.crt": bundle])
+        patch.apiVersion = nil
+        patch.kind = nil
+        patch.metadata.resourceVersion = existing.metadata.resourceVersion
+        let _: ConfigMap = try client.mergePatch(.configMaps, namespace: namespace, name: name, patch: Array(try JSONEncoder().encode(patch)))
+    }
+
     // MARK: Pieces
 
     private struct AuthorityProblem: Error { let message: String }
 
-    private func loadAuthority(_ reference: SecretReference) throws -> Result<CertificateAuthority, AuthorityProblem> {
+    /// - Parameter bootstrap: create the CA when it is absent and --bootstrap-ca is on.
+    private func loadAuthority(_ reference: SecretReference, bootstrap mayBootstrap: Bool = true) throws -> Result<CertificateAuthority, AuthorityProblem> {
         let secret: Secret
         do {
             secret = try client.get(.secrets, namespace: reference.namespace, name: reference.name, as: Secret.self)
         } catch let status as APIStatus where status.isNotFound {
-            guard bootstrapCA else {
+            guard bootstrapCA && mayBootstrap else {
                 return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not exist"))
             }
             return .success(try bootstrap(reference))

@@ -53,6 +53,9 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(help: "Name of the leader Lease. Two installations in one namespace need different names.")
     var leaderElectResourceName = "certgate-leader"
 
+    @Option(help: "Keep a ConfigMap of this name, with ca.crt holding the issuers' CA certificates, in every namespace that has a Pki (off when not given).")
+    var trustBundleConfigmap: String?
+
     @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
     var namespace: String?
 
@@ -79,6 +82,10 @@ struct ReconcilerOptions: ParsableArguments {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         guard kubeApiQps > 0, kubeApiQps.isFinite else { throw ValidationError("--kube-api-qps must be more than 0") }
         guard kubeApiBurst >= 1 else { throw ValidationError("--kube-api-burst must be at least 1") }
+        if let trustBundleConfigmap, !isValidObjectName(trustBundleConfigmap) {
+            throw ValidationError("--trust-bundle-configmap: \"\(trustBundleConfigmap)\" is not a valid ConfigMap name "
+                + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
+        }
         guard isValidObjectName(leaderElectResourceName) else {
             throw ValidationError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
@@ -140,10 +147,11 @@ final class ReconcilerRunner: Supervised {
         let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics,
                                        failures: reconcileFailures)
         let workers = options.workers
+        let trustBundle = options.trustBundleConfigmap
         let makeController: @Sendable (@escaping @Sendable () -> Bool) -> PkiController = { isLeading in
             PkiController(client: client, reconciler: reconciler, workers: workers, failures: informerFailures, isIssuerSecret: { namespace, name in
                 policy()?.issuers.values.contains { $0.namespace == namespace && $0.name == name } ?? false
-            }, isLeading: isLeading)
+            }, isLeading: isLeading, trustBundle: trustBundle)
         }
         logger.info("reconciling", metadata: ["leader_elect": "\(options.leaderElect)"])
         let runner = ReconcilerRunner(client: client, options: options, recorder: recorder, makeController: makeController, logger: logger)

@@ -254,11 +254,19 @@ class DefaultValuesTests(ChartTestCase):
                     # Exactly what the reconciler sends: fewer verbs fail in a real cluster
                     # (renewals merge-patch Secrets), more grant what nothing uses.
                     self.assertEqual(verbs, allowed[(group, resource)], f"{resource}: {verbs}")
+        self.assertNotIn(("ClusterRole", "", "configmaps", ()), granted, "ConfigMaps only with a trust bundle")
         # Owner references with blockOwnerDeletion need it where OwnerReferencesPermissionEnforcement runs.
         self.assertIn("update", granted.get(("ClusterRole", "certgate.dev", "pkis/finalizers", ()), set()))
         self.assertEqual(find(self.objects, "Role")["metadata"]["namespace"], "certgate")
         for binding in (o for o in self.objects if o["kind"].endswith("Binding")):
             self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "certgate", "namespace": "certgate"}])
+
+    def test_a_trust_bundle_adds_its_flag_and_configmap_rbac(self):
+        objects = render({"trustBundle": {"configMapName": "certgate-ca"}})
+        self.assertEqual(argument(container(objects)["args"], "--trust-bundle-configmap"), "certgate-ca")
+        rules = [rule for role in objects if role["kind"] == "ClusterRole" for rule in role["rules"] if "configmaps" in rule["resources"]]
+        self.assertEqual([(rule["apiGroups"], sorted(rule["verbs"])) for rule in rules], [([""], ["create", "delete", "get", "list", "patch"])])
+        self.assertIsNone(argument(container(self.objects)["args"], "--trust-bundle-configmap"))
 
     def test_the_pod_runs_locked_down(self):
         spec = find(self.objects, "Deployment")["spec"]["template"]["spec"]
