@@ -107,3 +107,27 @@ import Testing
         #expect(leaf.commonName == "app1")
     }
 }
+
+/// What Java sees, with the JDK's keytool (scripts/setup installs a JRE from Debian).
+@Suite struct KeytoolTests {
+    @Test(arguments: [Keystore.Profile.modern, .legacyRC2])
+    func javaReadsTheKeystoreAsAKeyEntryAndTheTruststoreAsTrusted(_ profile: Keystore.Profile) throws {
+        let directory = TemporaryDirectory()
+        let now = Int64(Date().timeIntervalSince1970)
+        let root = try CertificateSigner.makeAuthority(commonName: "Test Root", notBefore: now - 60, notAfter: now + 7200)
+        let leaf = try CertificateSigner.makeServingCertificate(hosts: ["app1.app1.svc"], notBefore: now - 60, notAfter: now + 3600, issuer: root)
+        try Data(try Keystore.pkcs12(key: leaf.key, chain: [leaf.certificate, root.certificate], password: "s3cret", profile: profile))
+            .write(to: URL(fileURLWithPath: directory.file("keystore.p12")))
+        try Data(try Keystore.pkcs12TrustStore([root.certificate], password: "s3cret", profile: profile))
+            .write(to: URL(fileURLWithPath: directory.file("truststore.p12")))
+        let keytool = try which("keytool")
+        let keys = try runProcess(keytool, ["-list", "-v", "-storetype", "PKCS12", "-keystore", directory.file("keystore.p12"), "-storepass", "s3cret"])
+        #expect(keys.status == 0, "\(keys.output)")
+        #expect(keys.stdout.contains("Entry type: PrivateKeyEntry"), "\(keys.stdout)")
+        #expect(keys.stdout.contains("Certificate chain length: 2"))
+        let trust = try runProcess(keytool, ["-list", "-v", "-storetype", "PKCS12", "-keystore", directory.file("truststore.p12"), "-storepass", "s3cret"])
+        #expect(trust.status == 0, "\(trust.output)")
+        #expect(trust.stdout.contains("Entry type: trustedCertEntry"), "\(trust.stdout)")
+        #expect(trust.stdout.contains("Owner: CN=Test Root"))
+    }
+}
