@@ -61,13 +61,26 @@ import Testing
         #expect(try rig.events(about: "Pki", "app1-pki").filter { $0.hasPrefix("Normal Renewed") }.count == 1)
     }
 
-    /// A Pki that never asks gets a Secret without the annotation, as before.
-    @Test func withoutTheAnnotationTheSecretIsAsBefore() throws {
+    /// A Pki that sets none of the newer fields (renew annotation, secretTemplate, keystores,
+    /// uris, emailAddresses, subject) gets the Secret it got before they existed: three data
+    /// keys, one label, no annotation; and a renewal keeps it so.
+    @Test func withoutTheNewerFieldsTheSecretIsAsBefore() throws {
         let rig = try Rig()
         defer { rig.api.stop() }
         try rig.createPki()
         _ = rig.reconcile()
-        #expect(try rig.secret().metadata.annotations == nil)
+        for pass in ["issued", "renewed"] {
+            let secret = try rig.secret()
+            #expect(secret.metadata.annotations == nil, "\(pass)")
+            #expect(secret.metadata.labels == [PkiReconciler.pkiLabel: "app1-pki"], "\(pass)")
+            #expect(Set((secret.data ?? [:]).keys) == ["tls.crt", "tls.key", "ca.crt"], "\(pass)")
+            #expect(secret.type == "kubernetes.io/tls")
+            let leaf = try Certificate(pem: try #require(secret.bytes("tls.crt")))
+            #expect(leaf.subjectAlternativeNames.uris.isEmpty && leaf.subjectAlternativeNames.emailAddresses.isEmpty)
+            #expect(leaf.subjectAttributes == SubjectAttributes())
+            rig.clock.advance(1441 * 3600)
+            _ = rig.reconcile()
+        }
         #expect(try rig.pki().status?.lastRenewRequest == nil)
     }
 }
