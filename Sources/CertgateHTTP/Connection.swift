@@ -42,6 +42,8 @@ final class Connection: EventHandler {
     private var outputOffset = 0
     /// Close (after a lingering read) once the queue drains.
     private var closeWhenDrained = false
+    /// Whether the peer may still be sending when we close (see ``close(afterDrain:linger:)``).
+    private var lingerOnClose = true
     private var peerHasClosed = false
     private var readPaused = false
     /// OpenSSL asked for the opposite direction to finish a read, a write or the handshake.
@@ -322,10 +324,15 @@ final class Connection: EventHandler {
 
     // MARK: Closing
 
-    /// Closes once the queued output is written, with a short lingering read first.
-    func close(afterDrain: Bool) {
+    /// Closes once the queued output is written. With `linger`, first a short lingering
+    /// read: a peer that may still be sending (a body not read, pipelined requests) would
+    /// otherwise get a reset that can destroy the answer before it reads it. Without (the
+    /// whole request was read, as nginx decides), the close follows the answer at once,
+    /// saving the half-close, the wait for the peer's FIN and its system calls.
+    func close(afterDrain: Bool, linger: Bool = true) {
         guard afterDrain, phase == .open else { close(); return }
         closeWhenDrained = true
+        lingerOnClose = linger
         if !hasQueuedOutput { startLingering() }
     }
 
@@ -336,6 +343,12 @@ final class Connection: EventHandler {
             return
         }
         tls?.close()
+        // Nothing unread may be left in the socket when it closes, or the close is a reset:
+        // one read makes sure, and anything found means the peer is still talking.
+        if !lingerOnClose, case .wouldBlock? = try? SocketIO.read(descriptor, into: context.loop.scratch) {
+            close()
+            return
+        }
         SocketIO.shutdownWrite(descriptor)
         phase = .lingering
         deadline = monotonicNanoseconds() + context.server.timeouts.linger

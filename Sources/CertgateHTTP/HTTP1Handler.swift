@@ -69,7 +69,8 @@ final class HTTP1Handler: ProtocolHandler {
                 write(response, version: current.version, keepAlive: keepAlive, omitBody: current.method == "HEAD")
                 if !keepAlive {
                     closing = true
-                    connection.close(afterDrain: true)
+                    // The request was read whole; linger only for bytes the client sent after it.
+                    connection.close(afterDrain: true, linger: parser.isMidRequest)
                 }
             }
         }

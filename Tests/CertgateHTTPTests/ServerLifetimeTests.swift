@@ -2,6 +2,7 @@ import CertgateHTTP
 import CertgateMetrics
 import CertgateNet
 import Logging
+import Foundation
 import Testing
 
 @Suite struct ServerLifetimeTests {
@@ -36,5 +37,45 @@ import Testing
             server = nil
             group.stopAndWait()
         }
+    }
+}
+
+@Suite struct CloseAfterAnswerTests {
+    /// A request read whole with "Connection: close": the server closes right after the
+    /// answer, as nginx does, rather than half-closing and waiting for the client's FIN
+    /// (a shutdown, an epoll wake and a read per connection, and a connection held open
+    /// for as long as the client takes). The client here reads the answer and keeps its
+    /// socket open; the server has already let the connection go.
+    @Test func aWholeRequestWithConnectionCloseIsClosedAtOnce() throws {
+        let server = try TestServer(configure: { $0.timeouts.linger = 5 })
+        defer { server.stop() }
+        // Reads the answer to its end, then holds the socket open without closing it.
+        let script = """
+            import socket, ssl, sys, time
+            context = ssl.create_default_context(cafile=sys.argv[2])
+            raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+            tls = context.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+            answer = b""
+            while True:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            print(answer.split(b"\\r\\n")[0].decode(), flush=True)
+            time.sleep(3)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script, String(server.port), server.pki.caFile]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let line = output.fileHandleForReading.availableData
+        #expect(String(decoding: line, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        let deadline = Date().addingTimeInterval(1.5)
+        while server.server.openConnections > 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(server.server.openConnections == 0, "closed without waiting for the client's FIN (linger is 5 s here)")
     }
 }
