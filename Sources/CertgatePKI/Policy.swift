@@ -61,11 +61,33 @@ public struct Policy: Sendable, Equatable {
     public func allowedURIPrefixes(in namespace: String, serviceName: String?) -> [String] {
         var prefixes: [String] = []
         for prefix in (namespaceURIPrefixes[namespace] ?? []) + uriPrefixes {
-            if prefix.contains("{serviceName}") && (serviceName ?? "").isEmpty { continue }
-            let filled = prefix.replacing("{namespace}", with: namespace).replacing("{serviceName}", with: serviceName ?? "")
+            guard let filled = Policy.fill(prefix, namespace: namespace, serviceName: serviceName) else { continue }
             if !prefixes.contains(filled) { prefixes.append(filled) }
         }
         return prefixes
+    }
+
+    /// `prefix` with {namespace} and {serviceName} filled in; nil when it names
+    /// {serviceName} and there is none. (String.replacing cost a fifth of a review's CPU.)
+    static func fill(_ prefix: String, namespace: String, serviceName: String?) -> String? {
+        var result = ""
+        var rest = Substring(prefix)
+        while let open = rest.firstIndex(of: "{") {
+            result += rest[..<open]
+            rest = rest[open...]
+            if rest.hasPrefix("{namespace}") {
+                result += namespace
+                rest = rest.dropFirst("{namespace}".count)
+            } else if rest.hasPrefix("{serviceName}") {
+                guard let serviceName, !serviceName.isEmpty else { return nil }
+                result += serviceName
+                rest = rest.dropFirst("{serviceName}".count)
+            } else {
+                result += "{"
+                rest = rest.dropFirst()
+            }
+        }
+        return result + rest
     }
 
     /// Whether `uri` is `prefix` or continues it at a boundary, so a prefix ending in
@@ -111,11 +133,12 @@ public struct Policy: Sendable, Equatable {
             problems.append("defaultIssuer \"\(defaultIssuer)\" is not among issuers \(bracketed(issuers.keys.sorted()))")
         }
         for prefix in uriPrefixes + namespaceURIPrefixes.values.flatMap({ $0 }) {
-            if uriProblem(prefix.replacing("{namespace}", with: "ns").replacing("{serviceName}", with: "svc")) != nil {
+            // Filled with stand-ins, a prefix must be a URI, and any brace left is an unknown placeholder.
+            let filled = Policy.fill(prefix, namespace: "ns", serviceName: "svc") ?? prefix
+            if uriProblem(filled) != nil {
                 problems.append("uriPrefixes: \"\(prefix)\" is not a URI with a scheme, such as \(Policy.spiffePrefix)")
             }
-            let unknown = prefix.replacing("{namespace}", with: "").replacing("{serviceName}", with: "")
-            if unknown.contains("{") || unknown.contains("}") {
+            if filled.contains("{") || filled.contains("}") {
                 problems.append("uriPrefixes: \"\(prefix)\" has a placeholder other than {namespace} and {serviceName}")
             }
         }

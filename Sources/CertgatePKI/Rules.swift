@@ -196,8 +196,9 @@ private struct RuleRun {
     /// URIs against the policy's prefixes, email addresses by their syntax, and the subject's
     /// attributes (organizations against the policy's).
     mutating func checkIdentities(_ spec: PkiSpec, namespace: String) {
-        let prefixes = policy.allowedURIPrefixes(in: namespace, serviceName: spec.serviceName)
-        for (index, uri) in (spec.uris ?? []).enumerated() {
+        let uris = spec.uris ?? []
+        let prefixes = uris.isEmpty ? [] : policy.allowedURIPrefixes(in: namespace, serviceName: spec.serviceName)
+        for (index, uri) in uris.enumerated() {
             let path = "spec.uris[\(index)]"
             if let problem = uriProblem(uri) {
                 deny(path, "\(quoted(uri)) is not a URI: \(problem)")
