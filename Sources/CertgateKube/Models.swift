@@ -18,55 +18,6 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
     public var labels: [String: String]?
     public var annotations: [String: String]?
     public var ownerReferences: [OwnerReference]?
-    /// Read, never written back: who last set which field (see ``manager(ofAnnotation:)``).
-    public var managedFields: [ManagedFieldsEntry]?
-
-    private enum CodingKeys: String, CodingKey {
-        case name, generateName, namespace, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp
-        case labels, annotations, ownerReferences, managedFields
-    }
-
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        name = try container.decodeIfPresent(String.self, forKey: .name)
-        generateName = try container.decodeIfPresent(String.self, forKey: .generateName)
-        namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
-        uid = try container.decodeIfPresent(String.self, forKey: .uid)
-        resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
-        generation = try container.decodeIfPresent(Int64.self, forKey: .generation)
-        creationTimestamp = try container.decodeIfPresent(String.self, forKey: .creationTimestamp)
-        deletionTimestamp = try container.decodeIfPresent(String.self, forKey: .deletionTimestamp)
-        labels = try container.decodeIfPresent([String: String].self, forKey: .labels)
-        annotations = try container.decodeIfPresent([String: String].self, forKey: .annotations)
-        ownerReferences = try container.decodeIfPresent([OwnerReference].self, forKey: .ownerReferences)
-        // Entries that do not read as expected are not worth failing the object for.
-        managedFields = try? container.decodeIfPresent([ManagedFieldsEntry].self, forKey: .managedFields)
-    }
-
-    /// Everything but managedFields: an update that carried them back would replace the
-    /// server's record of who owns what with this client's copy.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encodeIfPresent(name, forKey: .name)
-        try container.encodeIfPresent(generateName, forKey: .generateName)
-        try container.encodeIfPresent(namespace, forKey: .namespace)
-        try container.encodeIfPresent(uid, forKey: .uid)
-        try container.encodeIfPresent(resourceVersion, forKey: .resourceVersion)
-        try container.encodeIfPresent(generation, forKey: .generation)
-        try container.encodeIfPresent(creationTimestamp, forKey: .creationTimestamp)
-        try container.encodeIfPresent(deletionTimestamp, forKey: .deletionTimestamp)
-        try container.encodeIfPresent(labels, forKey: .labels)
-        try container.encodeIfPresent(annotations, forKey: .annotations)
-        try container.encodeIfPresent(ownerReferences, forKey: .ownerReferences)
-    }
-
-    /// The field manager that last wrote annotation `key` ("kubectl-annotate",
-    /// "certgate-renew", a GitOps tool), from managedFields; nil when none is recorded.
-    public func manager(ofAnnotation key: String) -> String? {
-        (managedFields ?? [])
-            .filter { $0.fieldsV1?.child("f:metadata")?.child("f:annotations")?.child("f:" + key) != nil }
-            .max { ($0.time ?? "") < ($1.time ?? "") }?.manager
-    }
 
     public init(name: String? = nil, namespace: String? = nil, labels: [String: String]? = nil,
                 annotations: [String: String]? = nil, ownerReferences: [OwnerReference]? = nil) {
@@ -75,6 +26,25 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
         self.labels = labels
         self.annotations = annotations
         self.ownerReferences = ownerReferences
+    }
+}
+
+/// Only metadata.managedFields of an object, read when a question needs it (who set an
+/// annotation): ObjectMeta leaves them out, so informers neither decode nor keep them for
+/// every object, and an update never carries a client's copy back.
+public struct ManagedFieldsOnly: Decodable, Sendable, Equatable {
+    public struct Metadata: Decodable, Sendable, Equatable {
+        public var managedFields: [ManagedFieldsEntry]?
+    }
+
+    public var metadata: Metadata
+
+    /// The field manager that last wrote annotation `key` ("kubectl-annotate",
+    /// "certgate-renew", a GitOps tool); nil when none is recorded.
+    public func manager(ofAnnotation key: String) -> String? {
+        (metadata.managedFields ?? [])
+            .filter { $0.fieldsV1?.child("f:metadata")?.child("f:annotations")?.child("f:" + key) != nil }
+            .max { ($0.time ?? "") < ($1.time ?? "") }?.manager
     }
 }
 

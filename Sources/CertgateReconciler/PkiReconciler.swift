@@ -200,7 +200,9 @@ public final class PkiReconciler: Sendable {
             + "\(formatUTC(Int(issued.notAfter), "%Y-%m-%dT%H:%M:%SZ")), in Secret \(secretName)"
         if case .reissue(let why) = verdict, held != nil { message += ": the previous one no longer matched (\(why))" }
         if renewedOnRequest, let renewRequest {
-            let asker = pki.metadata.manager(ofAnnotation: PkiReconciler.renewAnnotation) ?? "an unrecorded field manager"
+            // Asked only now: managedFields are read for this question alone, not with every object.
+            let asker = (try? client.get(.pkis, namespace: namespace, name: name, as: ManagedFieldsOnly.self))?
+                .manager(ofAnnotation: PkiReconciler.renewAnnotation) ?? "an unrecorded field manager"
             message += ", on request: \(PkiReconciler.renewAnnotation)=\(renewRequest) set by \(asker)"
         }
         try announce(reference, namespace: namespace, secretName: secretName, .normal, reason: renewed ? "Renewed" : "Issued", message: message)
@@ -238,10 +240,8 @@ public final class PkiReconciler: Sendable {
         }
         var owners = (existing.metadata.ownerReferences ?? []).filter { $0.uid != owner.uid }
         owners.append(owner)
-        try patchSecret(namespace: namespace, name: secretName, SecretPatch(
-            metadata: .init(resourceVersion: existing.metadata.resourceVersion, labels: metadata.labels,
-                            annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: owners),
-            data: Secret(metadata: ObjectMeta(), data: data).data))
+        try patchSecret(namespace: namespace, name: secretName,
+                        SecretPatch(metadata, resourceVersion: existing.metadata.resourceVersion, ownerReferences: owners, data: data))
     }
 
     /// Brings the Secret's template labels and annotations, and the keystores in `data`, up
@@ -249,10 +249,8 @@ public final class PkiReconciler: Sendable {
     private func keepSecret(for pki: PkiResource, secret: Secret, name secretName: String, data: [String: [UInt8]]) throws {
         let metadata = SecretMetadata(pki: pki, renewRequest: nil, existing: secret)
         guard !metadata.isApplied(to: secret) || !data.isEmpty else { return }
-        try patchSecret(namespace: pki.metadata.namespace ?? "", name: secretName, SecretPatch(
-            metadata: .init(resourceVersion: secret.metadata.resourceVersion, labels: metadata.labels,
-                            annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: nil),
-            data: data.isEmpty ? nil : Secret(metadata: ObjectMeta(), data: data).data))
+        try patchSecret(namespace: pki.metadata.namespace ?? "", name: secretName,
+                        SecretPatch(metadata, resourceVersion: secret.metadata.resourceVersion, ownerReferences: nil, data: data))
     }
 
     private func patchSecret(namespace: String, name: String, _ patch: SecretPatch) throws {

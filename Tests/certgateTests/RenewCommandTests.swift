@@ -25,7 +25,8 @@ import Testing
             let value = try #require(pki.metadata.annotations?["certgate.dev/renew"])
             #expect(result.stdout.contains("pki app1/\(name): renewal requested (certgate.dev/renew=\(value))"))
             #expect(value.hasPrefix("20") && value.hasSuffix("Z"))
-            #expect(pki.metadata.manager(ofAnnotation: "certgate.dev/renew") == "certgate-renew")
+            let fields = try client.get(.pkis, namespace: "app1", name: name, as: ManagedFieldsOnly.self)
+            #expect(fields.manager(ofAnnotation: "certgate.dev/renew") == "certgate-renew")
         }
 
         let missing = try runProcess(certgateBinary, ["renew", "-n", "app1", "nope", "--kubeconfig", directory.file("kubeconfig")])
