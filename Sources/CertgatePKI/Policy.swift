@@ -92,10 +92,12 @@ public struct Policy: Sendable, Equatable {
 
     /// Whether `uri` is `prefix` or continues it at a boundary, so a prefix ending in
     /// ".../sa/app1" allows ".../sa/app1" and ".../sa/app1/x" but never ".../sa/app10".
+    /// Compared byte by byte: String.hasPrefix compares by canonical equivalence, so its
+    /// answer and a UTF-8 offset could disagree on a name the client wrote.
     public static func uri(_ uri: String, isUnder prefix: String) -> Bool {
-        guard uri.hasPrefix(prefix) else { return false }
-        if uri.utf8.count == prefix.utf8.count || prefix.hasSuffix("/") { return true }
-        let next = uri.utf8[uri.utf8.index(uri.utf8.startIndex, offsetBy: prefix.utf8.count)]
+        let uriBytes = uri.utf8, prefixBytes = prefix.utf8
+        guard uriBytes.starts(with: prefixBytes) else { return false }
+        guard let next = uriBytes.dropFirst(prefixBytes.count).first, prefixBytes.last != UInt8(ascii: "/") else { return true }
         return next == UInt8(ascii: "/") || next == UInt8(ascii: "?") || next == UInt8(ascii: "#")
     }
 
