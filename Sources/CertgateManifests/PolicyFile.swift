@@ -35,11 +35,7 @@ public enum PolicyFile {
             let key = keyNode.string ?? ""
             switch key {
             case "serviceNames": policy.serviceNames = try strings(value, key)
-            case "namespaces":
-                for (namespace, names) in try expectMapping(value, key) {
-                    let name = namespace.string ?? ""
-                    policy.namespaces[name] = try strings(names, "namespaces.\(name)")
-                }
+            case "namespaces": policy.namespaces = try listsByNamespace(value, key)
             case "dnsSuffixes": policy.dnsSuffixes = try strings(value, key)
             case "ipRanges":
                 policy.ipRanges = try strings(value, key).enumerated().map { index, text in
@@ -97,11 +93,7 @@ public enum PolicyFile {
                 }
             case "defaultIssuer": policy.defaultIssuer = try string(value, key)
             case "uriPrefixes": policy.uriPrefixes = try strings(value, key)
-            case "namespaceURIPrefixes":
-                for (namespace, prefixes) in try expectMapping(value, key) {
-                    let name = namespace.string ?? ""
-                    policy.namespaceURIPrefixes[name] = try strings(prefixes, "namespaceURIPrefixes.\(name)")
-                }
+            case "namespaceURIPrefixes": policy.namespaceURIPrefixes = try listsByNamespace(value, key)
             case "organizations": policy.organizations = try strings(value, key)
             default:
                 throw unknownKey(key, in: "", known: ["serviceNames", "namespaces", "dnsSuffixes", "ipRanges", "duration",
@@ -128,6 +120,16 @@ public enum PolicyFile {
     private static func strings(_ node: YAMLNode, _ path: String) throws -> [String] {
         guard let sequence = node.sequence else { throw PolicyFileError(path: path, message: "expected a list") }
         return try sequence.enumerated().map { index, item in try string(item, "\(path)[\(index)]") }
+    }
+
+    /// A mapping of namespace to a list of strings ("namespaces", "namespaceURIPrefixes").
+    private static func listsByNamespace(_ node: YAMLNode, _ path: String) throws -> [String: [String]] {
+        var lists: [String: [String]] = [:]
+        for (namespace, values) in try expectMapping(node, path) {
+            let name = namespace.string ?? ""
+            lists[name] = try strings(values, "\(path).\(name)")
+        }
+        return lists
     }
 
     private static func unknownKey(_ key: String, in parent: String, known: [String]) -> PolicyFileError {

@@ -72,3 +72,15 @@ public func formatUTC(_ seconds: Int, _ format: String) -> String {
     let length = strftime(&buffer, buffer.count, format, &parts)
     return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+/// The wall-clock time now as RFC 3339 UTC with `fractionDigits` (1 to 9) digits of the
+/// second: 3 for log lines, 6 for the API's MicroTime, 9 where two calls must differ.
+public func utcTimestampNow(fractionDigits: Int) -> String {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    let digits = min(9, max(1, fractionDigits))
+    var divisor = 1
+    for _ in digits..<9 { divisor *= 10 }
+    let fraction = String(now.tv_nsec / divisor)
+    return formatUTC(now.tv_sec, "%Y-%m-%dT%H:%M:%S") + "." + String(repeating: "0", count: digits - fraction.count) + fraction + "Z"
+}

@@ -209,10 +209,5 @@ public final class LeaderElector: Sendable {
     private func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
 
     /// RFC 3339 with microseconds, as Lease times are written.
-    private func microTime() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        let micros = String(spec.tv_nsec / 1000)
-        return formatUTC(spec.tv_sec, "%Y-%m-%dT%H:%M:%S") + "." + String(repeating: "0", count: 6 - micros.count) + micros + "Z"
-    }
+    private func microTime() -> String { utcTimestampNow(fractionDigits: 6) }
 }

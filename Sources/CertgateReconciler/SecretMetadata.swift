@@ -85,4 +85,12 @@ struct SecretPatch: Encodable {
 
     var metadata: Metadata
     var data: [String: String]?
+
+    /// `metadata`'s labels and annotations (none when it has none), owners if given, and
+    /// `data` base64-encoded as a Secret holds it.
+    init(_ metadata: SecretMetadata, resourceVersion: String?, ownerReferences: [OwnerReference]?, data: [String: [UInt8]]) {
+        self.metadata = Metadata(resourceVersion: resourceVersion, labels: metadata.labels,
+                                 annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: ownerReferences)
+        self.data = data.isEmpty ? nil : Secret(metadata: ObjectMeta(), data: data).data
+    }
 }

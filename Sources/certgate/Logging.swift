@@ -71,13 +71,7 @@ struct CertgateLogHandler: LogHandler {
     }
 }
 
-private func timestamp() -> String {
-    var spec = timespec()
-    clock_gettime(CLOCK_REALTIME, &spec)
-    let base = formatUTC(spec.tv_sec, "%Y-%m-%dT%H:%M:%S")
-    let millis = String(spec.tv_nsec / 1_000_000)
-    return base + "." + String(repeating: "0", count: 3 - millis.count) + millis + "Z"
-}
+private func timestamp() -> String { utcTimestampNow(fractionDigits: 3) }
 
 private func quoteIfNeeded(_ value: String) -> String {
     value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty ? "\"\(jsonEscape(value))\"" : value

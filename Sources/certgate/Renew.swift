@@ -2,10 +2,6 @@ import ArgumentParser
 import CertgateKube
 import CertgateNet
 import CertgateReconciler
-import FoundationEssentials
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `certgate renew -n NS NAME`: asks the reconciler to issue a Pki's certificate again, once,
 /// by setting the certgate.dev/renew annotation to the current time (as `cmctl renew` does
@@ -34,16 +30,14 @@ struct Renew: ParsableCommand {
     func run() throws {
         let client = try KubeClient(configuration: try cluster.load())
         // Nanoseconds, so two requests within one second still differ.
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let value = formatUTC(Int(now.tv_sec), "%Y-%m-%dT%H:%M:%S") + "." + format9(now.tv_nsec) + "Z"
+        let value = utcTimestampNow(fractionDigits: 9)
         var failed = 0
         for name in names {
             let patch = #"{"metadata":{"annotations":{"\#(PkiReconciler.renewAnnotation)":"\#(value)"}}}"#
             do {
                 let _: PkiResource = try client.mergePatch(.pkis, namespace: namespace, name: name, patch: Array(patch.utf8),
                                                            fieldManager: "certgate-renew")
-                print("pki \(namespace)/\(name): renewal requested (\(PkiReconciler.renewAnnotation)=\(value))")
+                printOutput("pki \(namespace)/\(name): renewal requested (\(PkiReconciler.renewAnnotation)=\(value))")
             } catch let status as APIStatus where status.isNotFound {
                 printError("certgate renew: pki \(namespace)/\(name): not found")
                 failed += 1
@@ -53,10 +47,5 @@ struct Renew: ParsableCommand {
             }
         }
         if failed > 0 { throw ExitCode.failure }
-    }
-
-    private func format9(_ nanoseconds: Int) -> String {
-        let digits = String(nanoseconds)
-        return String(repeating: "0", count: max(0, 9 - digits.count)) + digits
     }
 }

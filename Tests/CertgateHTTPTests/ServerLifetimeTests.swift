@@ -13,12 +13,7 @@ import Testing
         #if DEBUG
         await #expect(processExitsWith: .failure) {
             let group = try EventLoopGroup(count: 1, namePrefix: "released")
-            var logger = Logger(label: "test")
-            logger.logLevel = .critical
-            var server: HTTPServer? = HTTPServer(
-                configuration: HTTPServerConfiguration(name: "released", addresses: [try SocketAddress(host: "127.0.0.1", port: 0)], tls: nil),
-                router: Router(), group: group, metrics: ServerMetrics(registry: MetricsRegistry()), logger: logger)
-            try server?.start()
+            var server: HTTPServer? = try startedServer(on: group)
             server = nil
         }
         #endif
@@ -27,17 +22,23 @@ import Testing
     @Test func aServerShutDownBeforeReleaseEndsCleanly() async {
         await #expect(processExitsWith: .success) {
             let group = try EventLoopGroup(count: 1, namePrefix: "released")
-            var logger = Logger(label: "test")
-            logger.logLevel = .critical
-            var server: HTTPServer? = HTTPServer(
-                configuration: HTTPServerConfiguration(name: "released", addresses: [try SocketAddress(host: "127.0.0.1", port: 0)], tls: nil),
-                router: Router(), group: group, metrics: ServerMetrics(registry: MetricsRegistry()), logger: logger)
-            try server?.start()
+            var server: HTTPServer? = try startedServer(on: group)
             server?.shutdown(gracePeriod: 0)
             server = nil
             group.stopAndWait()
         }
     }
+}
+
+/// A plain-HTTP server on a loopback port, started (exit tests run it in a process of its own).
+private func startedServer(on group: EventLoopGroup) throws -> HTTPServer {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let server = HTTPServer(
+        configuration: HTTPServerConfiguration(name: "released", addresses: [try SocketAddress(host: "127.0.0.1", port: 0)], tls: nil),
+        router: Router(), group: group, metrics: ServerMetrics(registry: MetricsRegistry()), logger: logger)
+    try server.start()
+    return server
 }
 
 @Suite struct CloseAfterAnswerTests {
