@@ -191,7 +191,11 @@ public struct JSONReader: ~Copyable {
         case .array: try readArray { reader, _ in try reader.skipValue() }
         case .string:
             let (start, end, escaped) = try scanString()
-            if escaped { _ = try unescape(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start) }
+            if escaped {
+                // Checked as strictly as a string that is read, without building it.
+                var nowhere = DiscardedBytes()
+                try decodeEscapes(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start, into: &nowhere)
+            }
         case .number: _ = try scanNumber()
         case .bool: _ = try readBool()
         case .null: _ = try readNull()
@@ -246,7 +250,9 @@ public struct JSONReader: ~Copyable {
         index += 1
         let start = index
         var escaped = false
-        while index < bytes.count {
+        while true {
+            skipPlainStringBytes()
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let end = index
@@ -262,6 +268,28 @@ public struct JSONReader: ~Copyable {
             index += 1
         }
         throw JSONError(offset: start - 1, "unterminated string")
+    }
+
+    /// Moves eight bytes at a time past string contents that hold no quote, backslash or
+    /// control character (annotations such as last-applied-configuration are long), and
+    /// stops at or before the first byte that needs a look of its own.
+    @inline(__always)
+    private mutating func skipPlainStringBytes() {
+        guard let base = bytes.baseAddress else { return }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        while bytes.count - index >= 8 {
+            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+            // The classic "has a zero byte" test (a borrow reaches the high bit only from a
+            // byte that is zero, or below the bound for the first term); a false alarm
+            // only sends the caller to look byte by byte.
+            let quote = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
+            let backslash = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
+            let control = (word &- ones &* 0x20) & ~word
+            let quoteOrBackslash = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+            if (control | quoteOrBackslash) & highBits != 0 { return }
+            index += 8
+        }
     }
 
     private mutating func readKey() throws -> JSONKey {
@@ -301,11 +329,18 @@ public struct JSONReader: ~Copyable {
     private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws -> String {
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
+        try decodeEscapes(raw, at: offset, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes a string's contents into `output`, refusing what RFC 8259 does not allow.
+    private func decodeEscapes<Output: UnescapedBytes>(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int,
+                                                       into output: inout Output) throws {
         var position = 0
         while position < raw.count {
             let byte = raw[position]
             guard byte == UInt8(ascii: "\\") else {
-                out.append(byte)
+                output.append(byte)
                 position += 1
                 continue
             }
@@ -313,12 +348,12 @@ public struct JSONReader: ~Copyable {
             let code = raw[position + 1]
             position += 2
             switch code {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(code)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): output.append(code)
+            case UInt8(ascii: "b"): output.append(0x08)
+            case UInt8(ascii: "f"): output.append(0x0C)
+            case UInt8(ascii: "n"): output.append(0x0A)
+            case UInt8(ascii: "r"): output.append(0x0D)
+            case UInt8(ascii: "t"): output.append(0x09)
             case UInt8(ascii: "u"):
                 var scalar = try hex4(raw, position, offset)
                 position += 4
@@ -334,12 +369,12 @@ public struct JSONReader: ~Copyable {
                 } else if scalar >= 0xDC00 && scalar < 0xE000 {
                     throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape")
                 }
-                out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+                // Surrogates are handled above, so every value left is a scalar.
+                UTF8.encode(Unicode.Scalar(scalar)!) { output.append($0) }
             default:
                 throw JSONError(offset: offset + position - 2, "invalid escape \\\(describe(code))")
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     private func hex4(_ raw: UnsafeBufferPointer<UInt8>, _ position: Int, _ offset: Int) throws -> UInt32 {
@@ -366,8 +401,8 @@ public struct JSONReader: ~Copyable {
 
 /// An object member's name, compared as bytes without making a String.
 public struct JSONKey: CustomStringConvertible {
-    private let raw: UnsafeBufferPointer<UInt8>?
-    private let unescaped: String?
+    @usableFromInline let raw: UnsafeBufferPointer<UInt8>?
+    @usableFromInline let unescaped: String?
 
     init(raw: UnsafeBufferPointer<UInt8>) {
         self.raw = raw
@@ -379,6 +414,9 @@ public struct JSONKey: CustomStringConvertible {
         self.unescaped = unescaped
     }
 
+    /// Inlined where keys are matched, so a chain of `key == "..."` compares lengths that
+    /// are constants before it compares any byte.
+    @inlinable
     public static func == (key: JSONKey, name: StaticString) -> Bool {
         guard let raw = key.raw else { return key.unescaped == name.description }
         return name.withUTF8Buffer { expected in
@@ -390,6 +428,18 @@ public struct JSONKey: CustomStringConvertible {
     public var description: String {
         unescaped ?? String(decoding: raw!, as: UTF8.self)
     }
+}
+
+/// Where ``JSONReader`` puts the bytes of a string it decodes: a buffer for a value that is
+/// read, nowhere for one that is skipped.
+private protocol UnescapedBytes {
+    mutating func append(_ byte: UInt8)
+}
+
+extension [UInt8]: UnescapedBytes {}
+
+private struct DiscardedBytes: UnescapedBytes {
+    func append(_ byte: UInt8) {}
 }
 
 @inline(__always)

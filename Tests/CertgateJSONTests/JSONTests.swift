@@ -62,6 +62,30 @@ func summary(_ document: [UInt8]) throws -> [String: String] {
         #expect(values == ["a\"b\\c/d", "é中", "😀", "tab\tnl\n", "plain é"])
     }
 
+    /// Strings are scanned eight bytes at a time: a quote, backslash or control character
+    /// is found at every position within and across those words.
+    @Test func findsWhatEndsOrEscapesAStringAtEveryOffset() throws {
+        for length in 0..<40 {
+            let plain = String((0..<length).map { Character(Unicode.Scalar(UInt8(ascii: "a") + UInt8($0 % 26))) })
+            #expect(try JSONReader.read(Array("\"\(plain)\"".utf8)) { try $0.readString() } == plain)
+            for position in 0...length {
+                var escaped = plain
+                escaped.insert(contentsOf: #"\""#, at: escaped.index(escaped.startIndex, offsetBy: position))
+                var expected = plain
+                expected.insert("\"", at: expected.index(expected.startIndex, offsetBy: position))
+                #expect(try JSONReader.read(Array("\"\(escaped)\"".utf8)) { try $0.readString() } == expected)
+
+                var control = Array("\"\(plain)\"".utf8)
+                control.insert(0x1F, at: 1 + position)
+                #expect(throws: JSONError(offset: 1 + position, "control character in a string")) {
+                    try JSONReader.read(control) { try $0.skipValue() }
+                }
+                let unterminated = Array("\"\(plain)".utf8) + Array(repeating: UInt8(0xC3), count: position)
+                #expect(throws: JSONError(offset: 0, "unterminated string")) { try JSONReader.read(unterminated) { try $0.skipValue() } }
+            }
+        }
+    }
+
     @Test func matchesEscapedKeys() throws {
         let value = try JSONReader.read(Array(#"{"u\u0069d": 7}"#.utf8)) { reader in
             var uid = 0
