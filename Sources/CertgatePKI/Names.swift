@@ -10,32 +10,53 @@ public let maxGoDurationSeconds = Double(Int64.max) / 1e9
 /// "90m", "1h30m", "500ms", "1.5h". Returns seconds, or nil if it is not a Go duration
 /// or is longer than Go can hold.
 public func parseGoDuration(_ text: String) -> Double? {
-    var rest = Substring(text)
-    guard !rest.isEmpty else { return nil }
-    if rest == "0" { return 0 }
-    var total = 0.0
-    while !rest.isEmpty {
-        let number = rest.prefix { ("0"..."9").contains($0) || $0 == "." }
-        guard !number.isEmpty, let value = Double(number) else { return nil }
-        rest = rest.dropFirst(number.count)
-        let unit = rest.prefix { !("0"..."9").contains($0) && $0 != "." }
-        rest = rest.dropFirst(unit.count)
-        let scale: Double
-        switch unit {
-        case "ns": scale = 1e-9
-        case "us", "µs": scale = 1e-6
-        case "ms": scale = 1e-3
-        case "s": scale = 1
-        case "m": scale = 60
-        case "h": scale = 3600
+    var text = text
+    return text.withUTF8 { bytes in
+        guard !bytes.isEmpty else { return nil }
+        if bytes.count == 1 && bytes[0] == UInt8(ascii: "0") { return 0 }
+        func isNumberByte(_ byte: UInt8) -> Bool { (byte >= 0x30 && byte <= 0x39) || byte == UInt8(ascii: ".") }
+        var total = 0.0
+        var position = 0
+        while position < bytes.count {
+            let numberStart = position
+            while position < bytes.count && isNumberByte(bytes[position]) { position += 1 }
+            guard position > numberStart,
+                  let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[numberStart..<position]), as: UTF8.self))
+            else { return nil }
+            let unitStart = position
+            while position < bytes.count && !isNumberByte(bytes[position]) { position += 1 }
+            guard let scale = goDurationUnitSeconds(UnsafeBufferPointer(rebasing: bytes[unitStart..<position])) else { return nil }
+            total += value * scale
+            // Checked on every term: "99999999999999999999h" is finite as a Double but no
+            // duration, and one of 10^400 digits is not even finite.
+            guard total <= maxGoDurationSeconds else { return nil }
+        }
+        return total
+    }
+}
+
+/// Seconds in one of Go's duration units: ns, us (or µs), ms, s, m, h.
+private func goDurationUnitSeconds(_ unit: UnsafeBufferPointer<UInt8>) -> Double? {
+    switch unit.count {
+    case 1:
+        switch unit[0] {
+        case UInt8(ascii: "s"): return 1
+        case UInt8(ascii: "m"): return 60
+        case UInt8(ascii: "h"): return 3600
         default: return nil
         }
-        total += value * scale
-        // Checked on every term: "99999999999999999999h" is finite as a Double but no
-        // duration, and one of 10^400 digits is not even finite.
-        guard total <= maxGoDurationSeconds else { return nil }
+    case 2 where unit[1] == UInt8(ascii: "s"):
+        switch unit[0] {
+        case UInt8(ascii: "n"): return 1e-9
+        case UInt8(ascii: "u"): return 1e-6
+        case UInt8(ascii: "m"): return 1e-3
+        default: return nil
+        }
+    case 3 where unit[0] == 0xC2 && unit[1] == 0xB5 && unit[2] == UInt8(ascii: "s"):  // µs
+        return 1e-6
+    default:
+        return nil
     }
-    return total
 }
 
 /// Seconds as a Go duration in whole hours, minutes and seconds ("2160h", "1h30m", "90s").
@@ -65,33 +86,45 @@ public func isValidDNSName(_ name: String) -> Bool { dnsNameProblem(name) == nil
 /// which character, how long), or nil when it is a valid RFC 1123 host name (`*` allowed
 /// only as the whole leftmost label).
 public func dnsNameProblem(_ name: String) -> String? {
-    let bytes = Array(name.utf8)
-    if bytes.isEmpty { return "it is empty" }
-    if bytes.count > 253 { return "it is \(bytes.count) bytes long; a DNS name has at most 253" }
-    let labels = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-    for (index, label) in labels.enumerated() {
-        let text = String(decoding: label, as: UTF8.self)
-        if label.isEmpty {
-            return index == 0 ? "it starts with '.'" : index == labels.count - 1 ? "it ends with '.'; leave the final dot out"
-                : "it has an empty label (two dots in a row)"
-        }
-        if label.contains(UInt8(ascii: "*")) {
-            if index != 0 || label.count != 1 {
-                let rest = labels.filter { !$0.contains(UInt8(ascii: "*")) && !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) }
-                return "'*' may stand only as the whole leftmost label, as in \"*.\(rest.isEmpty ? "app1.svc" : rest.joined(separator: "."))\""
+    var name = name
+    return name.withUTF8 { bytes in
+        if bytes.isEmpty { return "it is empty" }
+        if bytes.count > 253 { return "it is \(bytes.count) bytes long; a DNS name has at most 253" }
+        // Label by label without copying: a message is made only for a name that has a problem.
+        let labelCount = bytes.reduce(1) { $1 == UInt8(ascii: ".") ? $0 + 1 : $0 }
+        var labelStart = 0
+        for index in 0..<labelCount {
+            let labelEnd = bytes[labelStart...].firstIndex(of: UInt8(ascii: ".")) ?? bytes.count
+            let label = UnsafeBufferPointer(rebasing: bytes[labelStart..<labelEnd])
+            labelStart = labelEnd + 1
+            if label.isEmpty {
+                return index == 0 ? "it starts with '.'" : index == labelCount - 1 ? "it ends with '.'; leave the final dot out"
+                    : "it has an empty label (two dots in a row)"
             }
-            if labels.count == 1 { return "a wildcard needs a domain under it, as in \"*.app1.svc\"" }
-            continue
+            if label.contains(UInt8(ascii: "*")) {
+                if index != 0 || label.count != 1 {
+                    let rest = bytes.split(separator: UInt8(ascii: "."))
+                        .filter { !$0.contains(UInt8(ascii: "*")) }.map { String(decoding: $0, as: UTF8.self) }
+                    return "'*' may stand only as the whole leftmost label, as in \"*.\(rest.isEmpty ? "app1.svc" : rest.joined(separator: "."))\""
+                }
+                if labelCount == 1 { return "a wildcard needs a domain under it, as in \"*.app1.svc\"" }
+                continue
+            }
+            if label.count > 63 {
+                return "its label \"\(String(decoding: label, as: UTF8.self).prefix(20))...\" is \(label.count) bytes long; a label has at most 63"
+            }
+            if !label.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") }) {
+                let text = String(decoding: label, as: UTF8.self)
+                let bad = text.unicodeScalars.first { !($0.isASCII && (isAlphanumeric(UInt8($0.value)) || $0 == "-")) }!
+                return "its label \"\(text)\" has \(describe(bad)); labels hold only letters, digits and '-'"
+            }
+            if label.first == UInt8(ascii: "-") || label.last == UInt8(ascii: "-") {
+                return "its label \"\(String(decoding: label, as: UTF8.self))\" \(label.first == UInt8(ascii: "-") ? "starts" : "ends") "
+                    + "with '-'; a label starts and ends with a letter or digit"
+            }
         }
-        if label.count > 63 { return "its label \"\(text.prefix(20))...\" is \(label.count) bytes long; a label has at most 63" }
-        if let bad = text.unicodeScalars.first(where: { !($0.isASCII && (isAlphanumeric(UInt8($0.value)) || $0 == "-")) }) {
-            return "its label \"\(text)\" has \(describe(bad)); labels hold only letters, digits and '-'"
-        }
-        if label.first == UInt8(ascii: "-") || label.last == UInt8(ascii: "-") {
-            return "its label \"\(text)\" \(label.first == UInt8(ascii: "-") ? "starts" : "ends") with '-'; a label starts and ends with a letter or digit"
-        }
+        return nil
     }
-    return nil
 }
 
 /// A character as a message shows it: 'x', or its code point when it would not print.

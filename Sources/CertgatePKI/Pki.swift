@@ -330,11 +330,13 @@ extension PkiSpec {
 final class FieldReader {
     var problems: [FieldProblem] = []
 
-    func string(_ reader: inout JSONReader, _ path: String) throws -> String? {
+    /// `path` is made only for a problem: list elements and map values are read far more
+    /// often than they are wrong.
+    func string(_ reader: inout JSONReader, _ path: @autoclosure () -> String) throws -> String? {
         switch try reader.peek() {
         case .string: return try reader.readString()
         case .null: _ = try reader.readNull(); return nil
-        case let other: try mismatch(&reader, path, "a string", other); return nil
+        case let other: try mismatch(&reader, path(), "a string", other); return nil
         }
     }
 

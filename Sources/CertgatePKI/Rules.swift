@@ -129,23 +129,22 @@ private struct RuleRun {
                 + "put long names in spec.dnsNames")
         }
         let suffixes = policy.dnsSuffixes
+        // Paths are made only for a denial: most names are fine.
         for (index, name) in (spec.dnsNames ?? []).enumerated() {
-            let path = "spec.dnsNames[\(index)]"
             if let problem = dnsNameProblem(name) {
-                deny(path, "\"\(name)\" is not a valid DNS name: \(problem)")
+                deny("spec.dnsNames[\(index)]", "\"\(name)\" is not a valid DNS name: \(problem)")
             } else if !suffixes.contains(where: { hasSuffixIgnoringASCIICase(name, $0) }) {
-                deny(path, suffixes.isEmpty ? "\"\(name)\" is not allowed: the policy allows no DNS names"
+                deny("spec.dnsNames[\(index)]", suffixes.isEmpty ? "\"\(name)\" is not allowed: the policy allows no DNS names"
                     : "\"\(name)\" is not under an allowed suffix \(bracketed(suffixes))")
             }
         }
         for (index, text) in (spec.ipAddresses ?? []).enumerated() {
-            let path = "spec.ipAddresses[\(index)]"
             guard let address = parseIPAddress(text) else {
-                deny(path, "\"\(text)\" is not an IPv4 or IPv6 address")
+                deny("spec.ipAddresses[\(index)]", "\"\(text)\" is not an IPv4 or IPv6 address")
                 continue
             }
             if !policy.ipRanges.contains(where: { $0.contains(address) }) {
-                deny(path, policy.ipRanges.isEmpty ? "\(text) is not allowed: the policy allows no IP addresses"
+                deny("spec.ipAddresses[\(index)]", policy.ipRanges.isEmpty ? "\(text) is not allowed: the policy allows no IP addresses"
                     : "\(text) is not in an allowed range \(bracketed(policy.ipRanges.map(\.description)))")
             }
         }
