@@ -59,7 +59,7 @@ final class HTTP1Handler: ProtocolHandler {
                 headStarted = parser.isMidRequest ? monotonicNanoseconds() : nil
                 let request = HTTPRequest(method: current.method, path: current.path, query: current.query,
                                           headers: current.headers, body: body, version: current.version)
-                let response = server.respond(to: request, startedAt: start)
+                let response = server.respond(to: request, startedAt: start, on: connection.context)
                 server.metrics.inFlight.add(-1)
                 let keepAlive = current.keepAlive && !connection.context.isShuttingDown
                 if let stream = response.stream, current.method != "HEAD" {
@@ -123,8 +123,8 @@ final class HTTP1Handler: ProtocolHandler {
     /// Answers a request the parser refused and closes: the stream cannot be trusted after it.
     private func rejectAndClose(_ error: HTTPParseError) {
         if head != nil { server.metrics.inFlight.add(-1) }
-        server.record(path: head.map { server.router.metricsPath(for: $0.path) } ?? "other", status: error.status,
-                      startedAt: headStarted ?? monotonicNanoseconds())
+        connection.context.record(path: head.map { server.router.metricsPath(for: $0.path) } ?? "other", status: error.status,
+                                  startedAt: headStarted ?? monotonicNanoseconds())
         head = nil
         write(.error(error.status, error.message), version: .http1_1, keepAlive: false, omitBody: false)
         closing = true
@@ -209,18 +209,15 @@ final class HTTP1Handler: ProtocolHandler {
 
 /// "content-type" -> "Content-Type", as HTTP/1.1 peers customarily see header names.
 func canonicalHeaderName(_ name: String) -> String {
-    var upperNext = true
-    var result = ""
-    result.reserveCapacity(name.utf8.count)
-    for scalar in name.unicodeScalars {
-        if upperNext, scalar.value >= 0x61, scalar.value <= 0x7A {
-            result.unicodeScalars.append(Unicode.Scalar(scalar.value - 0x20)!)
-        } else {
-            result.unicodeScalars.append(scalar)
+    let count = name.utf8.count
+    return String(unsafeUninitializedCapacity: count) { buffer in
+        var upperNext = true
+        for (index, byte) in name.utf8.enumerated() {
+            buffer[index] = upperNext && byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 0x20 : byte
+            upperNext = byte == UInt8(ascii: "-")
         }
-        upperNext = scalar == "-"
+        return count
     }
-    return result
 }
 
 /// The current time as an HTTP Date header value (RFC 9110 IMF-fixdate).

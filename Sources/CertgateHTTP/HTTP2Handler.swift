@@ -250,7 +250,7 @@ final class HTTP2Handler: ProtocolHandler {
                                   body: stream.body, version: .http2)
         releaseBody(of: stream)
         stream.answered = true
-        var response = server.respond(to: request, startedAt: stream.started)
+        var response = server.respond(to: request, startedAt: stream.started, on: connection.context)
         server.metrics.inFlight.add(-1)
         if request.method == "HEAD" {
             response.headers.add("content-length", String(response.body.count))
@@ -266,8 +266,8 @@ final class HTTP2Handler: ProtocolHandler {
         stream.answered = true
         releaseBody(of: stream)
         server.metrics.inFlight.add(-1)
-        server.record(path: server.router.metricsPath(for: splitTarget(stream.path).path), status: response.status,
-                      startedAt: stream.started)
+        connection.context.record(path: server.router.metricsPath(for: splitTarget(stream.path).path), status: response.status,
+                                  startedAt: stream.started)
         submit(response, on: stream)
     }
 

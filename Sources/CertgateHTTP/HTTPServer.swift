@@ -206,18 +206,17 @@ public final class HTTPServer: Sendable {
         metrics.openConnections.add(-1)
     }
 
-    /// Runs the router and counts the answer.
-    func respond(to request: HTTPRequest, startedAt start: UInt64) -> HTTPResponse {
+    /// Runs the router and counts the answer on the loop that serves it.
+    func respond(to request: HTTPRequest, startedAt start: UInt64, on context: LoopContext) -> HTTPResponse {
         let response = router.respond(to: request)
-        record(path: router.metricsPath(for: request.path), status: response.status, startedAt: start)
+        context.record(path: router.metricsPath(for: request.path), status: response.status, startedAt: start)
         return response
     }
+}
 
-    func record(path: String, status: Int, startedAt start: UInt64) {
-        let code = String(status)
-        metrics.requests(path: path, code: code).increment()
-        metrics.duration(path: path, code: code).observe(Double(monotonicNanoseconds() &- start) / 1e9)
-    }
+struct RequestMetricsKey: Hashable {
+    let path: String
+    let status: Int
 }
 
 /// Timeouts converted once to nanoseconds of the monotonic clock.
@@ -284,6 +283,10 @@ final class LoopContext: @unchecked Sendable {
     private var connections: [ObjectIdentifier: Connection] = [:]
     private(set) var dateHeader: String = httpDate()
     private var shuttingDown = false
+    /// The request counter and duration histogram of each path and status, looked up once
+    /// per loop: finding them by label values hashes and locks on every request. Bounded
+    /// by the router's paths (others count as "other") times the status codes it answers.
+    private var requestMetrics: [RequestMetricsKey: (requests: Counter.Child, duration: Histogram.Child)] = [:]
 
     init(loop: EventLoop) {
         self.loop = loop
@@ -302,6 +305,21 @@ final class LoopContext: @unchecked Sendable {
             server.releaseConnection()
             SocketIO.close(descriptor)
         }
+    }
+
+    /// Counts one answered request.
+    func record(path: String, status: Int, startedAt start: UInt64) {
+        let key = RequestMetricsKey(path: path, status: status)
+        let children: (requests: Counter.Child, duration: Histogram.Child)
+        if let found = requestMetrics[key] {
+            children = found
+        } else {
+            let code = String(status)
+            children = (server.metrics.requests(path: path, code: code), server.metrics.duration(path: path, code: code))
+            requestMetrics[key] = children
+        }
+        children.requests.increment()
+        children.duration.observe(Double(monotonicNanoseconds() &- start) / 1e9)
     }
 
     func remove(_ connection: Connection) {
