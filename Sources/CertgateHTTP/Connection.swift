@@ -219,8 +219,14 @@ final class Connection: EventHandler {
                 flush()
                 if output.count - outputOffset > Connection.maxQueuedOutput { readPaused = true }
             }
-            // A short plain read means the socket is empty; OpenSSL must be asked until it says so.
-            if tls == nil && count < scratch.count { break }
+            // A short plain read means the socket is empty. Over TLS, what OpenSSL has not
+            // buffered is still in the socket, and the level-triggered loop reports it: asking
+            // again only to hear "would block" costs a system call per request.
+            if let tls {
+                if !tls.hasBufferedInput { break }
+            } else if count < scratch.count {
+                break
+            }
         }
         flush()
     }

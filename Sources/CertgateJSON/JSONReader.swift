@@ -272,22 +272,27 @@ public struct JSONReader: ~Copyable {
 
     /// Moves eight bytes at a time past string contents that hold no quote, backslash or
     /// control character (annotations such as last-applied-configuration are long), and
-    /// stops at or before the first byte that needs a look of its own.
+    /// stops on the first byte that needs a look of its own, or within the document's last
+    /// eight bytes.
     @inline(__always)
     private mutating func skipPlainStringBytes() {
         guard let base = bytes.baseAddress else { return }
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highBits: UInt64 = 0x8080_8080_8080_8080
         while bytes.count - index >= 8 {
-            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-            // The classic "has a zero byte" test (a borrow reaches the high bit only from a
-            // byte that is zero, or below the bound for the first term); a false alarm
-            // only sends the caller to look byte by byte.
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+            // The classic "has a zero byte" and "has a byte below n" tests. A byte's high bit
+            // is set wrongly only by a borrow from a lower byte that matched, so the lowest
+            // set bit (the first byte, as the word is read little-endian) is always a true match.
             let quote = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
             let backslash = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
             let control = (word &- ones &* 0x20) & ~word
             let quoteOrBackslash = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
-            if (control | quoteOrBackslash) & highBits != 0 { return }
+            let matches = (control | quoteOrBackslash) & highBits
+            if matches != 0 {
+                index += matches.trailingZeroBitCount / 8
+                return
+            }
             index += 8
         }
     }

@@ -47,6 +47,10 @@ public final class TLSSession {
         return try interpret(0, "reading from the TLS connection")
     }
 
+    /// Whether OpenSSL holds bytes read from the socket, decrypted or not, that a read would
+    /// return: when it holds none, the socket's readiness tells whether more has come.
+    public var hasBufferedInput: Bool { SSL_has_pending(ssl) == 1 }
+
     /// Encrypts and writes bytes from `buffer`; may take fewer than offered.
     public func write(from buffer: UnsafeRawBufferPointer) throws -> Status {
         ERR_clear_error()

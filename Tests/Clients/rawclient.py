@@ -5,7 +5,8 @@ Only the Python standard library (its ssl module is OpenSSL). Loopback only; eve
 bounded in count and time. Each command prints one JSON object on stdout.
 
   h1 --port P --ca CA [--cert C --key K] STEP...
-      STEP is send:TEXT (\\r \\n \\xNN escapes), sleep:SECONDS, recv (read until the peer
+      STEP is send:TEXT (\\r \\n \\xNN escapes), corked:TEXT|TEXT... (each piece its own
+      TLS record, all released to the network at once), sleep:SECONDS, recv (read until the peer
       closes or goes quiet for a moment), or recvclose (read until the peer closes).
       Prints {"responses": "...", "closed": bool, "error": "..."}.
   rotation --port P --ca CA
@@ -82,6 +83,11 @@ def cmd_h1(args):
         try:
             if kind == "send":
                 sock.sendall(unescape(value))
+            elif kind == "corked":
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                for piece in value.split("|"):
+                    sock.sendall(unescape(piece))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
             elif kind == "sleep":
                 time.sleep(float(value))
             elif kind in ("recv", "recvclose"):
