@@ -184,21 +184,84 @@ public struct JSONReader: ~Copyable {
         return value
     }
 
-    /// Skips one value of any kind, checking its syntax without building it.
+    /// Skips one value of any kind, checking its syntax as strictly as reading it would
+    /// (the same errors at the same offsets), without building it.
+    ///
+    /// A loop over an explicit stack rather than readObject and readArray calling back into
+    /// it: most of an AdmissionReview is skipped (managedFields, annotations), and closures
+    /// and member names per value made skipping it cost more than everything that is read.
     public mutating func skipValue() throws {
-        switch try peek() {
-        case .object: try readObject { reader, _ in try reader.skipValue() }
-        case .array: try readArray { reader, _ in try reader.skipValue() }
-        case .string:
-            let (start, end, escaped) = try scanString()
-            if escaped {
-                // Checked as strictly as a string that is read, without building it.
-                var nowhere = DiscardedBytes()
-                try decodeEscapes(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start, into: &nowhere)
+        // Bit n says whether the container n levels below the skipped value is an object.
+        // Nesting is bounded by maxDepth, so 128 bits always suffice.
+        var objects: UInt128 = 0
+        var level = 0
+        while true {
+            // A value starts here.
+            var closed = true
+            switch try peek() {
+            case .object:
+                index += 1
+                try enter()
+                skipWhitespace()
+                if !consume(UInt8(ascii: "}")) {
+                    objects |= 1 << level
+                    level += 1
+                    try skipMemberName()
+                    closed = false
+                } else {
+                    depth -= 1
+                }
+            case .array:
+                index += 1
+                try enter()
+                skipWhitespace()
+                if !consume(UInt8(ascii: "]")) {
+                    objects &= ~(1 << level)
+                    level += 1
+                    closed = false
+                } else {
+                    depth -= 1
+                }
+            case .string: try skipString()
+            case .number: _ = try scanNumber()
+            case .bool: _ = try readBool()
+            case .null: guard try readNull() else { throw error("expected null") }
             }
-        case .number: _ = try scanNumber()
-        case .bool: _ = try readBool()
-        case .null: _ = try readNull()
+            guard closed else { continue }
+            // After a value: a separator to the next one, or the ends of containers.
+            while level > 0 {
+                skipWhitespace()
+                let inObject = (objects >> (level - 1)) & 1 == 1
+                if consume(UInt8(ascii: ",")) {
+                    if inObject { try skipMemberName() }
+                    break
+                }
+                if consume(inObject ? UInt8(ascii: "}") : UInt8(ascii: "]")) {
+                    level -= 1
+                    depth -= 1
+                    continue
+                }
+                throw error(inObject ? "expected ',' or '}' in an object" : "expected ',' or ']' in an array")
+            }
+            if level == 0 { return }
+        }
+    }
+
+    /// Moves past `"name" :` inside an object being skipped.
+    private mutating func skipMemberName() throws {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+        try skipString()
+        skipWhitespace()
+        guard consume(UInt8(ascii: ":")) else { throw error("expected ':' after a member name") }
+    }
+
+    /// Moves past a string, checking its escapes without decoding them anywhere.
+    private mutating func skipString() throws {
+        let (start, end, escaped) = try scanString()
+        if escaped {
+            var nowhere = DiscardedBytes()
+            try decodeEscapes(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start, into: &nowhere)
         }
     }
 
@@ -421,7 +484,7 @@ public struct JSONKey: CustomStringConvertible {
 
     /// Inlined where keys are matched, so a chain of `key == "..."` compares lengths that
     /// are constants before it compares any byte.
-    @inlinable
+    @inlinable @inline(__always)
     public static func == (key: JSONKey, name: StaticString) -> Bool {
         guard let raw = key.raw else { return key.unescaped == name.description }
         return name.withUTF8Buffer { expected in

@@ -40,6 +40,31 @@ func summary(_ document: [UInt8]) throws -> [String: String] {
     }
 }
 
+/// Skips a value through readObject and readArray calling back: the reference whose errors
+/// and offsets ``JSONReader/skipValue()`` must match.
+func skipByCallbacks(_ reader: inout JSONReader) throws {
+    switch try reader.peek() {
+    case .object: try reader.readObject { reader, _ in try skipByCallbacks(&reader) }
+    case .array: try reader.readArray { reader, _ in try skipByCallbacks(&reader) }
+    case .string: _ = try reader.readString()
+    case .number: _ = try reader.readDouble()
+    case .bool: _ = try reader.readBool()
+    case .null: guard try reader.readNull() else { throw JSONError(offset: reader.offset, "expected null") }
+    }
+}
+
+/// The outcome of reading a whole document with `body`: nil, or the error it met.
+func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> JSONError? {
+    do {
+        try JSONReader.read(document, body)
+        return nil
+    } catch let error as JSONError {
+        return error
+    } catch {
+        return JSONError(offset: -1, "\(error)")
+    }
+}
+
 @Suite struct JSONReaderTests {
     @Test func readsWhatItNeedsFromARecordedAdmissionReview() throws {
         let body = Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/admissionreview-create.json")))
@@ -118,6 +143,7 @@ func summary(_ document: [UInt8]) throws -> [String: String] {
         ("{} x", JSONError(offset: 3, "unexpected data after the document")),
         ("", JSONError(offset: 0, "unexpected end of document")),
         ("tru", JSONError(offset: 0, "expected true or false")),
+        ("[nul]", JSONError(offset: 1, "expected null")),
         ("01", JSONError(offset: 1, "unexpected data after the document")),
         ("-", JSONError(offset: 0, "expected a number")),
     ])
@@ -136,6 +162,39 @@ func summary(_ document: [UInt8]) throws -> [String: String] {
         #expect(throws: JSONError.self) {
             try JSONReader.read(Array(#"{"a": 1}"#.utf8)) { reader in try reader.readObject { _, _ in } }
         }
+    }
+
+    /// skipValue walks containers with its own loop: on recorded reviews and 3,000 mutations
+    /// of one it accepts and refuses exactly what reading everything does, at the same offset.
+    @Test func skippingAgreesWithReadingEverything() throws {
+        var documents: [[UInt8]] = []
+        for name in ["admissionreview-create.json", "admissionreview-update.json", "admissionreview-delete.json"] {
+            documents.append(Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/\(name)"))))
+        }
+        var generator = SplitMix64(seed: 0x5C1F)
+        let interesting: [UInt8] = Array("{}[]\",:\\0123456789eE+-.tfnu \n".utf8) + [0x00, 0x1F, 0xC3, 0xFF]
+        for _ in 0..<3000 {
+            var document = documents[Int(generator.next() % 3)]
+            for _ in 0..<Int(generator.next() % 4 + 1) {
+                let position = Int(generator.next() % UInt64(document.count))
+                switch generator.next() % 3 {
+                case 0: document[position] = interesting[Int(generator.next() % UInt64(interesting.count))]
+                case 1: document.remove(at: position)
+                default: document.insert(interesting[Int(generator.next() % UInt64(interesting.count))], at: position)
+                }
+            }
+            documents.append(document)
+        }
+        documents += [Array((String(repeating: "[{\"a\":", count: 64) + "1" + String(repeating: "}]", count: 64)).utf8),
+                      Array((String(repeating: "[{\"a\":", count: 65) + "1" + String(repeating: "}]", count: 65)).utf8)]
+        var refused = 0
+        for document in documents {
+            let skipped = outcome(document) { try $0.skipValue() }
+            let read = outcome(document) { try skipByCallbacks(&$0) }
+            #expect(skipped == read, "\(String(decoding: document, as: UTF8.self))")
+            if skipped != nil { refused += 1 }
+        }
+        #expect(refused > 100 && refused < documents.count - 100, "mutations both keep and break documents (\(refused) refused)")
     }
 
     /// Bounded mutation fuzz: every mutated AdmissionReview either reads or throws JSONError.
