@@ -176,33 +176,34 @@ final class HTTP1Handler: ProtocolHandler {
         }
     }
 
+    /// Writes the head straight into the connection's output: building it as one String
+    /// first cost more than the rest of the write (each `+=` is a full String append).
     private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, omitBody: Bool, omitLength: Bool = false) {
-        var head = version == .http1_0 ? "HTTP/1.0 " : "HTTP/1.1 "
-        head += String(response.status)
-        head += " "
-        head += reasonPhrase(response.status)
-        head += "\r\n"
+        connection.enqueue(version == .http1_0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        connection.enqueue(String(response.status))
+        connection.enqueue(" ")
+        connection.enqueue(reasonPhrase(response.status))
+        connection.enqueue("\r\n")
         for (name, value) in response.headers {
-            head += canonicalHeaderName(name)
-            head += ": "
-            head += value
-            head += "\r\n"
+            connection.enqueue(canonicalHeaderName(name))
+            connection.enqueue(": ")
+            connection.enqueue(value)
+            connection.enqueue("\r\n")
         }
         if !omitLength && response.status >= 200 && response.status != 204 && response.status != 304 {
-            head += "Content-Length: "
-            head += String(response.body.count)
-            head += "\r\n"
+            connection.enqueue("Content-Length: ")
+            connection.enqueue(String(response.body.count))
+            connection.enqueue("\r\n")
         }
-        head += "Date: "
-        head += connection.context.dateHeader
-        head += "\r\n"
+        connection.enqueue("Date: ")
+        connection.enqueue(connection.context.dateHeader)
+        connection.enqueue("\r\n")
         if !keepAlive {
-            head += "Connection: close\r\n"
+            connection.enqueue("Connection: close\r\n")
         } else if version == .http1_0 {
-            head += "Connection: keep-alive\r\n"
+            connection.enqueue("Connection: keep-alive\r\n")
         }
-        head += "\r\n"
-        connection.enqueue(head)
+        connection.enqueue("\r\n")
         if !omitBody { connection.enqueue(response.body) }
     }
 }

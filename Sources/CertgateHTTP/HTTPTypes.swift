@@ -10,19 +10,25 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     }
 
     public mutating func add(_ name: String, _ value: String) {
-        fields.append((name.lowercased(), value))
+        fields.append((lowercasedName(name), value))
     }
 
     /// The first value of `name` (case-insensitive).
     public subscript(_ name: String) -> String? {
-        let lowered = name.lowercased()
+        let lowered = lowercasedName(name)
         return fields.first { $0.name == lowered }?.value
     }
 
     /// Every value of `name`, in order.
     public func values(_ name: String) -> [String] {
-        let lowered = name.lowercased()
+        let lowered = lowercasedName(name)
         return fields.filter { $0.name == lowered }.map(\.value)
+    }
+
+    /// Names are nearly always lower-case already (the parsers and the code's own literals):
+    /// those are kept as they are, without a case mapping per header and request.
+    private func lowercasedName(_ name: String) -> String {
+        name.utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 } ? name.lowercased() : name
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }

@@ -15,16 +15,15 @@ public struct GroupVersionName: Sendable, Equatable {
     }
 }
 
-/// Who made the request (`request.userInfo`).
+/// Who made the request (`request.userInfo`), as far as the webhook uses it: the decision
+/// log names the user. Groups and extra are skipped unread (no rule depends on them).
 public struct UserInfo: Sendable, Equatable {
     public var username: String?
     public var uid: String?
-    public var groups: [String]
 
-    public init(username: String? = nil, uid: String? = nil, groups: [String] = []) {
+    public init(username: String? = nil, uid: String? = nil) {
         self.username = username
         self.uid = uid
-        self.groups = groups
     }
 }
 
@@ -155,7 +154,6 @@ extension UserInfo {
         try reader.readObject { reader, key in
             if key == "username" { username = try reader.readString() }
             else if key == "uid" { uid = try reader.readString() }
-            else if key == "groups" { groups = try reader.readStringArray() ?? [] }
             else { try reader.skipValue() }
         }
     }

@@ -137,9 +137,17 @@ struct Serve: ParsableCommand {
         let reviews = registry.counter("certgate_admission_reviews_total",
                                        help: "AdmissionReviews answered, by operation and decision (allowed, denied).",
                                        labels: ["operation", "decision"])
+        // The operations the API server sends, looked up once: labels(...) hashes and locks.
+        let reviewCounters = Dictionary(uniqueKeysWithValues: ["CREATE", "UPDATE", "DELETE", "CONNECT"].map { operation in
+            (operation, (allowed: reviews.labels(operation, "allowed"), denied: reviews.labels(operation, "denied")))
+        })
         let webhookHandler = AdmissionWebhook(policy: { policySource.value }, onDecision: { review, response in
             let request = review.request
-            reviews.labels(request.operation, response.allowed ? "allowed" : "denied").increment()
+            if let counters = reviewCounters[request.operation] {
+                (response.allowed ? counters.allowed : counters.denied).increment()
+            } else {
+                reviews.labels(request.operation, response.allowed ? "allowed" : "denied").increment()
+            }
             logger.debug("admission decision", metadata: [
                 "uid": "\(request.uid)", "operation": "\(request.operation)", "namespace": "\(request.namespace ?? "")",
                 "name": "\(request.name ?? "")", "user": "\(request.userInfo.username ?? "")", "dry_run": "\(request.dryRun)",

@@ -19,7 +19,6 @@ func fixture(_ name: String) throws -> [UInt8] {
         #expect(review.request.isForPkis)
         #expect(review.request.namespace == "app1")
         #expect(review.request.userInfo.username == "e2e-admin")
-        #expect(review.request.userInfo.groups == ["system:masters", "system:authenticated"])
         #expect(review.request.object?.spec.serviceName == "app1")
         #expect(review.request.object?.metadata.name == "app1-pki")
         #expect(review.request.oldObject == nil)
