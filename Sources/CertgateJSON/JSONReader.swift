@@ -309,55 +309,44 @@ public struct JSONReader: ~Copyable {
     }
 
     /// Moves past a string; returns the bounds of its contents and whether it has escapes.
+    ///
+    /// Works on locals and reads eight bytes at a time: there are a hundred strings and
+    /// more in an AdmissionReview, and this was the reader's most expensive loop.
     private mutating func scanString() throws -> (start: Int, end: Int, escaped: Bool) {
-        index += 1
-        let start = index
+        let start = index + 1
+        let count = bytes.count
+        guard let base = bytes.baseAddress else { throw JSONError(offset: index, "unterminated string") }
+        var position = start
         var escaped = false
         while true {
-            skipPlainStringBytes()
-            guard index < bytes.count else { break }
-            let byte = bytes[index]
+            while count - position >= 8 {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self))
+                let matches = stringSpecialBytes(word)
+                if matches != 0 {
+                    position += matches.trailingZeroBitCount / 8
+                    break
+                }
+                position += 8
+            }
+            guard position < count else { break }
+            let byte = base[position]
             if byte == UInt8(ascii: "\"") {
-                let end = index
-                index += 1
-                return (start, end, escaped)
+                index = position + 1
+                return (start, position, escaped)
             }
             if byte == UInt8(ascii: "\\") {
                 escaped = true
-                index += 2
+                position += 2
                 continue
             }
-            if byte < 0x20 { throw error("control character in a string") }
-            index += 1
-        }
-        throw JSONError(offset: start - 1, "unterminated string")
-    }
-
-    /// Moves eight bytes at a time past string contents that hold no quote, backslash or
-    /// control character (annotations such as last-applied-configuration are long), and
-    /// stops on the first byte that needs a look of its own, or within the document's last
-    /// eight bytes.
-    @inline(__always)
-    private mutating func skipPlainStringBytes() {
-        guard let base = bytes.baseAddress else { return }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highBits: UInt64 = 0x8080_8080_8080_8080
-        while bytes.count - index >= 8 {
-            let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
-            // The classic "has a zero byte" and "has a byte below n" tests. A byte's high bit
-            // is set wrongly only by a borrow from a lower byte that matched, so the lowest
-            // set bit (the first byte, as the word is read little-endian) is always a true match.
-            let quote = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
-            let backslash = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
-            let control = (word &- ones &* 0x20) & ~word
-            let quoteOrBackslash = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
-            let matches = (control | quoteOrBackslash) & highBits
-            if matches != 0 {
-                index += matches.trailingZeroBitCount / 8
-                return
+            if byte < 0x20 {
+                index = position
+                throw error("control character in a string")
             }
-            index += 8
+            position += 1
         }
+        index = count
+        throw JSONError(offset: start - 1, "unterminated string")
     }
 
     private mutating func readKey() throws -> JSONKey {
@@ -508,6 +497,20 @@ extension [UInt8]: UnescapedBytes {}
 
 private struct DiscardedBytes: UnescapedBytes {
     func append(_ byte: UInt8) {}
+}
+
+/// The high bit of each byte of `word` that is a quote, a backslash or a control character,
+/// by the classic "has a zero byte" and "has a byte below n" tests. A byte's bit is set
+/// wrongly only by a borrow from a lower byte that matched, so the lowest set bit (the first
+/// byte of a little-endian word) is always a true match.
+@inline(__always)
+private func stringSpecialBytes(_ word: UInt64) -> UInt64 {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let quote = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
+    let backslash = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
+    let control = (word &- ones &* 0x20) & ~word
+    let quoteOrBackslash = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+    return (control | quoteOrBackslash) & (ones &* 0x80)
 }
 
 @inline(__always)
