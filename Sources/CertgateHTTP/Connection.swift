@@ -145,7 +145,7 @@ final class Connection: EventHandler {
             case .done:
                 phase = .open
                 deadline = .max
-                context.server.metrics.handshakes(version: tls.protocolVersion).increment()
+                context.recordHandshake(version: tls.protocolVersion)
                 let now = monotonicNanoseconds()
                 if tls.negotiatedProtocol == "h2" {
                     handler = HTTP2Handler(connection: self, now: now)

@@ -287,6 +287,8 @@ final class LoopContext: @unchecked Sendable {
     /// per loop: finding them by label values hashes and locks on every request. Bounded
     /// by the router's paths (others count as "other") times the status codes it answers.
     private var requestMetrics: [RequestMetricsKey: (requests: Counter.Child, duration: Histogram.Child)] = [:]
+    /// The handshake counter of each TLS version, likewise.
+    private var handshakeCounters: [String: Counter.Child] = [:]
 
     init(loop: EventLoop) {
         self.loop = loop
@@ -320,6 +322,17 @@ final class LoopContext: @unchecked Sendable {
         }
         children.requests.increment()
         children.duration.observe(Double(monotonicNanoseconds() &- start) / 1e9)
+    }
+
+    /// Counts one completed TLS handshake.
+    func recordHandshake(version: String) {
+        if let counter = handshakeCounters[version] {
+            counter.increment()
+        } else {
+            let counter = server.metrics.handshakes(version: version)
+            handshakeCounters[version] = counter
+            counter.increment()
+        }
     }
 
     func remove(_ connection: Connection) {

@@ -28,7 +28,11 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     /// Names are nearly always lower-case already (the parsers and the code's own literals):
     /// those are kept as they are, without a case mapping per header and request.
     private func lowercasedName(_ name: String) -> String {
-        name.utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 } ? name.lowercased() : name
+        var name = name
+        let needsMapping = name.withUTF8 { bytes in
+            bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
+        }
+        return needsMapping ? name.lowercased() : name
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
