@@ -223,16 +223,18 @@ extension Pki {
     /// skipping everything admission does not need. Syntax errors throw; a field of the
     /// wrong type is recorded in ``problems`` and the rest is still read.
     public init(reading reader: inout JSONReader) throws {
-        self.init(apiVersion: nil, kind: nil)
+        // Filled in a local and moved into self, as AdmissionRequest does, to spare copies.
+        var pki = Pki(apiVersion: nil, kind: nil)
         let fields = FieldReader()
         try reader.readObject { reader, key in
-            if key == "apiVersion" { apiVersion = try fields.string(&reader, "apiVersion") }
-            else if key == "kind" { kind = try fields.string(&reader, "kind") }
-            else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try metadata.read(&reader, key, fields) } }
-            else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try spec.read(&reader, key, fields) } }
+            if key == "apiVersion" { pki.apiVersion = try fields.string(&reader, "apiVersion") }
+            else if key == "kind" { pki.kind = try fields.string(&reader, "kind") }
+            else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try pki.metadata.read(&reader, key, fields) } }
+            else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try pki.spec.read(&reader, key, fields) } }
             else { try reader.skipValue() }
         }
-        problems = fields.problems
+        pki.problems = fields.problems
+        self = pki
     }
 }
 

@@ -109,7 +109,8 @@ extension AdmissionReview {
         guard apiVersion == "admission.k8s.io/v1" else {
             throw AdmissionReviewError(message: "expected apiVersion admission.k8s.io/v1, got \(apiVersion.map { "\"\($0)\"" } ?? "none") (set admissionReviewVersions: [v1])")
         }
-        guard let request else { throw AdmissionReviewError(message: "the AdmissionReview has no request") }
+        // Moved out, not copied: a copy retains every string of the request once more.
+        guard let request = request.take() else { throw AdmissionReviewError(message: "the AdmissionReview has no request") }
         guard !request.uid.isEmpty else { throw AdmissionReviewError(message: "request.uid is missing") }
         guard !request.operation.isEmpty else { throw AdmissionReviewError(message: "request.operation is missing") }
         self.init(apiVersion: apiVersion!, kind: kind!, request: request)
@@ -118,7 +119,15 @@ extension AdmissionReview {
 
 extension AdmissionRequest {
     init(reading reader: inout JSONReader) throws {
-        self.init(uid: "", operation: "")
+        // One local per field, put together at the end: when the closure mutated self, or a
+        // whole request in a local, the compiler copied the request (every string retained
+        // once more) three times over.
+        var uid = "", operation = ""
+        var kind = GroupVersionName(), resource = GroupVersionName()
+        var subResource: String?, name: String?, namespace: String?
+        var userInfo = UserInfo()
+        var object: Pki?, oldObject: Pki?
+        var dryRun = false
         try reader.readObject { reader, key in
             if key == "uid" { uid = try reader.readString() }
             else if key == "kind" { kind = try GroupVersionName(reading: &reader, nameKey: "kind") }
@@ -133,6 +142,8 @@ extension AdmissionRequest {
             else if key == "dryRun" { dryRun = try reader.readNull() ? false : try reader.readBool() }
             else { try reader.skipValue() }
         }
+        self.init(uid: uid, kind: kind, resource: resource, subResource: subResource, name: name, namespace: namespace,
+                  operation: operation, userInfo: userInfo, object: object, oldObject: oldObject, dryRun: dryRun)
     }
 }
 
