@@ -4,6 +4,9 @@
 // OpenSSL 3 spells many of its calls as macros, which Swift cannot import.
 // Each gets a static inline wrapper here with a `certgate_` prefix; nothing else.
 
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -216,3 +219,102 @@ static inline void certgate_general_names_free(GENERAL_NAMES *names) {
 }
 
 #endif
+
+// The write side of a server TLS session. OpenSSL's records collect in this buffer instead
+// of going to the socket one write(2) each; the event loop sends them together once per
+// pass (a handshake's session ticket, the first answer and close_notify in one segment).
+// Flush is a no-op for the same reason: the loop sends before it waits on the socket.
+
+typedef struct {
+    unsigned char *bytes;
+    size_t start;     // first byte not yet sent
+    size_t end;       // one past the last byte held
+    size_t capacity;
+} certgate_tls_output;
+
+static inline int certgate_tls_output_write(BIO *bio, const char *data, size_t length, size_t *written) {
+    certgate_tls_output *out = (certgate_tls_output *)BIO_get_data(bio);
+    if (out == NULL) return 0;
+    if (out->start == out->end) out->start = out->end = 0;
+    if (length > out->capacity - out->end) {
+        size_t held = out->end - out->start;
+        if (length > SIZE_MAX / 2 - held) return 0;
+        size_t needed = held + length;
+        if (needed <= out->capacity && out->start > 0) {
+            memmove(out->bytes, out->bytes + out->start, held);
+        } else {
+            size_t capacity = out->capacity > 0 ? out->capacity : 4096;
+            while (capacity < needed) capacity *= 2;
+            unsigned char *grown = (unsigned char *)malloc(capacity);
+            if (grown == NULL) return 0;
+            if (held > 0) memcpy(grown, out->bytes + out->start, held);
+            free(out->bytes);
+            out->bytes = grown;
+            out->capacity = capacity;
+        }
+        out->start = 0;
+        out->end = held;
+    }
+    memcpy(out->bytes + out->end, data, length);
+    out->end += length;
+    *written = length;
+    return 1;
+}
+
+static inline long certgate_tls_output_ctrl(BIO *bio, int command, long number, void *pointer) {
+    (void)number; (void)pointer;
+    certgate_tls_output *out = (certgate_tls_output *)BIO_get_data(bio);
+    switch (command) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_WPENDING: return out == NULL ? 0 : (long)(out->end - out->start);
+    case BIO_CTRL_PENDING: return 0;
+    default: return 0;
+    }
+}
+
+static inline int certgate_tls_output_create(BIO *bio) {
+    certgate_tls_output *out = (certgate_tls_output *)calloc(1, sizeof(certgate_tls_output));
+    if (out == NULL) return 0;
+    BIO_set_data(bio, out);
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static inline int certgate_tls_output_destroy(BIO *bio) {
+    certgate_tls_output *out = (certgate_tls_output *)BIO_get_data(bio);
+    if (out != NULL) {
+        free(out->bytes);
+        free(out);
+    }
+    BIO_set_data(bio, NULL);
+    BIO_set_init(bio, 0);
+    return 1;
+}
+
+/// The method of the collecting BIO; made once per process by the caller and kept.
+static inline BIO_METHOD *certgate_tls_output_method_new(void) {
+    BIO_METHOD *method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "certgate TLS output");
+    if (method == NULL) return NULL;
+    if (!BIO_meth_set_write_ex(method, certgate_tls_output_write) || !BIO_meth_set_ctrl(method, certgate_tls_output_ctrl)
+        || !BIO_meth_set_create(method, certgate_tls_output_create) || !BIO_meth_set_destroy(method, certgate_tls_output_destroy)) {
+        BIO_meth_free(method);
+        return NULL;
+    }
+    return method;
+}
+
+/// The bytes collected and not yet sent.
+static inline size_t certgate_tls_output_pending(BIO *bio, const unsigned char **bytes) {
+    certgate_tls_output *out = (certgate_tls_output *)BIO_get_data(bio);
+    if (out == NULL || out->start == out->end) { *bytes = NULL; return 0; }
+    *bytes = out->bytes + out->start;
+    return out->end - out->start;
+}
+
+/// Drops `count` sent bytes from the front.
+static inline void certgate_tls_output_consume(BIO *bio, size_t count) {
+    certgate_tls_output *out = (certgate_tls_output *)BIO_get_data(bio);
+    if (out == NULL) return;
+    size_t held = out->end - out->start;
+    out->start += count < held ? count : held;
+}

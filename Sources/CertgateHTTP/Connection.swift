@@ -80,7 +80,13 @@ final class Connection: EventHandler {
         }
     }
 
-    var hasQueuedOutput: Bool { outputOffset < output.count }
+    /// Answers not yet written, or encrypted bytes TLS collected and the socket has not taken.
+    var hasQueuedOutput: Bool { outputOffset < output.count || hasCollectedTLSOutput }
+
+    private var hasCollectedTLSOutput: Bool { (tls?.collectedOutputCount ?? 0) > 0 }
+
+    /// Past this many encrypted bytes waiting for the socket, no more answers are encrypted.
+    static let maxCollectedTLSOutput = 64 * 1024
 
     var peerDescription: String { peer.map { "\($0)" } ?? "unknown" }
 
@@ -89,7 +95,7 @@ final class Connection: EventHandler {
     func handle(_ readiness: Readiness) {
         switch phase {
         case .handshaking:
-            continueHandshake()
+            if sendCollectedTLSOutput() { continueHandshake() }
         case .open:
             if readiness.isWritable || (writeWaitsForReadable && readiness.isReadable) {
                 flush()
@@ -157,8 +163,10 @@ final class Connection: EventHandler {
                 readAvailable()
             case .wantRead:
                 handshakeWaitsForWritable = false
+                sendCollectedTLSOutput()
             case .wantWrite:
                 handshakeWaitsForWritable = true
+                sendCollectedTLSOutput()
             case .closed:
                 context.server.metrics.handshakeFailures.increment()
                 close()
@@ -279,6 +287,11 @@ final class Connection: EventHandler {
         guard phase == .open else { return }
         writeWaitsForReadable = false
         while outputOffset < output.count {
+            // Encrypting runs ahead of the socket only so far.
+            if let tls, tls.collectedOutputCount >= Connection.maxCollectedTLSOutput, !sendCollectedTLSOutput() {
+                waitForWritable()
+                return
+            }
             let status: IOResult<Int>
             do {
                 status = try output.withUnsafeBytes { bytes in
@@ -308,13 +321,18 @@ final class Connection: EventHandler {
                 outputOffset += n
                 deadline = monotonicNanoseconds() + context.server.timeouts.write
             case .wouldBlock:
-                if deadline == .max { deadline = monotonicNanoseconds() + context.server.timeouts.write }
-                updateInterest()
+                waitForWritable()
                 return
             }
         }
         output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
         outputOffset = 0
+        // Closing after this answer: close_notify leaves in the same write.
+        if closeWhenDrained { tls?.close() }
+        guard sendCollectedTLSOutput() else {
+            waitForWritable()
+            return
+        }
         deadline = .max
         if closeWhenDrained {
             startLingering()
@@ -326,6 +344,44 @@ final class Connection: EventHandler {
         }
         handler?.outputDrained()
         if hasQueuedOutput { flush() }
+    }
+
+    /// Output waits for the socket: the write deadline runs from the first wait.
+    private func waitForWritable() {
+        guard phase == .open else { return }
+        if deadline == .max { deadline = monotonicNanoseconds() + context.server.timeouts.write }
+        updateInterest()
+    }
+
+    /// Writes what TLS collected (handshake flights, records, alerts) in as few writes as the
+    /// socket allows. False when some must wait for the socket, or the write failed and the
+    /// connection is closed.
+    @discardableResult
+    private func sendCollectedTLSOutput() -> Bool {
+        guard let tls else { return true }
+        do {
+            return try writeCollectedTLSOutput(tls)
+        } catch {
+            context.server.logger.debug("write failed", metadata: ["peer": "\(peerDescription)", "error": "\(error)"])
+            close()
+            return false
+        }
+    }
+
+    private func writeCollectedTLSOutput(_ tls: TLSSession) throws -> Bool {
+        while tls.collectedOutputCount > 0 {
+            var blocked = false
+            try tls.sendCollectedOutput { bytes in
+                switch try SocketIO.write(descriptor, from: bytes) {
+                case .done(let count) where count > 0: return count
+                case .done, .wouldBlock:
+                    blocked = true
+                    return 0
+                }
+            }
+            if blocked { return false }
+        }
+        return true
     }
 
     // MARK: Closing
@@ -349,11 +405,24 @@ final class Connection: EventHandler {
             return
         }
         tls?.close()
-        // Nothing unread may be left in the socket when it closes, or the close is a reset:
-        // one read makes sure, and anything found means the peer is still talking.
-        if !lingerOnClose, case .wouldBlock? = try? SocketIO.read(descriptor, into: context.loop.scratch) {
+        // close_notify goes with whatever preceded it; if the socket is full it is dropped,
+        // as a plain close would drop it.
+        if let tls, (try? writeCollectedTLSOutput(tls)) == nil {
             close()
             return
+        }
+        // Nothing unread may be left in the socket when it closes, or the close is a reset:
+        // one read makes sure, and anything found means the peer is still talking. Finding
+        // its FIN instead (a client that closed after reading the answer, the usual end of a
+        // connection per request) is as good as finding nothing.
+        if !lingerOnClose {
+            switch try? SocketIO.read(descriptor, into: context.loop.scratch) {
+            case .wouldBlock?, .done(0)?:
+                close()
+                return
+            default:
+                break
+            }
         }
         SocketIO.shutdownWrite(descriptor)
         phase = .lingering
@@ -365,6 +434,8 @@ final class Connection: EventHandler {
     func close() {
         guard phase != .closed else { return }
         if phase == .open, !closeWhenDrained, !hasQueuedOutput { tls?.close() }
+        // What TLS still holds (close_notify, an alert) goes if the socket takes it now.
+        if let tls { _ = try? writeCollectedTLSOutput(tls) }
         phase = .closed
         handler = nil
         // No EPOLL_CTL_DEL: closing the only descriptor of the socket removes it from the
@@ -377,7 +448,7 @@ final class Connection: EventHandler {
         var wanted: Interest = []
         switch phase {
         case .handshaking:
-            wanted = handshakeWaitsForWritable ? .writable : .readable
+            wanted = handshakeWaitsForWritable || hasCollectedTLSOutput ? .writable : .readable
         case .open:
             if (!readPaused && !peerHasClosed) || writeWaitsForReadable { wanted.insert(.readable) }
             if (hasQueuedOutput && !writeWaitsForReadable) || readWaitsForWritable { wanted.insert(.writable) }

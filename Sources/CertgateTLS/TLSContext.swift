@@ -114,16 +114,25 @@ public final class TLSContext: @unchecked Sendable {
 
     deinit { SSL_CTX_free(pointer) }
 
-    /// A server-side session on an accepted, non-blocking socket (the socket stays the caller's).
+    /// A server-side session on an accepted, non-blocking socket (the socket stays the
+    /// caller's). It reads from the socket and collects what it writes: the caller sends that
+    /// with ``TLSSession/sendCollectedOutput(_:)`` before it waits on the socket.
     public func makeServerSession(descriptor: Int32) throws -> TLSSession {
         ERR_clear_error()
+        guard let method = collectingOutputMethod else { throw OpenSSLError.drain("making the TLS output method") }
         guard let ssl = SSL_new(pointer) else { throw OpenSSLError.drain("creating a TLS session") }
-        guard SSL_set_fd(ssl, descriptor) == 1 else {
+        guard let input = BIO_new_socket(descriptor, BIO_NOCLOSE) else {
             SSL_free(ssl)
             throw OpenSSLError.drain("attaching the TLS session to its socket")
         }
+        guard let output = BIO_new(method) else {
+            BIO_free(input)
+            SSL_free(ssl)
+            throw OpenSSLError.drain("making the TLS session's output buffer")
+        }
+        SSL_set_bio(ssl, input, output)  // the session owns both from here
         SSL_set_accept_state(ssl)
-        return TLSSession(takingOwnership: ssl, keepingAlive: self)
+        return TLSSession(takingOwnership: ssl, keepingAlive: self, collectedOutput: output)
     }
 
     /// Sessions resume only where they were made under the same client-certificate rule: a
@@ -174,3 +183,7 @@ private func selectApplicationProtocol(
     }
     return SSL_TLSEXT_ERR_NOACK
 }
+
+/// The collecting BIO's method, made once and kept for the life of the process (every
+/// server session's output BIO points at it).
+private nonisolated(unsafe) let collectingOutputMethod: OpaquePointer? = certgate_tls_output_method_new()

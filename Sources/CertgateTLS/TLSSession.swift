@@ -21,12 +21,34 @@ public final class TLSSession {
     private let ssl: OpaquePointer
     /// After a fatal error OpenSSL must not be asked to send close_notify.
     private var failed = false
+    private var closeNotifySent = false
     /// The context whose callbacks (session tickets) this session may still call.
     private let context: AnyObject?
+    /// Where a server session's records collect until ``sendCollectedOutput(_:)``; owned by
+    /// `ssl`. Nil for sessions that write to their socket directly.
+    private let collectedOutput: OpaquePointer?
 
-    init(takingOwnership ssl: OpaquePointer, keepingAlive context: AnyObject? = nil) {
+    init(takingOwnership ssl: OpaquePointer, keepingAlive context: AnyObject? = nil, collectedOutput: OpaquePointer? = nil) {
         self.ssl = ssl
         self.context = context
+        self.collectedOutput = collectedOutput
+    }
+
+    /// Encrypted bytes waiting to be sent.
+    public var collectedOutputCount: Int {
+        guard let collectedOutput else { return 0 }
+        var bytes: UnsafePointer<UInt8>?
+        return certgate_tls_output_pending(collectedOutput, &bytes)
+    }
+
+    /// Hands the collected bytes to `send`, which returns how many it sent, and drops those.
+    public func sendCollectedOutput(_ send: (UnsafeRawBufferPointer) throws -> Int) rethrows {
+        guard let collectedOutput else { return }
+        var bytes: UnsafePointer<UInt8>?
+        let count = certgate_tls_output_pending(collectedOutput, &bytes)
+        guard count > 0, let bytes else { return }
+        let sent = try send(UnsafeRawBufferPointer(start: bytes, count: count))
+        certgate_tls_output_consume(collectedOutput, sent)
     }
 
     deinit { SSL_free(ssl) }
@@ -60,8 +82,10 @@ public final class TLSSession {
     }
 
     /// Sends close_notify once, without waiting for the peer's; skipped after a fatal error.
+    /// Later calls do nothing (a second SSL_shutdown would read, looking for the peer's).
     public func close() {
-        guard !failed else { return }
+        guard !failed, !closeNotifySent else { return }
+        closeNotifySent = true
         ERR_clear_error()
         _ = SSL_shutdown(ssl)
         ERR_clear_error()

@@ -28,6 +28,22 @@ let admissionBody = try! String(contentsOfFile: "\(repositoryRoot)/examples/admi
         #expect(result.stdout.contains("x-protocol: HTTP/2\r\n"))
     }
 
+    /// Sixteen megabytes read at eight per second: the answer outgrows the connection's queue
+    /// (reading pauses), the socket's buffers and what TLS may hold encrypted (it waits for
+    /// the socket), and still arrives whole.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func aLargeAnswerReadSlowlyArrivesWhole(_ version: String) throws {
+        let body = (0..<(16 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        let server = try TestServer(extraRoutes: { router in
+            router.add("GET", "/large") { _ in HTTPResponse(status: 200, headers: ["content-type": "application/octet-stream"], body: body) }
+        })
+        let file = server.directory.file("large.bin")
+        let result = try server.curl([version, "--limit-rate", "8M", "-o", file, server.url("/large")])
+        #expect(result.stdout.hasSuffix(version == "--http2" ? "2 200" : "1.1 200"), "\(result.output)")
+        #expect(FileManager.default.contents(atPath: file).map(Array.init) == body)
+        #expect(try server.stillServes())
+    }
+
     @Test func unknownPathsAndMethodsGetJSONErrors() throws {
         let server = try TestServer()
         let missing = try server.curl([server.url("/nope")])
