@@ -226,21 +226,34 @@ private func isAlphanumeric(_ byte: UInt8) -> Bool {
 
 /// Levenshtein distance between two strings, by Unicode scalar.
 public func editDistance(_ a: String, _ b: String) -> Int {
-    let left = Array(a.unicodeScalars)
-    let right = Array(b.unicodeScalars)
+    var a = a, b = b
+    // ASCII (nearly every name compared) is one scalar per byte: compare the bytes in place.
+    let ascii = a.withUTF8 { left in b.withUTF8 { right in
+        left.allSatisfy { $0 < 0x80 } && right.allSatisfy { $0 < 0x80 } ? levenshtein(left, right) : nil
+    } }
+    return ascii ?? levenshtein(Array(a.unicodeScalars), Array(b.unicodeScalars))
+}
+
+/// The edit distance of two sequences, keeping one row of the table.
+private func levenshtein<Elements: RandomAccessCollection>(_ left: Elements, _ right: Elements) -> Int
+where Elements.Element: Equatable, Elements.Index == Int {
     if left.isEmpty { return right.count }
     if right.isEmpty { return left.count }
-    var previous = Array(0...right.count)
-    var current = [Int](repeating: 0, count: right.count + 1)
-    for i in 1...left.count {
-        current[0] = i
-        for j in 1...right.count {
-            let cost = left[i - 1] == right[j - 1] ? 0 : 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+    return withUnsafeTemporaryAllocation(of: Int.self, capacity: right.count + 1) { row in
+        for j in 0...right.count { row[j] = j }
+        for i in 1...left.count {
+            var diagonal = row[0]
+            row[0] = i
+            let character = left[left.startIndex + i - 1]
+            for j in 1...right.count {
+                let above = row[j]
+                let cost = character == right[right.startIndex + j - 1] ? 0 : 1
+                row[j] = min(above + 1, row[j - 1] + 1, diagonal + cost)
+                diagonal = above
+            }
         }
-        swap(&previous, &current)
+        return row[right.count]
     }
-    return previous[right.count]
 }
 
 /// Whether `name` ends with `suffix`, letters compared without case as DNS compares them,
@@ -260,9 +273,10 @@ private func asciiLowercased(_ byte: UInt8) -> UInt8 {
 /// half of the value's length), for "did you mean" hints.
 public func closestMatch(to value: String, among candidates: [String]) -> String? {
     let limit = min(2, max(1, value.count / 2))
+    let lowered = value.lowercased()
     var best: (name: String, distance: Int)?
     for candidate in candidates {
-        let distance = editDistance(value.lowercased(), candidate.lowercased())
+        let distance = editDistance(lowered, candidate.lowercased())
         if distance <= limit, distance < (best?.distance ?? .max) { best = (candidate, distance) }
     }
     return best?.name

@@ -15,7 +15,16 @@ public struct Judgement: Sendable, Equatable {
     public var isAllowed: Bool { violations.isEmpty }
 
     /// The denial message kubectl prints after "denied the request:", one violation a line.
-    public var message: String { violations.map(\.description).joined(separator: "\n") }
+    public var message: String {
+        var text = ""
+        for (index, violation) in violations.enumerated() {
+            if index > 0 { text += "\n" }
+            text += violation.path
+            text += ": "
+            text += violation.message
+        }
+        return text
+    }
 
     /// kubectl prints each warning on its own "Warning: " line.
     public static let maxWarningLength = 120

@@ -193,6 +193,11 @@ let denials: [RuleCase] = [
         #expect(closestMatch(to: "billing", among: ["app1", "app2"]) == nil)
         #expect(closestMatch(to: "a", among: ["b"]) == "b")
         #expect(editDistance("kitten", "sitting") == 3)
+        #expect(editDistance("sitting", "kitten") == 3)
+        #expect(editDistance("", "abc") == 3 && editDistance("abc", "") == 3 && editDistance("abc", "abc") == 0)
+        // By Unicode scalar, not by byte: é is one edit from e, though two bytes.
+        #expect(editDistance("café", "cafe") == 1)
+        #expect(editDistance("straße", "strasse") == 2)
     }
 
     @Test func ipRanges() {
