@@ -499,12 +499,13 @@ private struct DiscardedBytes: UnescapedBytes {
     func append(_ byte: UInt8) {}
 }
 
-/// The high bit of each byte of `word` that is a quote, a backslash or a control character,
+/// The high bit of each byte of `word` that is a quote, a backslash or a control character
+/// (what a JSON string cannot hold unescaped; the reader and the writer both look for them),
 /// by the classic "has a zero byte" and "has a byte below n" tests. A byte's bit is set
 /// wrongly only by a borrow from a lower byte that matched, so the lowest set bit (the first
 /// byte of a little-endian word) is always a true match.
 @inline(__always)
-private func stringSpecialBytes(_ word: UInt64) -> UInt64 {
+func stringSpecialBytes(_ word: UInt64) -> UInt64 {
     let ones: UInt64 = 0x0101_0101_0101_0101
     let quote = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
     let backslash = word ^ (ones &* UInt64(UInt8(ascii: "\\")))

@@ -255,6 +255,23 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
 
     /// Every ASCII character, escaped or copied, at the start, middle and end of a string,
     /// reads back as it was; control characters take the \u00XX form with lower-case hex.
+    /// The writer passes eight plain bytes at a time: a character to escape is found at
+    /// every offset within and across those words.
+    @Test func escapesAtEveryOffsetRoundTrip() throws {
+        for special in ["\"", "\\", "\n", "\u{1}", "é"] {
+            for length in 0..<24 {
+                for position in 0...length {
+                    var text = String(repeating: "m", count: length)
+                    text.insert(contentsOf: special, at: text.index(text.startIndex, offsetBy: position))
+                    var writer = JSONWriter()
+                    writer.array { $0.string(text) }
+                    let parsed = try JSONSerialization.jsonObject(with: Data(writer.bytes)) as? [String]
+                    #expect(parsed == [text], "\(special.unicodeScalars.first!.value) at \(position) of \(length)")
+                }
+            }
+        }
+    }
+
     @Test func everyASCIICharacterRoundTrips() throws {
         for scalar in (0..<0x80).compactMap(Unicode.Scalar.init) {
             let text = "\(scalar)a\(scalar)é\(scalar)"
