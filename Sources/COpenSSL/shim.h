@@ -311,10 +311,19 @@ static inline size_t certgate_tls_output_pending(BIO *bio, const unsigned char *
     return out->end - out->start;
 }
 
-/// Drops `count` sent bytes from the front.
+/// Drops `count` sent bytes from the front. Once all is sent, a buffer grown past its first
+/// 4 KiB (a large answer) is given back, so an idle connection holds at most that.
 static inline void certgate_tls_output_consume(BIO *bio, size_t count) {
     certgate_tls_output *out = (certgate_tls_output *)BIO_get_data(bio);
     if (out == NULL) return;
     size_t held = out->end - out->start;
     out->start += count < held ? count : held;
+    if (out->start == out->end) {
+        out->start = out->end = 0;
+        if (out->capacity > 4096) {
+            free(out->bytes);
+            out->bytes = NULL;
+            out->capacity = 0;
+        }
+    }
 }
