@@ -67,7 +67,7 @@ public final class TLSContext: @unchecked Sendable {
         // Read what the socket has in one read() rather than a record header and then its
         // body, as nginx does: a full handshake and request took 12.7 reads, now 4.8. Bytes
         // read ahead wait inside OpenSSL where epoll cannot see them; Connection reads until
-        // OpenSSL says wantRead, so none is left behind.
+        // OpenSSL holds none (SSL_has_pending), so none is left behind.
         certgate_SSL_CTX_set_read_ahead(ctx, 1)
         guard SSL_CTX_set_cipher_list(ctx, TLSContext.tls12Ciphers) == 1 else { throw OpenSSLError.drain("setting TLS 1.2 ciphers") }
         guard certgate_SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") == 1 else { throw OpenSSLError.drain("setting key exchange groups") }

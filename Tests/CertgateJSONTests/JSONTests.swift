@@ -53,6 +53,22 @@ func skipByCallbacks(_ reader: inout JSONReader) throws {
     }
 }
 
+/// `document` with one to four bytes replaced, removed or inserted, drawn from JSON's
+/// structural characters and a few bytes that are never valid in it.
+func mutated(_ document: [UInt8], _ generator: inout SplitMix64) -> [UInt8] {
+    let interesting: [UInt8] = Array("{}[]\",:\\0123456789eE+-.tfnu \n".utf8) + [0x00, 0x1F, 0xC3, 0xFF]
+    var document = document
+    for _ in 0..<Int(generator.next() % 4 + 1) {
+        let position = Int(generator.next() % UInt64(document.count))
+        switch generator.next() % 3 {
+        case 0: document[position] = interesting[Int(generator.next() % UInt64(interesting.count))]
+        case 1: document.remove(at: position)
+        default: document.insert(interesting[Int(generator.next() % UInt64(interesting.count))], at: position)
+        }
+    }
+    return document
+}
+
 /// The outcome of reading a whole document with `body`: nil, or the error it met.
 func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> JSONError? {
     do {
@@ -172,18 +188,9 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
             documents.append(Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/\(name)"))))
         }
         var generator = SplitMix64(seed: 0x5C1F)
-        let interesting: [UInt8] = Array("{}[]\",:\\0123456789eE+-.tfnu \n".utf8) + [0x00, 0x1F, 0xC3, 0xFF]
         for _ in 0..<3000 {
-            var document = documents[Int(generator.next() % 3)]
-            for _ in 0..<Int(generator.next() % 4 + 1) {
-                let position = Int(generator.next() % UInt64(document.count))
-                switch generator.next() % 3 {
-                case 0: document[position] = interesting[Int(generator.next() % UInt64(interesting.count))]
-                case 1: document.remove(at: position)
-                default: document.insert(interesting[Int(generator.next() % UInt64(interesting.count))], at: position)
-                }
-            }
-            documents.append(document)
+            let original = documents[Int(generator.next() % 3)]
+            documents.append(mutated(original, &generator))
         }
         documents += [Array((String(repeating: "[{\"a\":", count: 64) + "1" + String(repeating: "}]", count: 64)).utf8),
                       Array((String(repeating: "[{\"a\":", count: 65) + "1" + String(repeating: "}]", count: 65)).utf8)]
@@ -201,18 +208,9 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
     @Test func mutatedDocumentsNeverCrash() throws {
         let original = Array(try Data(contentsOf: URL(fileURLWithPath: "\(fixtures)/admissionreview-update.json")))
         var generator = SplitMix64(seed: 0x5EED)
-        let interesting: [UInt8] = Array("{}[]\",:\\0123456789eE+-.tfnu \n".utf8) + [0x00, 0x1F, 0xC3, 0xFF]
         var accepted = 0
         for _ in 0..<3000 {
-            var document = original
-            for _ in 0..<Int(generator.next() % 4 + 1) {
-                let position = Int(generator.next() % UInt64(document.count))
-                switch generator.next() % 3 {
-                case 0: document[position] = interesting[Int(generator.next() % UInt64(interesting.count))]
-                case 1: document.remove(at: position)
-                default: document.insert(interesting[Int(generator.next() % UInt64(interesting.count))], at: position)
-                }
-            }
+            let document = mutated(original, &generator)
             do {
                 _ = try summary(document)
                 _ = try JSONReader.read(document) { try $0.skipValue() }
