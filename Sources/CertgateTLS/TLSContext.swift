@@ -45,6 +45,12 @@ public final class TLSContext: @unchecked Sendable {
         "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" +
         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+    /// TLS 1.3 suites: OpenSSL's three defaults, in the order of the TLS 1.2 list and of
+    /// Mozilla's "intermediate" (AES-128-GCM first). OpenSSL's own order puts AES-256-GCM
+    /// first, which under server preference made every handshake hash with SHA-384: about
+    /// 15 µs more per full handshake than the SHA-256 suite, for no gain against any attack.
+    static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
     public init(server configuration: TLSServerConfiguration) throws {
         guard let leaf = configuration.certificateChain.first else {
             throw OpenSSLError("building the TLS context", details: ["the certificate file holds no certificate"])
@@ -70,6 +76,7 @@ public final class TLSContext: @unchecked Sendable {
         // OpenSSL holds none (SSL_has_pending), so none is left behind.
         certgate_SSL_CTX_set_read_ahead(ctx, 1)
         guard SSL_CTX_set_cipher_list(ctx, TLSContext.tls12Ciphers) == 1 else { throw OpenSSLError.drain("setting TLS 1.2 ciphers") }
+        guard SSL_CTX_set_ciphersuites(ctx, TLSContext.tls13Suites) == 1 else { throw OpenSSLError.drain("setting TLS 1.3 suites") }
         guard certgate_SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") == 1 else { throw OpenSSLError.drain("setting key exchange groups") }
         _ = certgate_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
         _ = certgate_SSL_CTX_sess_set_cache_size(ctx, configuration.sessionCacheSize)

@@ -79,8 +79,15 @@ let admissionBody = try! String(contentsOfFile: "\(repositoryRoot)/examples/admi
         #expect(tls12.stdout.contains("New, TLSv1.2, Cipher is ECDHE-ECDSA-AES"), "\(tls12.output)")
         #expect(tls12.stdout.contains("Verify return code: 0 (ok)"))
 
+        // openssl offers AES-256-GCM first; the server's order (AES-128-GCM first) decides.
         let tls13 = try runProcess("openssl", connect + ["-tls1_3"], input: "", timeout: 20)
-        #expect(tls13.stdout.contains("New, TLSv1.3, Cipher is TLS_"), "\(tls13.output)")
+        #expect(tls13.stdout.contains("New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"), "\(tls13.output)")
+        for suite in ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"] {
+            let alone = try runProcess("openssl", connect + ["-tls1_3", "-ciphersuites", suite], input: "", timeout: 20)
+            #expect(alone.stdout.contains("New, TLSv1.3, Cipher is \(suite)"), "\(alone.output)")
+        }
+        let ccm = try runProcess("openssl", connect + ["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"], input: "", timeout: 20)
+        #expect(ccm.status != 0, "no TLS 1.3 suite beyond OpenSSL's three defaults")
 
         let weak = try runProcess("openssl", connect + ["-tls1_2", "-cipher", "AES128-SHA"], input: "", timeout: 20)
         #expect(weak.status != 0, "a suite without forward secrecy is refused")
