@@ -191,10 +191,10 @@ package struct HTTP1Parser {
             guard valueBytes.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == 0x09 }) else {
                 throw HTTPParseError(status: 400, message: "invalid character in header field value")
             }
-            let name = lowercasedASCII(nameBytes)
             let value = String(decoding: valueBytes, as: UTF8.self)
-            switch name {
-            case "content-length":
+            // Matched as bytes: a String switch compared each name with every case.
+            switch knownField(nameBytes) {
+            case .contentLength:
                 guard let length = decimal(valueBytes) else {
                     throw HTTPParseError(status: 400, message: "invalid Content-Length \"\(value)\"")
                 }
@@ -202,7 +202,7 @@ package struct HTTP1Parser {
                     throw HTTPParseError(status: 400, message: "conflicting Content-Length values")
                 }
                 contentLength = length
-            case "transfer-encoding":
+            case .transferEncoding:
                 hasTransferEncoding = true
                 let codings = value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }
                 if codings == ["chunked"] {
@@ -210,18 +210,18 @@ package struct HTTP1Parser {
                 } else {
                     throw HTTPParseError(status: 501, message: "transfer coding \"\(value)\" is not supported (only chunked)")
                 }
-            case "host":
+            case .host:
                 hostCount += 1
-            case "connection":
+            case .connection:
                 connectionTokens += value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }
-            case "expect":
+            case .expect:
                 if value.lowercased() == "100-continue" { expectsContinue = true } else {
                     throw HTTPParseError(status: 417, message: "expectation \"\(value)\" is not supported")
                 }
-            default:
+            case .other:
                 break
             }
-            headers.add(name, value)
+            headers.appendLowercasedName(lowercasedASCII(nameBytes), value)
         }
 
         if version == .http1_1 && hostCount != 1 {
@@ -423,19 +423,41 @@ private struct LineReader {
     }
 }
 
-/// RFC 9110 token characters (method and field names).
+/// RFC 9110 token characters (method and field names): one bit per ASCII byte, bytes 0-63
+/// in the first mask and 64-127 in the second.
 @inline(__always)
 func isTokenByte(_ byte: UInt8) -> Bool {
-    switch byte {
-    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-        return true
-    case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-         UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-         UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-        return true
-    default:
-        return false
+    // ! # $ % & ' * + - . 0-9
+    let low: UInt64 = 0x03FF_6CFA_0000_0000
+    // A-Z ^ _ ` a-z | ~
+    let high: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+    return byte < 64 ? (low >> UInt64(byte)) & 1 == 1 : byte < 128 && (high >> UInt64(byte - 64)) & 1 == 1
+}
+
+/// The header fields the parser acts on.
+private enum KnownField { case contentLength, transferEncoding, host, connection, expect, other }
+
+@inline(__always)
+private func knownField(_ name: UnsafeBufferPointer<UInt8>) -> KnownField {
+    switch name.count {
+    case 4 where equalsIgnoringASCIICase(name, "host"): .host
+    case 6 where equalsIgnoringASCIICase(name, "expect"): .expect
+    case 10 where equalsIgnoringASCIICase(name, "connection"): .connection
+    case 14 where equalsIgnoringASCIICase(name, "content-length"): .contentLength
+    case 17 where equalsIgnoringASCIICase(name, "transfer-encoding"): .transferEncoding
+    default: .other
     }
+}
+
+/// Whether `bytes` lower-cased (ASCII letters only) are `lowercase`, a literal of the same length.
+@inline(__always)
+private func equalsIgnoringASCIICase(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+    let expected = lowercase.utf8Start
+    for index in 0..<bytes.count {
+        let byte = bytes[index]
+        if ((byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte) != expected[index] { return false }
+    }
+    return true
 }
 
 /// The value of a run of ASCII digits (at most 18, so it fits in an Int), or nil for
@@ -462,8 +484,9 @@ private func hexValue(_ byte: UInt8) -> Int? {
 
 private func lowercasedASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
     String(unsafeUninitializedCapacity: bytes.count) { out in
-        for (i, byte) in bytes.enumerated() {
-            out[i] = (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            out[index] = (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
         }
         return bytes.count
     }

@@ -13,6 +13,11 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         fields.append((lowercasedName(name), value))
     }
 
+    /// For the parsers, which lower-case names as they read them.
+    mutating func appendLowercasedName(_ name: String, _ value: String) {
+        fields.append((name, value))
+    }
+
     /// The first value of `name` (case-insensitive).
     public subscript(_ name: String) -> String? {
         let lowered = lowercasedName(name)
