@@ -1,5 +1,5 @@
 import CertgateCrypto
-import CertgatePKI
+@testable import CertgatePKI
 import Testing
 
 let policy = Policy(
@@ -185,6 +185,36 @@ let denials: [RuleCase] = [
         #expect(parseGoDuration("99999999999999999999999h") == nil)
         #expect(parseGoDuration("1" + String(repeating: "0", count: 400) + "h") == nil)
         #expect(formatDuration(.infinity) == "infs")
+        // Whole numbers of up to 15 digits are summed as integers, longer ones parsed as Double.
+        #expect(parseGoDuration("123456789012345ns") == 123_456_789_012_345 * 1e-9)
+        #expect(parseGoDuration("1234567890123456ns") == 1_234_567_890_123_456 * 1e-9)
+        #expect(parseGoDuration("007h") == 25_200.0)
+        #expect(parseGoDuration("1h.5m") == 3630)
+    }
+
+    /// The one-pass check that passes ordinary names must never pass one the label-by-label
+    /// check words a problem for: every name of up to 5 characters from a small alphabet.
+    @Test func theFastDNSNameCheckPassesOnlyValidNames() {
+        let alphabet: [UInt8] = Array("a0Z-.*_".utf8) + [0xC3]
+        var names: [[UInt8]] = [[]]
+        var checked = 0
+        for _ in 1...5 {
+            names = names.flatMap { name in alphabet.map { name + [$0] } }
+            for name in names {
+                name.withUnsafeBufferPointer { bytes in
+                    if isPlainHostName(bytes) {
+                        #expect(hostNameProblem(bytes) == nil, "\(String(decoding: bytes, as: UTF8.self))")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        #expect(checked > 1_000)
+        let long = Array(repeating: String(repeating: "a", count: 63), count: 3).joined(separator: ".") + "." + String(repeating: "b", count: 61)
+        #expect(dnsNameProblem(long) == nil && dnsNameProblem(long + "a") != nil)
+        #expect(dnsNameProblem(String(repeating: "a", count: 63) + ".svc") == nil)
+        #expect(dnsNameProblem(String(repeating: "a", count: 64) + ".svc") != nil)
+        #expect(dnsNameProblem("-a.svc") != nil && dnsNameProblem("a-.svc") != nil && dnsNameProblem("a-b.svc") == nil)
     }
 
     @Test func didYouMeanStaysClose() {
