@@ -120,9 +120,9 @@ public struct JSONReader: ~Copyable {
     public mutating func readString() throws -> String {
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string") }
-        let (start, end, escaped) = try scanString()
+        let (start, end, escapes) = try scanString()
         let raw = UnsafeBufferPointer(rebasing: bytes[start..<end])
-        return escaped ? try unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
+        return escapes != .none ? try unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
     }
 
     /// An array of strings, or nil for `null`.
@@ -256,10 +256,13 @@ public struct JSONReader: ~Copyable {
         guard consume(UInt8(ascii: ":")) else { throw error("expected ':' after a member name") }
     }
 
-    /// Moves past a string, checking its escapes without decoding them anywhere.
+    /// Moves past a string, checking its escapes without decoding them anywhere. The scan
+    /// has checked the one-character escapes (the quotes of an embedded JSON document, such
+    /// as kubectl's last-applied-configuration); only a string with another escape (\u, or
+    /// an invalid one) is walked again, for decodeEscapes to check and word it.
     private mutating func skipString() throws {
-        let (start, end, escaped) = try scanString()
-        if escaped {
+        let (start, end, escapes) = try scanString()
+        if escapes == .other {
             var nowhere = DiscardedBytes()
             try decodeEscapes(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start, into: &nowhere)
         }
@@ -308,16 +311,20 @@ public struct JSONReader: ~Copyable {
         return matches
     }
 
-    /// Moves past a string; returns the bounds of its contents and whether it has escapes.
+    /// What escapes a scanned string holds.
+    private enum Escapes { case none, oneCharacter, other }
+
+    /// Moves past a string; returns the bounds of its contents and what escapes it has.
     ///
     /// Works on locals and reads eight bytes at a time: there are a hundred strings and
     /// more in an AdmissionReview, and this was the reader's most expensive loop.
-    private mutating func scanString() throws -> (start: Int, end: Int, escaped: Bool) {
+    @inline(__always)
+    private mutating func scanString() throws -> (start: Int, end: Int, escapes: Escapes) {
         let start = index + 1
         let count = bytes.count
         guard let base = bytes.baseAddress else { throw JSONError(offset: index, "unterminated string") }
         var position = start
-        var escaped = false
+        var escapes = Escapes.none
         while true {
             while count - position >= 8 {
                 let word = UInt64(littleEndian: UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self))
@@ -332,10 +339,12 @@ public struct JSONReader: ~Copyable {
             let byte = base[position]
             if byte == UInt8(ascii: "\"") {
                 index = position + 1
-                return (start, position, escaped)
+                return (start, position, escapes)
             }
             if byte == UInt8(ascii: "\\") {
-                escaped = true
+                if escapes != .other {
+                    escapes = position + 1 < count && isOneCharacterEscape(base[position + 1]) ? .oneCharacter : .other
+                }
                 position += 2
                 continue
             }
@@ -350,8 +359,8 @@ public struct JSONReader: ~Copyable {
     }
 
     private mutating func readKey() throws -> JSONKey {
-        let (start, end, escaped) = try scanString()
-        if escaped {
+        let (start, end, escapes) = try scanString()
+        if escapes != .none {
             return JSONKey(unescaped: try unescape(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start))
         }
         return JSONKey(raw: UnsafeBufferPointer(rebasing: bytes[start..<end]))
@@ -512,6 +521,16 @@ func stringSpecialBytes(_ word: UInt64) -> UInt64 {
     let control = (word &- ones &* 0x20) & ~word
     let quoteOrBackslash = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
     return (control | quoteOrBackslash) & (ones &* 0x80)
+}
+
+/// The escapes of one character after the backslash: \" \\ \/ \b \f \n \r \t.
+@inline(__always)
+private func isOneCharacterEscape(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+         UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"): true
+    default: false
+    }
 }
 
 @inline(__always)

@@ -156,6 +156,10 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
         ("\"a\u{01}b\"", JSONError(offset: 2, "control character in a string")),
         ("\"\\x\"", JSONError(offset: 1, "invalid escape \\'x'")),
         ("\"\\ud83d\"", JSONError(offset: 7, "unpaired surrogate in \\u escape")),
+        // A string whose first escapes are of one character is still checked past them.
+        ("\"\\\"\\x\"", JSONError(offset: 3, "invalid escape \\'x'")),
+        ("\"\\n\\uZZZZ\"", JSONError(offset: 5, "invalid \\u escape")),
+        ("[\"\\t\", \"\\/\\ud800\"]", JSONError(offset: 16, "unpaired surrogate in \\u escape")),
         ("{} x", JSONError(offset: 3, "unexpected data after the document")),
         ("", JSONError(offset: 0, "unexpected end of document")),
         ("tru", JSONError(offset: 0, "expected true or false")),
