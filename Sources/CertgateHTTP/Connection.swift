@@ -279,7 +279,9 @@ final class Connection: EventHandler {
     }
 
     func enqueue(_ text: String) {
-        output.append(contentsOf: text.utf8)
+        // From the contiguous bytes: appending the UTF-8 view went element by element.
+        var text = text
+        text.withUTF8 { output.append(contentsOf: $0) }
     }
 
     /// Writes as much queued output as the socket takes.

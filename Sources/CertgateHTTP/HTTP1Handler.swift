@@ -210,14 +210,17 @@ final class HTTP1Handler: ProtocolHandler {
 
 /// "content-type" -> "Content-Type", as HTTP/1.1 peers customarily see header names.
 func canonicalHeaderName(_ name: String) -> String {
-    let count = name.utf8.count
-    return String(unsafeUninitializedCapacity: count) { buffer in
-        var upperNext = true
-        for (index, byte) in name.utf8.enumerated() {
-            buffer[index] = upperNext && byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 0x20 : byte
-            upperNext = byte == UInt8(ascii: "-")
+    var name = name
+    return name.withUTF8 { bytes in
+        String(unsafeUninitializedCapacity: bytes.count) { buffer in
+            var upperNext = true
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                buffer[index] = upperNext && byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 0x20 : byte
+                upperNext = byte == UInt8(ascii: "-")
+            }
+            return bytes.count
         }
-        return count
     }
 }
 

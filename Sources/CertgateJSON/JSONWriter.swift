@@ -47,26 +47,26 @@ public struct JSONWriter {
 
     public mutating func int(_ value: Int) {
         separate()
-        bytes.append(contentsOf: String(value).utf8)
+        appendRaw(String(value))
         needsComma = true
     }
 
     /// A number as it was written elsewhere (a YAML float): `text` must be valid JSON number syntax.
     public mutating func number(_ text: String) {
         separate()
-        bytes.append(contentsOf: text.utf8)
+        appendRaw(text)
         needsComma = true
     }
 
     public mutating func bool(_ value: Bool) {
         separate()
-        bytes.append(contentsOf: (value ? "true" : "false").utf8)
+        appendRaw(value ? "true" : "false")
         needsComma = true
     }
 
     public mutating func null() {
         separate()
-        bytes.append(contentsOf: "null".utf8)
+        appendRaw("null")
         needsComma = true
     }
 
@@ -85,6 +85,13 @@ public struct JSONWriter {
 
     /// Quotes `text`, escaping what RFC 8259 requires; other UTF-8 passes through. Runs
     /// without escapes (nearly all of a message) are copied at once.
+    /// Appends text that needs no escaping, from its contiguous bytes (appending a String's
+    /// UTF-8 view goes element by element).
+    private mutating func appendRaw(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
     private mutating func appendQuoted(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         appendEscaped(text)
