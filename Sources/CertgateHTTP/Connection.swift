@@ -279,9 +279,13 @@ final class Connection: EventHandler {
     }
 
     func enqueue(_ text: String) {
-        // From the contiguous bytes: appending the UTF-8 view went element by element.
-        var text = text
-        text.withUTF8 { output.append(contentsOf: $0) }
+        output.appendUTF8(text)
+    }
+
+    /// Queues what `write` appends, in one access to the output: a response head of a
+    /// dozen pieces enqueued one by one paid a dynamic exclusivity check for each.
+    func enqueue(_ write: (inout [UInt8]) -> Void) {
+        write(&output)
     }
 
     /// Writes as much queued output as the socket takes.
@@ -463,5 +467,14 @@ final class Connection: EventHandler {
             interest = wanted
             context.loop.setInterest(descriptor, wanted)
         }
+    }
+}
+
+extension [UInt8] {
+    /// Appends a String's UTF-8 from its contiguous bytes (appending its UTF-8 view goes
+    /// element by element).
+    mutating func appendUTF8(_ text: String) {
+        var text = text
+        text.withUTF8 { append(contentsOf: $0) }
     }
 }

@@ -179,32 +179,35 @@ final class HTTP1Handler: ProtocolHandler {
     /// Writes the head straight into the connection's output: building it as one String
     /// first cost more than the rest of the write (each `+=` is a full String append).
     private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, omitBody: Bool, omitLength: Bool = false) {
-        connection.enqueue(version == .http1_0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        connection.enqueue(String(response.status))
-        connection.enqueue(" ")
-        connection.enqueue(reasonPhrase(response.status))
-        connection.enqueue("\r\n")
-        for (name, value) in response.headers {
-            connection.enqueue(canonicalHeaderName(name))
-            connection.enqueue(": ")
-            connection.enqueue(value)
-            connection.enqueue("\r\n")
+        let dateHeader = connection.context.dateHeader
+        connection.enqueue { output in
+            output.appendUTF8(version == .http1_0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            output.appendUTF8(String(response.status))
+            output.appendUTF8(" ")
+            output.appendUTF8(reasonPhrase(response.status))
+            output.appendUTF8("\r\n")
+            for (name, value) in response.headers {
+                output.appendUTF8(canonicalHeaderName(name))
+                output.appendUTF8(": ")
+                output.appendUTF8(value)
+                output.appendUTF8("\r\n")
+            }
+            if !omitLength && response.status >= 200 && response.status != 204 && response.status != 304 {
+                output.appendUTF8("Content-Length: ")
+                output.appendUTF8(String(response.body.count))
+                output.appendUTF8("\r\n")
+            }
+            output.appendUTF8("Date: ")
+            output.appendUTF8(dateHeader)
+            output.appendUTF8("\r\n")
+            if !keepAlive {
+                output.appendUTF8("Connection: close\r\n")
+            } else if version == .http1_0 {
+                output.appendUTF8("Connection: keep-alive\r\n")
+            }
+            output.appendUTF8("\r\n")
+            if !omitBody { output.append(contentsOf: response.body) }
         }
-        if !omitLength && response.status >= 200 && response.status != 204 && response.status != 304 {
-            connection.enqueue("Content-Length: ")
-            connection.enqueue(String(response.body.count))
-            connection.enqueue("\r\n")
-        }
-        connection.enqueue("Date: ")
-        connection.enqueue(connection.context.dateHeader)
-        connection.enqueue("\r\n")
-        if !keepAlive {
-            connection.enqueue("Connection: close\r\n")
-        } else if version == .http1_0 {
-            connection.enqueue("Connection: keep-alive\r\n")
-        }
-        connection.enqueue("\r\n")
-        if !omitBody { connection.enqueue(response.body) }
     }
 }
 
