@@ -321,17 +321,28 @@ private func asciiLowercased(_ byte: UInt8) -> UInt8 {
 /// The candidate closest to `value` within a small edit distance (at most 2, and less than
 /// half of the value's length), for "did you mean" hints.
 public func closestMatch(to value: String, among candidates: [String]) -> String? {
-    let limit = min(2, max(1, value.count / 2))
-    let lowered = value.lowercased()
+    var value = value
+    let ascii = value.withUTF8 { $0.allSatisfy { $0 < 0x80 } }
+    let limit = min(2, max(1, (ascii ? value.utf8.count : value.count) / 2))
+    let lowered = lowercasedForComparison(value)
     var best: (name: String, distance: Int)?
     for candidate in candidates {
-        let distance = editDistance(lowered, candidate.lowercased())
+        let distance = editDistance(lowered, lowercasedForComparison(candidate))
         if distance <= limit, distance < (best?.distance ?? .max) { best = (candidate, distance) }
     }
     return best?.name
 }
 
+/// `text` lower-cased; nearly every name is lower-case ASCII already, and is kept as it is
+/// rather than case-mapped.
+private func lowercasedForComparison(_ text: String) -> String {
+    var text = text
+    let needsMapping = text.withUTF8 { bytes in bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 } }
+    return needsMapping ? text.lowercased() : text
+}
+
 /// Go's fmt rendering of a string slice, as kubectl users know it: [app1 app2].
 public func bracketed(_ values: [String]) -> String {
-    "[" + values.joined(separator: " ") + "]"
+    let text: MessageText = "\(bracketed: values)"
+    return text.string
 }

@@ -16,14 +16,16 @@ public struct Judgement: Sendable, Equatable {
 
     /// The denial message kubectl prints after "denied the request:", one violation a line.
     public var message: String {
-        var text = ""
+        // One allocation for the whole text: joining it with `+=` grew it piece by piece.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(violations.reduce(0) { $0 + $1.path.utf8.count + $1.message.utf8.count + 3 })
         for (index, violation) in violations.enumerated() {
-            if index > 0 { text += "\n" }
-            text += violation.path
-            text += ": "
-            text += violation.message
+            if index > 0 { bytes.append(UInt8(ascii: "\n")) }
+            bytes.appendUTF8(violation.path)
+            bytes.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
+            bytes.appendUTF8(violation.message)
         }
-        return text
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// kubectl prints each warning on its own "Warning: " line.
@@ -63,7 +65,7 @@ public func judge(_ pki: Pki, namespace: String, policy: Policy, previous: Pki? 
     }
     if let issuer = spec.issuer, policy.issuers[issuer] == nil {
         let names = policy.issuers.keys.sorted()
-        rules.deny("spec.issuer", "\"\(issuer)\" is not an issuer of the policy; use one of \(bracketed(names))"
+        rules.deny("spec.issuer", "\"\(issuer)\" is not an issuer of the policy; use one of \(bracketed: names)"
             + didYouMean(issuer, names))
     }
     if let previous {
@@ -102,8 +104,8 @@ private struct RuleRun {
 
     var judgement: Judgement { Judgement(violations: violations, warnings: warnings) }
 
-    mutating func deny(_ path: String, _ message: String) {
-        violations.append(FieldProblem(path: path, message: message))
+    mutating func deny(_ path: MessageText, _ message: MessageText) {
+        violations.append(FieldProblem(path: path.string, message: message.string))
     }
 
     /// Adds a warning cut to 120 characters; past 4 KiB in all, further ones are dropped.
@@ -120,14 +122,14 @@ private struct RuleRun {
         guard let serviceName, !serviceName.isEmpty else {
             deny("spec.serviceName", allowed.isEmpty
                 ? "required, and the policy allows no service names for namespace \(namespace)"
-                : "required; the allowed names for namespace \(namespace) are \(bracketed(allowed))")
+                : "required; the allowed names for namespace \(namespace) are \(bracketed: allowed)")
             return
         }
         guard !allowed.contains(serviceName) else { return }
         if allowed.isEmpty {
             deny("spec.serviceName", "\"\(serviceName)\" is not allowed: the policy allows no service names for namespace \(namespace)")
         } else {
-            deny("spec.serviceName", "\"\(serviceName)\" is not in the allowed names \(bracketed(allowed)) for namespace \(namespace)"
+            deny("spec.serviceName", "\"\(serviceName)\" is not in the allowed names \(bracketed: allowed) for namespace \(namespace)"
                 + didYouMean(serviceName, allowed))
         }
     }
@@ -144,7 +146,7 @@ private struct RuleRun {
                 deny("spec.dnsNames[\(index)]", "\"\(name)\" is not a valid DNS name: \(problem)")
             } else if !suffixes.contains(where: { hasSuffixIgnoringASCIICase(name, $0) }) {
                 deny("spec.dnsNames[\(index)]", suffixes.isEmpty ? "\"\(name)\" is not allowed: the policy allows no DNS names"
-                    : "\"\(name)\" is not under an allowed suffix \(bracketed(suffixes))")
+                    : "\"\(name)\" is not under an allowed suffix \(bracketed: suffixes)")
             }
         }
         for (index, text) in (spec.ipAddresses ?? []).enumerated() {
@@ -154,7 +156,7 @@ private struct RuleRun {
             }
             if !policy.ipRanges.contains(where: { $0.contains(address) }) {
                 deny("spec.ipAddresses[\(index)]", policy.ipRanges.isEmpty ? "\(text) is not allowed: the policy allows no IP addresses"
-                    : "\(text) is not in an allowed range \(bracketed(policy.ipRanges.map(\.description)))")
+                    : "\(text) is not in an allowed range \(bracketed: policy.ipRanges.map(\.description))")
             }
         }
         let hasName = !(spec.commonName ?? "").isEmpty || !(spec.dnsNames ?? []).isEmpty || !(spec.ipAddresses ?? []).isEmpty
@@ -209,10 +211,10 @@ private struct RuleRun {
         for (index, uri) in uris.enumerated() {
             let path = "spec.uris[\(index)]"
             if let problem = uriProblem(uri) {
-                deny(path, "\(quoted(uri)) is not a URI: \(problem)")
+                deny("\(path)", "\(quoted(uri)) is not a URI: \(problem)")
             } else if !prefixes.contains(where: { Policy.uri(uri, isUnder: $0) }) {
-                deny(path, prefixes.isEmpty ? "\(quoted(uri)) is not allowed: the policy allows no URIs for namespace \(namespace)"
-                    : "\(quoted(uri)) is not under an allowed prefix \(bracketed(prefixes)) for namespace \(namespace)"
+                deny("\(path)", prefixes.isEmpty ? "\(quoted(uri)) is not allowed: the policy allows no URIs for namespace \(namespace)"
+                    : "\(quoted(uri)) is not under an allowed prefix \(bracketed: prefixes) for namespace \(namespace)"
                         + didYouMean(uri, prefixes))
             }
         }
@@ -225,7 +227,7 @@ private struct RuleRun {
         for (index, organization) in (subject.organizations ?? []).enumerated() where !policy.organizations.contains(organization) {
             deny("spec.subject.organizations[\(index)]", policy.organizations.isEmpty
                 ? "\(quoted(organization)) is not allowed: the policy allows no subject organizations"
-                : "\(quoted(organization)) is not an allowed organization \(bracketed(policy.organizations.map { quoted($0) }))"
+                : "\(quoted(organization)) is not an allowed organization \(bracketed: policy.organizations.map { quoted($0) })"
                     + didYouMean(organization, policy.organizations))
         }
         for (index, country) in (subject.countries ?? []).enumerated()
@@ -237,9 +239,9 @@ private struct RuleRun {
         for (field, values, limit) in limits {
             for (index, value) in (values ?? []).enumerated() {
                 let path = "spec.subject.\(field)[\(index)]"
-                if value.isEmpty { deny(path, "empty; remove it or give it a value") }
-                else if value.utf8.count > limit { deny(path, "\(value.utf8.count) bytes is longer than the \(limit) a certificate allows") }
-                else if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { deny(path, "holds a control character") }
+                if value.isEmpty { deny("\(path)", "empty; remove it or give it a value") }
+                else if value.utf8.count > limit { deny("\(path)", "\(value.utf8.count) bytes is longer than the \(limit) a certificate allows") }
+                else if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { deny("\(path)", "holds a control character") }
             }
         }
     }
@@ -249,9 +251,9 @@ private struct RuleRun {
         for (key, value) in (template.labels ?? [:]).sorted(by: { $0.key < $1.key }) {
             let path = "spec.secretTemplate.labels[\(key)]"
             if let problem = qualifiedNameProblem(key) {
-                deny(path, "\(quoted(key)) is not a valid label key: \(problem)")
+                deny("\(path)", "\(quoted(key)) is not a valid label key: \(problem)")
             } else if let problem = labelValueProblem(value) {
-                deny(path, "\(quoted(value)) is not a valid label value: it \(problem)")
+                deny("\(path)", "\(quoted(value)) is not a valid label value: it \(problem)")
             } else if SecretTemplate.ownedLabels.contains(key) {
                 warn("\(path): certgate sets this label itself (to the Pki's name); the template's value is not used")
             }
@@ -261,7 +263,7 @@ private struct RuleRun {
             let path = "spec.secretTemplate.annotations[\(key)]"
             annotationBytes += key.utf8.count + value.utf8.count
             if let problem = qualifiedNameProblem(key) {
-                deny(path, "\(quoted(key)) is not a valid annotation key: \(problem)")
+                deny("\(path)", "\(quoted(key)) is not a valid annotation key: \(problem)")
             } else if SecretTemplate.ownedAnnotations.contains(key) {
                 warn("\(path): certgate sets this annotation itself; the template's value is not used")
             }
@@ -280,21 +282,21 @@ private struct RuleRun {
                 + "or LegacyRC2 (RC2 and 3DES, only for Java before 8u301)" + didYouMean(profile, KeystoresSpec.profiles))
         }
         guard let reference = pkcs12.passwordSecretRef else {
-            deny(path, "required: name the Secret and key in this namespace that hold the keystore password, "
+            deny("\(path)", "required: name the Secret and key in this namespace that hold the keystore password, "
                 + "such as {name: app1-keystore-password, key: password}")
             return
         }
         if let name = reference.name, !name.isEmpty {
-            if !isValidObjectName(name) { deny(path + ".name", "\(quoted(name)) is not a valid Secret name") }
+            if !isValidObjectName(name) { deny("\(path).name", "\(quoted(name)) is not a valid Secret name") }
         } else {
-            deny(path + ".name", "required: the Secret in this namespace that holds the keystore password")
+            deny("\(path).name", "required: the Secret in this namespace that holds the keystore password")
         }
         if let key = reference.key, !key.isEmpty {
             if !isValidSecretDataKey(key) {
-                deny(path + ".key", "\(quoted(key)) is not a valid Secret key (letters, digits, '-', '_' and '.', at most 253 characters)")
+                deny("\(path).key", "\(quoted(key)) is not a valid Secret key (letters, digits, '-', '_' and '.', at most 253 characters)")
             }
         } else {
-            deny(path + ".key", "required: the key of the Secret that holds the password, such as password")
+            deny("\(path).key", "required: the key of the Secret that holds the password, such as password")
         }
     }
 
@@ -302,7 +304,7 @@ private struct RuleRun {
         guard let key else { return }
         let algorithm = key.algorithm ?? "ECDSA"
         guard policy.keyAlgorithms.contains(algorithm) else {
-            deny("spec.privateKey.algorithm", "\"\(algorithm)\" is not allowed; use one of \(bracketed(policy.keyAlgorithms))"
+            deny("spec.privateKey.algorithm", "\"\(algorithm)\" is not allowed; use one of \(bracketed: policy.keyAlgorithms)"
                 + didYouMean(algorithm, policy.keyAlgorithms))
             return
         }
@@ -315,7 +317,7 @@ private struct RuleRun {
             let sizes = Policy.rsaSizes.filter { $0 >= policy.minimumRSASize }
             let size = key.size ?? policy.defaultRSASize
             if !sizes.contains(size) {
-                deny("spec.privateKey.size", "\(size) is not an allowed RSA size; use one of \(bracketed(sizes.map(String.init)))")
+                deny("spec.privateKey.size", "\(size) is not an allowed RSA size; use one of \(bracketed: sizes.map(String.init))")
             } else {
                 warn("spec.privateKey: RSA \(size) is slower and larger than ECDSA 256, which current TLS clients all accept")
             }

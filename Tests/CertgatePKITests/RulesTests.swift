@@ -222,6 +222,14 @@ let denials: [RuleCase] = [
         #expect(closestMatch(to: "ap2", among: ["app1", "app2"]) == "app2")
         #expect(closestMatch(to: "billing", among: ["app1", "app2"]) == nil)
         #expect(closestMatch(to: "a", among: ["b"]) == "b")
+        // Case is ignored, by ASCII fast path or by Unicode case mapping.
+        #expect(closestMatch(to: "APPP1", among: ["app1", "app2"]) == "app1")
+        #expect(closestMatch(to: "app1", among: ["APP2", "billing"]) == "APP2")
+        #expect(closestMatch(to: "ÄPP1", among: ["äpp2"]) == "äpp2")
+        // The limit counts characters: "éé" is two, so one edit is allowed and two are not.
+        #expect(closestMatch(to: "éé", among: ["ée"]) == "ée")
+        #expect(closestMatch(to: "éé", among: ["ee"]) == nil)
+        #expect(bracketed([]) == "[]" && bracketed(["app1"]) == "[app1]" && bracketed(["a", "b c"]) == "[a b c]")
         #expect(editDistance("kitten", "sitting") == 3)
         #expect(editDistance("sitting", "kitten") == 3)
         #expect(editDistance("", "abc") == 3 && editDistance("abc", "") == 3 && editDistance("abc", "abc") == 0)
