@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "CertgateHTTP",
             dependencies: [
-                "CNGHTTP2", "CertgateNet", "CertgateTLS", "CertgateMetrics",
+                "CNGHTTP2", "CertgateNet", "CertgateTLS", "CertgateMetrics", "CertgateJSON",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

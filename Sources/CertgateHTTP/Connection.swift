@@ -1,3 +1,4 @@
+import CertgateJSON
 import CertgateNet
 import CertgateTLS
 import Logging
@@ -467,14 +468,5 @@ final class Connection: EventHandler {
             interest = wanted
             context.loop.setInterest(descriptor, wanted)
         }
-    }
-}
-
-extension [UInt8] {
-    /// Appends a String's UTF-8 from its contiguous bytes (appending its UTF-8 view goes
-    /// element by element).
-    mutating func appendUTF8(_ text: String) {
-        var text = text
-        text.withUTF8 { append(contentsOf: $0) }
     }
 }

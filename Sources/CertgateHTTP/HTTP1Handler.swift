@@ -1,3 +1,4 @@
+import CertgateJSON
 import CertgateNet
 #if canImport(Glibc)
 import Glibc

@@ -85,11 +85,9 @@ public struct JSONWriter {
 
     /// Quotes `text`, escaping what RFC 8259 requires; other UTF-8 passes through. Runs
     /// without escapes (nearly all of a message) are copied at once.
-    /// Appends text that needs no escaping, from its contiguous bytes (appending a String's
-    /// UTF-8 view goes element by element).
+    /// Appends text that needs no escaping.
     private mutating func appendRaw(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes.append(contentsOf: $0) }
+        bytes.appendUTF8(text)
     }
 
     private mutating func appendQuoted(_ text: String) {

@@ -1,3 +1,5 @@
+import CertgateJSON
+
 /// A rule's field path or message, built from a string interpolation straight into UTF-8
 /// bytes and made a String once. Swift's default interpolation grows a String piece by
 /// piece, and the two messages of a typical denial cost more than all of the rules.
@@ -49,14 +51,5 @@ struct MessageText: ExpressibleByStringInterpolation {
             }
             bytes.append(UInt8(ascii: "]"))
         }
-    }
-}
-
-extension [UInt8] {
-    /// Appends a String's UTF-8 from its contiguous bytes (appending its UTF-8 view goes
-    /// element by element).
-    mutating func appendUTF8(_ text: String) {
-        var text = text
-        text.withUTF8 { append(contentsOf: $0) }
     }
 }

@@ -1,4 +1,5 @@
 import CertgateCrypto
+import CertgateJSON
 
 /// What the rules found: violations deny the Pki; warnings are shown and let it through.
 public struct Judgement: Sendable, Equatable {
