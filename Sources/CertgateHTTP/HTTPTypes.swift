@@ -1,3 +1,5 @@
+import CertgateJSON
+
 /// Header fields in arrival order; names are stored lower-cased (HTTP/2 requires it and
 /// HTTP/1.1 names are case-insensitive).
 public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
@@ -10,7 +12,7 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     }
 
     public mutating func add(_ name: String, _ value: String) {
-        fields.append((lowercasedName(name), value))
+        fields.append((name.lowercasedUnlessLowercaseASCII(), value))
     }
 
     /// For the parsers, which lower-case names as they read them.
@@ -20,24 +22,14 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
 
     /// The first value of `name` (case-insensitive).
     public subscript(_ name: String) -> String? {
-        let lowered = lowercasedName(name)
+        let lowered = name.lowercasedUnlessLowercaseASCII()
         return fields.first { $0.name == lowered }?.value
     }
 
     /// Every value of `name`, in order.
     public func values(_ name: String) -> [String] {
-        let lowered = lowercasedName(name)
+        let lowered = name.lowercasedUnlessLowercaseASCII()
         return fields.filter { $0.name == lowered }.map(\.value)
-    }
-
-    /// Names are nearly always lower-case already (the parsers and the code's own literals):
-    /// those are kept as they are, without a case mapping per header and request.
-    private func lowercasedName(_ name: String) -> String {
-        var name = name
-        let needsMapping = name.withUTF8 { bytes in
-            bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
-        }
-        return needsMapping ? name.lowercased() : name
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }

@@ -83,13 +83,13 @@ public struct JSONWriter {
         if needsComma { bytes.append(UInt8(ascii: ",")) }
     }
 
-    /// Quotes `text`, escaping what RFC 8259 requires; other UTF-8 passes through. Runs
-    /// without escapes (nearly all of a message) are copied at once.
     /// Appends text that needs no escaping.
     private mutating func appendRaw(_ text: String) {
         bytes.appendUTF8(text)
     }
 
+    /// Quotes `text`, escaping what RFC 8259 requires; other UTF-8 passes through. Runs
+    /// without escapes (nearly all of a message) are copied at once.
     private mutating func appendQuoted(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         appendEscaped(text)

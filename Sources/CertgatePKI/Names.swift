@@ -1,3 +1,4 @@
+import CertgateJSON
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -324,21 +325,13 @@ public func closestMatch(to value: String, among candidates: [String]) -> String
     var value = value
     let ascii = value.withUTF8 { $0.allSatisfy { $0 < 0x80 } }
     let limit = min(2, max(1, (ascii ? value.utf8.count : value.count) / 2))
-    let lowered = lowercasedForComparison(value)
+    let lowered = value.lowercasedUnlessLowercaseASCII()
     var best: (name: String, distance: Int)?
     for candidate in candidates {
-        let distance = editDistance(lowered, lowercasedForComparison(candidate))
+        let distance = editDistance(lowered, candidate.lowercasedUnlessLowercaseASCII())
         if distance <= limit, distance < (best?.distance ?? .max) { best = (candidate, distance) }
     }
     return best?.name
-}
-
-/// `text` lower-cased; nearly every name is lower-case ASCII already, and is kept as it is
-/// rather than case-mapped.
-private func lowercasedForComparison(_ text: String) -> String {
-    var text = text
-    let needsMapping = text.withUTF8 { bytes in bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 } }
-    return needsMapping ? text.lowercased() : text
 }
 
 /// Go's fmt rendering of a string slice, as kubectl users know it: [app1 app2].

@@ -201,7 +201,18 @@ public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "\(path): \(message)" }
+    public var description: String {
+        var bytes: [UInt8] = []
+        append(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends "path: message", as ``description`` reads.
+    func append(to bytes: inout [UInt8]) {
+        bytes.appendUTF8(path)
+        bytes.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
+        bytes.appendUTF8(message)
+    }
 
     /// The same rule broken by the same value, wherever in a list it stands: the path
     /// without its indices (an entry inserted before it moves it), and the message, which

@@ -22,9 +22,7 @@ public struct Judgement: Sendable, Equatable {
         bytes.reserveCapacity(violations.reduce(0) { $0 + $1.path.utf8.count + $1.message.utf8.count + 3 })
         for (index, violation) in violations.enumerated() {
             if index > 0 { bytes.append(UInt8(ascii: "\n")) }
-            bytes.appendUTF8(violation.path)
-            bytes.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
-            bytes.appendUTF8(violation.message)
+            violation.append(to: &bytes)
         }
         return String(decoding: bytes, as: UTF8.self)
     }
