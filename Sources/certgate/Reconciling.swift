@@ -1,5 +1,5 @@
 import CertgateLocking
-import ArgumentParser
+import CertgateCommandLine
 import CertgateLifecycle
 import CertgateKube
 import CertgateMetrics
@@ -13,15 +13,25 @@ import Glibc
 #endif
 
 /// Which cluster to talk to, as kubectl finds it; `serve` and `renew` read the same flags.
-struct ClusterOptions: ParsableArguments {
-    @Option(help: "Path to a kubeconfig. Default: $KUBECONFIG, the pod's service account, then ~/.kube/config.")
-    var kubeconfig: String?
+struct ClusterOptions {
+    enum Flags {
+        static let kubeconfig = Option<String>("--kubeconfig",
+            help: "Path to a kubeconfig. Default: $KUBECONFIG, the pod's service account, then ~/.kube/config.")
+        static let context = Option<String>("--context", help: "The kubeconfig context to use (default: its current-context).")
+        static let allowInsecureKubeconfig = Flag("--allow-insecure-kubeconfig",
+            help: "Accept a kubeconfig cluster with insecure-skip-tls-verify (development only).")
+    }
+    static let options: [any OptionDeclaration] = [Flags.kubeconfig, Flags.context, Flags.allowInsecureKubeconfig]
 
-    @Option(help: "The kubeconfig context to use (default: its current-context).")
-    var context: String?
+    let kubeconfig: String?
+    let context: String?
+    let allowInsecureKubeconfig: Bool
 
-    @Flag(help: "Accept a kubeconfig cluster with insecure-skip-tls-verify (development only).")
-    var allowInsecureKubeconfig = false
+    init(_ arguments: ParsedArguments) throws {
+        kubeconfig = try arguments.valueIfGiven(Flags.kubeconfig)
+        context = try arguments.valueIfGiven(Flags.context)
+        allowInsecureKubeconfig = arguments.isSet(Flags.allowInsecureKubeconfig)
+    }
 
     func load() throws -> ClusterConfiguration {
         try ClusterConfigurationLoader.load(kubeconfig: kubeconfig, context: context, allowInsecure: allowInsecureKubeconfig,
@@ -30,64 +40,85 @@ struct ClusterOptions: ParsableArguments {
 }
 
 /// The cluster and reconciler flags, named as Kubernetes components name them.
-struct ReconcilerOptions: ParsableArguments {
-    @Option(name: .customLong("reconcile"), help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
-    var reconcile = true
-
-    @OptionGroup var cluster: ClusterOptions
-
-    @Flag(help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
-    var bootstrapCa = false
-
-    @Option(help: "Concurrent reconcile workers.")
-    var workers = 4
-
-    @Option(name: .customLong("leader-elect"), help: "Reconcile only while holding the leader Lease (every replica serves the webhook).")
-    var leaderElect = true
-
-    // Spelt as kube-controller-manager spells it; the earlier --leader-election-namespace still works.
-    @Option(name: [.customLong("leader-elect-resource-namespace"), .customLong("leader-election-namespace")],
+struct ReconcilerOptions {
+    enum Flags {
+        static let reconcile = Option<Bool>("--reconcile", default: true,
+            help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
+        static let bootstrapCa = Flag("--bootstrap-ca", help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
+        static let workers = Option<Int>("--workers", default: 4, help: "Concurrent reconcile workers.")
+        static let leaderElect = Option<Bool>("--leader-elect", default: true,
+            help: "Reconcile only while holding the leader Lease (every replica serves the webhook).")
+        // Spelt as kube-controller-manager spells it; the earlier --leader-election-namespace still works.
+        static let leaderElectionNamespace = Option<String>("--leader-elect-resource-namespace", aliases: ["--leader-election-namespace"],
             help: "Namespace of the leader Lease. Default: --namespace.")
-    var leaderElectionNamespace: String?
+        static let leaderElectResourceName = Option<String>("--leader-elect-resource-name", default: "certgate-leader",
+            help: "Name of the leader Lease. Two installations in one namespace need different names.")
+        static let trustBundleConfigmap = Option<String>("--trust-bundle-configmap",
+            help: "Keep a ConfigMap of this name, with ca.crt holding the issuers' CA certificates, in every namespace that has a Pki (off when not given).")
+        static let namespace = Option<String>("--namespace",
+            help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
+        static let kubeApiQps = Option<Double>("--kube-api-qps", default: 20,
+            help: "Requests a second to the Kubernetes API once the burst is spent (controller-runtime's default).")
+        static let kubeApiBurst = Option<Int>("--kube-api-burst", default: 30,
+            help: "Requests to the Kubernetes API that may go at once before --kube-api-qps paces them.")
+        static let leaseDuration = Option<String>("--lease-duration", default: "15s", help: "Go duration a Lease stays valid without renewal.")
+        static let renewDeadline = Option<String>("--renew-deadline", default: "10s",
+            help: "Go duration within which the leader must renew, or stop reconciling.")
+        static let retryPeriod = Option<String>("--retry-period", default: "2s", help: "Go duration between attempts to acquire or renew the Lease.")
+    }
+    static let options: [any OptionDeclaration] = [Flags.reconcile] + ClusterOptions.options + [
+        Flags.bootstrapCa, Flags.workers, Flags.leaderElect, Flags.leaderElectionNamespace, Flags.leaderElectResourceName,
+        Flags.trustBundleConfigmap, Flags.namespace, Flags.kubeApiQps, Flags.kubeApiBurst, Flags.leaseDuration,
+        Flags.renewDeadline, Flags.retryPeriod,
+    ]
 
-    @Option(help: "Name of the leader Lease. Two installations in one namespace need different names.")
-    var leaderElectResourceName = "certgate-leader"
+    let reconcile: Bool
+    let cluster: ClusterOptions
+    let bootstrapCa: Bool
+    let workers: Int
+    let leaderElect: Bool
+    let leaderElectionNamespace: String?
+    let leaderElectResourceName: String
+    let trustBundleConfigmap: String?
+    let namespace: String?
+    let kubeApiQps: Double
+    let kubeApiBurst: Int
+    let leaseDuration: String
+    let renewDeadline: String
+    let retryPeriod: String
 
-    @Option(help: "Keep a ConfigMap of this name, with ca.crt holding the issuers' CA certificates, in every namespace that has a Pki (off when not given).")
-    var trustBundleConfigmap: String?
-
-    @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
-    var namespace: String?
-
-    @Option(help: "Requests a second to the Kubernetes API once the burst is spent (controller-runtime's default).")
-    var kubeApiQps: Double = 20
-
-    @Option(help: "Requests to the Kubernetes API that may go at once before --kube-api-qps paces them.")
-    var kubeApiBurst = 30
-
-    @Option(help: "Go duration a Lease stays valid without renewal.")
-    var leaseDuration = "15s"
-
-    @Option(help: "Go duration within which the leader must renew, or stop reconciling.")
-    var renewDeadline = "10s"
-
-    @Option(help: "Go duration between attempts to acquire or renew the Lease.")
-    var retryPeriod = "2s"
+    init(_ arguments: ParsedArguments) throws {
+        reconcile = try arguments.value(Flags.reconcile)
+        cluster = try ClusterOptions(arguments)
+        bootstrapCa = arguments.isSet(Flags.bootstrapCa)
+        workers = try arguments.value(Flags.workers)
+        leaderElect = try arguments.value(Flags.leaderElect)
+        leaderElectionNamespace = try arguments.valueIfGiven(Flags.leaderElectionNamespace)
+        leaderElectResourceName = try arguments.value(Flags.leaderElectResourceName)
+        trustBundleConfigmap = try arguments.valueIfGiven(Flags.trustBundleConfigmap)
+        namespace = try arguments.valueIfGiven(Flags.namespace)
+        kubeApiQps = try arguments.value(Flags.kubeApiQps)
+        kubeApiBurst = try arguments.value(Flags.kubeApiBurst)
+        leaseDuration = try arguments.value(Flags.leaseDuration)
+        renewDeadline = try arguments.value(Flags.renewDeadline)
+        retryPeriod = try arguments.value(Flags.retryPeriod)
+        try validate()
+    }
 
     func validate() throws {
         for (flag, value) in [("--lease-duration", leaseDuration), ("--renew-deadline", renewDeadline), ("--retry-period", retryPeriod)]
         where parseGoDuration(value) == nil {
-            throw ValidationError("\(flag): \"\(value)\" is not a duration such as 15s")
+            throw UsageError("\(flag): \"\(value)\" is not a duration such as 15s")
         }
-        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-        guard kubeApiQps > 0, kubeApiQps.isFinite else { throw ValidationError("--kube-api-qps must be more than 0") }
-        guard kubeApiBurst >= 1 else { throw ValidationError("--kube-api-burst must be at least 1") }
+        guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
+        guard kubeApiQps > 0, kubeApiQps.isFinite else { throw UsageError("--kube-api-qps must be more than 0") }
+        guard kubeApiBurst >= 1 else { throw UsageError("--kube-api-burst must be at least 1") }
         if let trustBundleConfigmap, !isValidObjectName(trustBundleConfigmap) {
-            throw ValidationError("--trust-bundle-configmap: \"\(trustBundleConfigmap)\" is not a valid ConfigMap name "
+            throw UsageError("--trust-bundle-configmap: \"\(trustBundleConfigmap)\" is not a valid ConfigMap name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
         }
         guard isValidObjectName(leaderElectResourceName) else {
-            throw ValidationError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
+            throw UsageError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
         }
     }

@@ -1,4 +1,4 @@
-import ArgumentParser
+import CertgateCommandLine
 import CertgateKube
 import CertgateNet
 import CertgateReconciler
@@ -8,23 +8,28 @@ import CertgateReconciler
 /// for cert-manager). The reconciler records the value in status.lastRenewRequest, so the
 /// same value never re-issues twice; the Pki's Events show the Renewed certificate and who
 /// asked (the field manager, certgate-renew).
-struct Renew: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "renew",
+struct Renew {
+    static let command = Command(
+        "renew",
         abstract: "Re-issue the certificate of one or more Pkis now, once.",
-        discussion: "Sets the certgate.dev/renew annotation to the current time; kubectl annotate --overwrite with any new value does the same."
-    )
+        discussion: "Sets the certgate.dev/renew annotation to the current time; kubectl annotate --overwrite with any new value does the same.",
+        options: [OptionGroup([Flags.namespace] + ClusterOptions.options)],
+        positionals: Positionals("names", help: "Names of the Pkis to renew.")
+    ) { try Renew($0).run() }
 
-    @Option(name: [.short, .long], help: "Namespace of the Pkis.")
-    var namespace = "default"
+    enum Flags {
+        static let namespace = Option<String>("--namespace", short: "n", default: "default", help: "Namespace of the Pkis.")
+    }
 
-    @Argument(help: "Names of the Pkis to renew.")
-    var names: [String] = []
+    let namespace: String
+    let names: [String]
+    let cluster: ClusterOptions
 
-    @OptionGroup var cluster: ClusterOptions
-
-    func validate() throws {
-        guard !names.isEmpty else { throw ValidationError("name at least one Pki to renew") }
+    init(_ arguments: ParsedArguments) throws {
+        namespace = try arguments.value(Flags.namespace)
+        names = arguments.positionals
+        cluster = try ClusterOptions(arguments)
+        guard !names.isEmpty else { throw UsageError("name at least one Pki to renew") }
     }
 
     func run() throws {
@@ -46,6 +51,6 @@ struct Renew: ParsableCommand {
                 failed += 1
             }
         }
-        if failed > 0 { throw ExitCode.failure }
+        if failed > 0 { throw ExitStatus.failure }
     }
 }

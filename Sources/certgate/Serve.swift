@@ -1,5 +1,5 @@
 import CertgateLocking
-import ArgumentParser
+import CertgateCommandLine
 import CertgateLifecycle
 import CertgateCrypto
 import CertgateHTTP
@@ -18,9 +18,9 @@ import Logging
 import Glibc
 #endif
 
-struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "serve",
+struct Serve {
+    static let command = Command(
+        "serve",
         abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2), reconcile Pkis when a cluster is configured, and serve metrics over plain HTTP.",
         discussion: """
         The serving certificate comes from --tls-cert-file and --tls-key-file (watched and reloaded \
@@ -28,84 +28,100 @@ struct Serve: ParsableCommand {
         from a CA and certificate Certgate keeps in a Secret itself (renewed on time, its CA \
         bundle written into --webhook-configuration); otherwise a development CA and serving \
         certificate are made in ./certs (as `certgate certs init` would) and used.
-        """
-    )
+        """,
+        options: [
+            OptionGroup([
+                Flags.address, Flags.port, Flags.tlsCertFile, Flags.tlsKeyFile, Flags.clientCaFile, Flags.policy,
+                Flags.metricsAddress, Flags.logLevel, Flags.logFormat, Flags.maxRequestBodyBytes, Flags.maxHeaderBytes,
+                Flags.maxConnections, Flags.requestHeaderTimeout, Flags.requestBodyTimeout, Flags.idleTimeout,
+                Flags.shutdownGracePeriod, Flags.certificateCheckInterval, Flags.eventLoops, Flags.disableHttp2,
+            ]),
+            OptionGroup("Serving certificate and webhook registration", WebhookSetupOptions.options),
+            OptionGroup("Cluster and reconciler", ReconcilerOptions.options),
+        ]
+    ) { try Serve($0).run() }
 
-    @Option(help: "Comma-separated IP addresses to serve the webhook on. \"::\" serves IPv6 and IPv4.")
-    var address = "0.0.0.0"
+    enum Flags {
+        static let address = Option<String>("--address", default: "0.0.0.0", help: "Comma-separated IP addresses to serve the webhook on. \"::\" serves IPv6 and IPv4.")
+        static let port = Option<UInt16>("--port", default: 8443, help: "Port of the webhook server.")
+        static let tlsCertFile = Option<String>("--tls-cert-file", help: "PEM serving certificate, followed by any intermediates. Default: certs/server.crt (made if missing).")
+        static let tlsKeyFile = Option<String>("--tls-key-file", help: "PEM private key of the serving certificate. Default: certs/server.key (made if missing).")
+        static let clientCaFile = Option<String>("--client-ca-file", help: "PEM CA bundle; when set, clients must present a certificate signed by it.")
+        static let policy = Option<String>("--policy", help: "Policy YAML (see examples/policy.yaml), reloaded when it changes. Default: the built-in example policy.")
+        static let metricsAddress = Option<String>("--metrics-address", default: "127.0.0.1:9090", help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
+        static let logLevel = Option<String>("--log-level", default: "info", help: "debug, info, notice, warning or error.")
+        static let logFormat = Option<String>("--log-format", default: "text", help: "text or json.")
+        static let maxRequestBodyBytes = Option<Int>("--max-request-body-bytes", default: 7 * 1024 * 1024, help: "Largest accepted request body, in bytes.")
+        static let maxHeaderBytes = Option<Int>("--max-header-bytes", default: 64 * 1024, help: "Largest accepted request head (HTTP/1.1) or header list (HTTP/2), in bytes.")
+        static let maxConnections = Option<Int>("--max-connections", default: 4096, help: "Connections past this are closed as soon as they are accepted.")
+        static let requestHeaderTimeout = Option<String>("--request-header-timeout", default: "10s", help: "Time allowed to send a request head, Go duration.")
+        static let requestBodyTimeout = Option<String>("--request-body-timeout", default: "30s", help: "Time allowed to send a request body after its head, Go duration.")
+        static let idleTimeout = Option<String>("--idle-timeout", default: "120s", help: "Kept-alive connections with no request are closed after this, Go duration.")
+        static let shutdownGracePeriod = Option<String>("--shutdown-grace-period", default: "25s", help: "On SIGTERM or SIGINT, time for requests in flight to finish before connections are closed, Go duration.")
+        static let certificateCheckInterval = Option<String>("--certificate-check-interval", default: "1s", help: "How often the certificate and policy files are checked for changes, Go duration.")
+        static let eventLoops = Option<Int>("--event-loops", help: "Event-loop threads (default: one per core, at most 8).")
+        static let disableHttp2 = Flag("--disable-http2", help: "Offer only HTTP/1.1 in ALPN.")
+    }
 
-    @Option(help: "Port of the webhook server.")
-    var port: UInt16 = 8443
+    let address: String
+    let port: UInt16
+    let tlsCertFile: String?
+    let tlsKeyFile: String?
+    let clientCaFile: String?
+    let policy: String?
+    let metricsAddress: String
+    let logLevel: String
+    let logFormat: String
+    let maxRequestBodyBytes: Int
+    let maxHeaderBytes: Int
+    let maxConnections: Int
+    let requestHeaderTimeout: String
+    let requestBodyTimeout: String
+    let idleTimeout: String
+    let shutdownGracePeriod: String
+    let certificateCheckInterval: String
+    let eventLoops: Int?
+    let disableHttp2: Bool
+    let setup: WebhookSetupOptions
+    let reconciler: ReconcilerOptions
 
-    @Option(help: "PEM serving certificate, followed by any intermediates. Default: certs/server.crt (made if missing).")
-    var tlsCertFile: String?
-
-    @Option(help: "PEM private key of the serving certificate. Default: certs/server.key (made if missing).")
-    var tlsKeyFile: String?
-
-    @Option(help: "PEM CA bundle; when set, clients must present a certificate signed by it.")
-    var clientCaFile: String?
-
-    @Option(help: "Policy YAML (see examples/policy.yaml), reloaded when it changes. Default: the built-in example policy.")
-    var policy: String?
-
-    @Option(help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
-    var metricsAddress = "127.0.0.1:9090"
-
-    @Option(help: "debug, info, notice, warning or error.")
-    var logLevel = "info"
-
-    @Option(help: "text or json.")
-    var logFormat = "text"
-
-    @Option(help: "Largest accepted request body, in bytes.")
-    var maxRequestBodyBytes = 7 * 1024 * 1024
-
-    @Option(help: "Largest accepted request head (HTTP/1.1) or header list (HTTP/2), in bytes.")
-    var maxHeaderBytes = 64 * 1024
-
-    @Option(help: "Connections past this are closed as soon as they are accepted.")
-    var maxConnections = 4096
-
-    @Option(help: "Time allowed to send a request head, Go duration.")
-    var requestHeaderTimeout = "10s"
-
-    @Option(help: "Time allowed to send a request body after its head, Go duration.")
-    var requestBodyTimeout = "30s"
-
-    @Option(help: "Kept-alive connections with no request are closed after this, Go duration.")
-    var idleTimeout = "120s"
-
-    @Option(help: "On SIGTERM or SIGINT, time for requests in flight to finish before connections are closed, Go duration.")
-    var shutdownGracePeriod = "25s"
-
-    @Option(help: "How often the certificate and policy files are checked for changes, Go duration.")
-    var certificateCheckInterval = "1s"
-
-    @Option(help: "Event-loop threads (default: one per core, at most 8).")
-    var eventLoops: Int?
-
-    @Flag(help: "Offer only HTTP/1.1 in ALPN.")
-    var disableHttp2 = false
-
-    @OptionGroup(title: "Serving certificate and webhook registration")
-    var setup: WebhookSetupOptions
-
-    @OptionGroup(title: "Cluster and reconciler")
-    var reconciler: ReconcilerOptions
+    init(_ arguments: ParsedArguments) throws {
+        address = try arguments.value(Flags.address)
+        port = try arguments.value(Flags.port)
+        tlsCertFile = try arguments.valueIfGiven(Flags.tlsCertFile)
+        tlsKeyFile = try arguments.valueIfGiven(Flags.tlsKeyFile)
+        clientCaFile = try arguments.valueIfGiven(Flags.clientCaFile)
+        policy = try arguments.valueIfGiven(Flags.policy)
+        metricsAddress = try arguments.value(Flags.metricsAddress)
+        logLevel = try arguments.value(Flags.logLevel)
+        logFormat = try arguments.value(Flags.logFormat)
+        maxRequestBodyBytes = try arguments.value(Flags.maxRequestBodyBytes)
+        maxHeaderBytes = try arguments.value(Flags.maxHeaderBytes)
+        maxConnections = try arguments.value(Flags.maxConnections)
+        requestHeaderTimeout = try arguments.value(Flags.requestHeaderTimeout)
+        requestBodyTimeout = try arguments.value(Flags.requestBodyTimeout)
+        idleTimeout = try arguments.value(Flags.idleTimeout)
+        shutdownGracePeriod = try arguments.value(Flags.shutdownGracePeriod)
+        certificateCheckInterval = try arguments.value(Flags.certificateCheckInterval)
+        eventLoops = try arguments.valueIfGiven(Flags.eventLoops)
+        disableHttp2 = arguments.isSet(Flags.disableHttp2)
+        setup = try WebhookSetupOptions(arguments)
+        reconciler = try ReconcilerOptions(arguments)
+        try validate()
+    }
 
     func validate() throws {
-        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json, not \"\(logFormat)\"") }
+        guard LogFormat(rawValue: logFormat) != nil else { throw UsageError("--log-format must be text or json, not \"\(logFormat)\"") }
         guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(logLevel)\"")
+            throw UsageError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(logLevel)\"")
         }
         guard (tlsCertFile == nil) == (tlsKeyFile == nil) else {
-            throw ValidationError("--tls-cert-file and --tls-key-file go together")
+            throw UsageError("--tls-cert-file and --tls-key-file go together")
         }
         for (flag, value) in [("--request-header-timeout", requestHeaderTimeout), ("--request-body-timeout", requestBodyTimeout),
                               ("--idle-timeout", idleTimeout), ("--shutdown-grace-period", shutdownGracePeriod),
                               ("--certificate-check-interval", certificateCheckInterval)] where parseGoDuration(value) == nil {
-            throw ValidationError("\(flag): \"\(value)\" is not a duration such as 10s, 1m30s or 500ms")
+            throw UsageError("\(flag): \"\(value)\" is not a duration such as 10s, 1m30s or 500ms")
         }
         _ = try listenAddresses()
         _ = try metricsListenAddress()
@@ -255,7 +271,7 @@ struct Serve: ParsableCommand {
     private func makeServingCertificate(client: KubeClient?, metrics: CertificateMetrics,
                                         logger: Logger) throws -> ServingCertificateSetup {
         if setup.webhookUrl != nil && client == nil {
-            throw ValidationError("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig")
+            throw UsageError("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig")
         }
         let selfManaged = setup.isSelfManaged(tlsCertFile: tlsCertFile)
         let files = selfManaged ? nil : try servingCertificateFiles(logger: logger)
@@ -277,7 +293,7 @@ struct Serve: ParsableCommand {
         }
         guard let files else {
             guard let client else {
-                throw ValidationError("the self-managed serving certificate (--tls-secret) is kept in the cluster, and none is configured: pass --kubeconfig")
+                throw UsageError("the self-managed serving certificate (--tls-secret) is kept in the cluster, and none is configured: pass --kubeconfig")
             }
             let serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onEvent)
             let manager = try setup.selfManagedCertificate(client: client, namespace: namespace, serving: serving, logger: logger)
@@ -340,23 +356,23 @@ struct Serve: ParsableCommand {
 
     private func listenAddresses() throws -> [SocketAddress] {
         let hosts = address.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
-        guard !hosts.isEmpty else { throw ValidationError("--address names no address") }
+        guard !hosts.isEmpty else { throw UsageError("--address names no address") }
         do {
             return try hosts.map { try SocketAddress(host: $0, port: port) }
         } catch {
-            throw ValidationError("--address: \(error)")
+            throw UsageError("--address: \(error)")
         }
     }
 
     private func metricsListenAddress() throws -> SocketAddress? {
         if metricsAddress == "0" || metricsAddress.isEmpty { return nil }
         guard let colon = metricsAddress.lastIndex(of: ":"), let port = UInt16(metricsAddress[metricsAddress.index(after: colon)...]) else {
-            throw ValidationError("--metrics-address must be HOST:PORT (such as 127.0.0.1:9090 or [::1]:9090), or 0")
+            throw UsageError("--metrics-address must be HOST:PORT (such as 127.0.0.1:9090 or [::1]:9090), or 0")
         }
         do {
             return try SocketAddress(host: String(metricsAddress[..<colon]), port: port)
         } catch {
-            throw ValidationError("--metrics-address: \(error)")
+            throw UsageError("--metrics-address: \(error)")
         }
     }
 }

@@ -1,4 +1,4 @@
-import ArgumentParser
+import CertgateCommandLine
 import CertgateJSON
 import CertgateManifests
 import CertgateNet
@@ -7,9 +7,9 @@ import CertgatePKI
 import Glibc
 #endif
 
-struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "validate",
+struct Validate {
+    static let command = Command(
+        "validate",
         abstract: "Judge the Pkis in manifests with the admission rules, for CI pipelines.",
         discussion: """
         Reads multi-document YAML or JSON manifests, judges every certgate.dev Pki in them with \
@@ -21,24 +21,35 @@ struct Validate: ParsableCommand {
         (::error file=F,line=L::...), so a pull request shows each finding on the line of its \
         field. Exit status: 0 when every Pki passes (warnings allowed), 1 when one is denied, \
         2 when an input or the policy cannot be read.
-        """
-    )
+        """,
+        options: [OptionGroup([Flags.filename, Flags.policy, Flags.namespace, Flags.output])]
+    ) { try Validate($0).run() }
 
-    enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    enum OutputFormat: String, ArgumentValue, CaseIterable {
         case text, json, github
     }
 
-    @Option(name: .shortAndLong, help: "A manifest file, a directory of them (*.yaml, *.yml, *.json), or - for standard input. Repeatable.")
-    var filename: [String]
+    enum Flags {
+        static let filename = Option<String>("--filename", short: "f", repeatable: true,
+            help: "A manifest file, a directory of them (*.yaml, *.yml, *.json), or - for standard input. Repeatable.")
+        static let policy = Option<String>("--policy", help: "Policy YAML. Default: the built-in example policy.")
+        static let namespace = Option<String>("--namespace", default: "default", help: "Namespace of objects that name none.")
+        static let output = Option<OutputFormat>("--output", default: .text,
+            help: "How findings are printed: text, json (one object per line) or github (workflow annotations).")
+    }
 
-    @Option(help: "Policy YAML. Default: the built-in example policy.")
-    var policy: String?
+    let filename: [String]
+    let policy: String?
+    let namespace: String
+    let output: OutputFormat
 
-    @Option(help: "Namespace of objects that name none.")
-    var namespace = "default"
-
-    @Option(help: "How findings are printed: text, json (one object per line) or github (workflow annotations).")
-    var output: OutputFormat = .text
+    init(_ arguments: ParsedArguments) throws {
+        filename = try arguments.values(Flags.filename)
+        policy = try arguments.valueIfGiven(Flags.policy)
+        namespace = try arguments.value(Flags.namespace)
+        output = try arguments.value(Flags.output)
+        guard !filename.isEmpty else { throw UsageError("--filename is missing: name a manifest file, a directory of them, or - for standard input") }
+    }
 
     func run() throws {
         let rules: Policy
@@ -46,7 +57,7 @@ struct Validate: ParsableCommand {
             rules = try policy.map(PolicyFile.load) ?? PolicyFile.parse(PolicyFile.builtInDefault)
         } catch {
             printError("certgate validate: policy \(policy ?? "(built-in)"): \(error)")
-            throw ExitCode(2)
+            throw ExitStatus(2)
         }
         var unreadable = false
         var denied = 0
@@ -97,8 +108,8 @@ struct Validate: ParsableCommand {
             }
         }
         printError("certgate validate: \(judged) Pki\(judged == 1 ? "" : "s") judged, \(denied) denied, \(warnings) warning\(warnings == 1 ? "" : "s")")
-        if unreadable { throw ExitCode(2) }
-        if denied > 0 { throw ExitCode(1) }
+        if unreadable { throw ExitStatus(2) }
+        if denied > 0 { throw ExitStatus(1) }
     }
 
     /// An input that cannot be judged: on standard error, and as an annotation for GitHub.
@@ -138,24 +149,6 @@ struct Validate: ParsableCommand {
         }
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
         return names.sorted().map { prefix + $0 }
-    }
-}
-
-/// A line to standard error, written at once.
-func printError(_ line: String) { writeLine(line, to: 2) }
-
-/// A line to standard output, written at once: findings and the summary on stderr keep
-/// their order when both go to one pipe (print's buffer let the summary overtake them).
-func printOutput(_ line: String) { writeLine(line, to: 1) }
-
-private func writeLine(_ line: String, to descriptor: Int32) {
-    let bytes = Array((line + "\n").utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return }
-        offset += written
     }
 }
 

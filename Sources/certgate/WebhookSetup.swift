@@ -1,4 +1,4 @@
-import ArgumentParser
+import CertgateCommandLine
 import CertgateCrypto
 import CertgateKube
 import CertgateTLS
@@ -6,24 +6,38 @@ import CertgateWebhookSetup
 import Logging
 
 /// How the webhook gets its serving certificate and how the API server learns to call it.
-struct WebhookSetupOptions: ParsableArguments {
-    @Option(help: "Keep a self-managed CA and serving certificate in this Secret (in --namespace), serve it, and keep the CA bundle of --webhook-configuration current. Not with --tls-cert-file. Default with --webhook-url: certgate-webhook-tls.")
-    var tlsSecret: String?
+struct WebhookSetupOptions {
+    enum Flags {
+        static let tlsSecret = Option<String>("--tls-secret",
+            help: "Keep a self-managed CA and serving certificate in this Secret (in --namespace), serve it, and keep the CA bundle of --webhook-configuration current. Not with --tls-cert-file. Default with --webhook-url: certgate-webhook-tls.")
+        static let tlsHosts = Option<String>("--tls-hosts",
+            help: "Comma-separated DNS names and IP addresses on the self-managed serving certificate (the Service's names in a cluster). Default: the host of --webhook-url.")
+        static let webhookConfiguration = Option<String>("--webhook-configuration", default: "certgate",
+            help: "The ValidatingWebhookConfiguration whose CA bundle the self-managed certificate keeps current, and which --webhook-url registers.")
+        static let webhookUrl = Option<String>("--webhook-url",
+            help: "Register --webhook-configuration with this URL (https://HOST:PORT/validate) instead of a Service, for a webhook served outside the cluster.")
+        static let webhookCaFile = Option<String>("--webhook-ca-file", help: "PEM CA bundle registered with --webhook-url when --tls-cert-file is given.")
+        static let webhookFailurePolicy = Option<String>("--webhook-failure-policy", default: "Fail",
+            help: "Fail or Ignore: what the API server does with Pki writes when the webhook registered by --webhook-url does not answer.")
+    }
+    static let options: [any OptionDeclaration] = [Flags.tlsSecret, Flags.tlsHosts, Flags.webhookConfiguration, Flags.webhookUrl,
+                                                   Flags.webhookCaFile, Flags.webhookFailurePolicy]
 
-    @Option(help: "Comma-separated DNS names and IP addresses on the self-managed serving certificate (the Service's names in a cluster). Default: the host of --webhook-url.")
-    var tlsHosts: String?
+    let tlsSecret: String?
+    let tlsHosts: String?
+    let webhookConfiguration: String
+    let webhookUrl: String?
+    let webhookCaFile: String?
+    let webhookFailurePolicy: String
 
-    @Option(help: "The ValidatingWebhookConfiguration whose CA bundle the self-managed certificate keeps current, and which --webhook-url registers.")
-    var webhookConfiguration = "certgate"
-
-    @Option(help: "Register --webhook-configuration with this URL (https://HOST:PORT/validate) instead of a Service, for a webhook served outside the cluster.")
-    var webhookUrl: String?
-
-    @Option(help: "PEM CA bundle registered with --webhook-url when --tls-cert-file is given.")
-    var webhookCaFile: String?
-
-    @Option(help: "Fail or Ignore: what the API server does with Pki writes when the webhook registered by --webhook-url does not answer.")
-    var webhookFailurePolicy = "Fail"
+    init(_ arguments: ParsedArguments) throws {
+        tlsSecret = try arguments.valueIfGiven(Flags.tlsSecret)
+        tlsHosts = try arguments.valueIfGiven(Flags.tlsHosts)
+        webhookConfiguration = try arguments.value(Flags.webhookConfiguration)
+        webhookUrl = try arguments.valueIfGiven(Flags.webhookUrl)
+        webhookCaFile = try arguments.valueIfGiven(Flags.webhookCaFile)
+        webhookFailurePolicy = try arguments.value(Flags.webhookFailurePolicy)
+    }
 
     /// The Secret of the self-managed certificate.
     var secretName: String { tlsSecret ?? "certgate-webhook-tls" }
@@ -32,7 +46,7 @@ struct WebhookSetupOptions: ParsableArguments {
     func webhookHost() throws -> String? {
         guard let webhookUrl else { return nil }
         guard webhookUrl.hasPrefix("https://") else {
-            throw ValidationError("--webhook-url must start with https:// (the API server calls webhooks over TLS only), not \"\(webhookUrl)\"")
+            throw UsageError("--webhook-url must start with https:// (the API server calls webhooks over TLS only), not \"\(webhookUrl)\"")
         }
         let authority = webhookUrl.dropFirst("https://".count).prefix { $0 != "/" && $0 != "?" }
         let host: Substring
@@ -41,7 +55,7 @@ struct WebhookSetupOptions: ParsableArguments {
         } else {
             host = authority.prefix { $0 != ":" }
         }
-        guard !host.isEmpty else { throw ValidationError("--webhook-url \"\(webhookUrl)\" names no host") }
+        guard !host.isEmpty else { throw UsageError("--webhook-url \"\(webhookUrl)\" names no host") }
         return String(host)
     }
 
@@ -49,21 +63,21 @@ struct WebhookSetupOptions: ParsableArguments {
     func validate(tlsCertFile: String?, clientCaFile: String?) throws {
         _ = try webhookHost()
         guard ["Fail", "Ignore"].contains(webhookFailurePolicy) else {
-            throw ValidationError("--webhook-failure-policy must be Fail or Ignore, not \"\(webhookFailurePolicy)\"")
+            throw UsageError("--webhook-failure-policy must be Fail or Ignore, not \"\(webhookFailurePolicy)\"")
         }
-        if webhookCaFile != nil && webhookUrl == nil { throw ValidationError("--webhook-ca-file goes with --webhook-url") }
+        if webhookCaFile != nil && webhookUrl == nil { throw UsageError("--webhook-ca-file goes with --webhook-url") }
         if let tlsSecret, tlsCertFile != nil {
-            throw ValidationError("--tls-secret \(tlsSecret) and --tls-cert-file are two sources of the serving certificate; give one")
+            throw UsageError("--tls-secret \(tlsSecret) and --tls-cert-file are two sources of the serving certificate; give one")
         }
         if tlsCertFile != nil, webhookUrl != nil, webhookCaFile == nil {
-            throw ValidationError("--webhook-url with --tls-cert-file needs --webhook-ca-file: the CA bundle the API server verifies that certificate with")
+            throw UsageError("--webhook-url with --tls-cert-file needs --webhook-ca-file: the CA bundle the API server verifies that certificate with")
         }
         if webhookUrl != nil || tlsSecret != nil, webhookConfiguration.isEmpty {
-            throw ValidationError("--webhook-configuration names no ValidatingWebhookConfiguration")
+            throw UsageError("--webhook-configuration names no ValidatingWebhookConfiguration")
         }
         if isSelfManaged(tlsCertFile: tlsCertFile) {
             if clientCaFile != nil {
-                throw ValidationError("--client-ca-file needs --tls-cert-file: the self-managed serving certificate does not take a client CA")
+                throw UsageError("--client-ca-file needs --tls-cert-file: the self-managed serving certificate does not take a client CA")
             }
             _ = try selfManagedHosts()
         }
@@ -76,7 +90,7 @@ struct WebhookSetupOptions: ParsableArguments {
     func selfManagedHosts() throws -> [String] {
         if let tlsHosts { return try parseHosts(tlsHosts, flag: "--tls-hosts") }
         if let host = try webhookHost() { return [host] }
-        throw ValidationError("--tls-secret needs --tls-hosts: the names the API server calls the webhook by (such as certgate.certgate.svc)")
+        throw UsageError("--tls-secret needs --tls-hosts: the names the API server calls the webhook by (such as certgate.certgate.svc)")
     }
 
     /// The registration --webhook-url asks for, with `caBundle` (PEM).
