@@ -5,7 +5,6 @@ import CertgateKube
 import CertgateManifests
 import CertgatePKI
 import CertgateWebhook
-import FoundationEssentials
 
 // MARK: JSON
 
@@ -121,13 +120,12 @@ func fuzzKubeconfig(_ bytes: [UInt8]) {
 func fuzzKubeWire(_ bytes: [UInt8]) {
     guard let selector = bytes.first else { return }
     let body = Array(bytes.dropFirst())
-    let decoder = JSONDecoder()
     switch selector % 6 {
-    case 0: _ = try? decoder.decode(ObjectList<PkiResource>.self, from: Data(body))
-    case 1: _ = try? decoder.decode(ObjectList<ObjectMetadataOnly>.self, from: Data(body))
-    case 2: _ = try? decoder.decode(ObjectList<Secret>.self, from: Data(body))
-    case 3: _ = try? decoder.decode(APIStatus.self, from: Data(body))
-    case 4: _ = try? decoder.decode(Lease.self, from: Data(body))
+    case 0: _ = try? JSONCoding.decode(ObjectList<PkiResource>.self, from: body)
+    case 1: _ = try? JSONCoding.decode(ObjectList<ObjectMetadataOnly>.self, from: body)
+    case 2: _ = try? JSONCoding.decode(ObjectList<Secret>.self, from: body)
+    case 3: _ = try? JSONCoding.decode(APIStatus.self, from: body)
+    case 4: _ = try? JSONCoding.decode(Lease.self, from: body)
     default:
         // A watch stream, arriving in pieces; cutting it elsewhere must not change the events.
         let whole = watchEvents([body[...]])

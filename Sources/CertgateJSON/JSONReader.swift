@@ -184,6 +184,14 @@ public struct JSONReader: ~Copyable {
         return value
     }
 
+    /// A number's text as written (syntax checked), for a caller that picks its type later.
+    public mutating func readNumberText() throws -> String {
+        skipWhitespace()
+        let start = index
+        let (end, _) = try scanNumber()
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+    }
+
     /// Skips one value of any kind, checking its syntax as strictly as reading it would
     /// (the same errors at the same offsets), without building it.
     ///

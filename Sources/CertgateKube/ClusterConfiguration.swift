@@ -1,10 +1,10 @@
+import CertgateJSON
 import CertgateLocking
 import CertgateCrypto
 import CertgateHTTP
 import CertgateNet
 import CertgateTLS
 import CertgateYAML
-import FoundationEssentials
 import Synchronization
 
 /// How to reach and authenticate to a Kubernetes API server, resolved as client-go does.
@@ -205,7 +205,7 @@ public enum ClusterConfigurationLoader {
     /// `key-data` (base64) or `key` (a file, relative to the kubeconfig's directory).
     private static func material(_ entry: YAMLNode, _ key: String, _ directory: String, _ what: String) throws -> [UInt8]? {
         if let data = entry["\(key)-data"]?.string {
-            guard let decoded = Data(base64Encoded: data.filter { !$0.isWhitespace }) else {
+            guard let decoded = Base64.decode(data.filter { !$0.isWhitespace }) else {
                 throw ClusterConfigurationError("\(key)-data of \(what) is not base64")
             }
             return Array(decoded)

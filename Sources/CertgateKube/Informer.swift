@@ -1,7 +1,7 @@
+import CertgateJSON
 import CertgateLocking
 import CertgateHTTP
 import CertgateNet
-import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc

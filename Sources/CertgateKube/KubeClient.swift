@@ -1,6 +1,6 @@
+import CertgateJSON
 import CertgateHTTP
 import CertgateNet
-import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,18 +114,18 @@ public final class KubeClient: Sendable {
     }
 
     public func create<T: Codable>(_ resource: Resource, namespace: String?, _ object: T) throws -> T {
-        try decode(try call("POST", resource.path(namespace: namespace), body: try JSONEncoder().encode(object)), T.self)
+        try decode(try call("POST", resource.path(namespace: namespace), body: try JSONCoding.encode(object)), T.self)
     }
 
     /// PUT of the whole object; a stale metadata.resourceVersion is a 409 Conflict.
     public func update<T: Codable>(_ resource: Resource, namespace: String?, name: String, _ object: T) throws -> T {
-        try decode(try call("PUT", resource.path(namespace: namespace, name: name), body: try JSONEncoder().encode(object)), T.self)
+        try decode(try call("PUT", resource.path(namespace: namespace, name: name), body: try JSONCoding.encode(object)), T.self)
     }
 
     /// PUT to the status subresource (spec changes in it are ignored by the server).
     public func updateStatus<T: Codable>(_ resource: Resource, namespace: String?, name: String, _ object: T) throws -> T {
         try decode(try call("PUT", resource.path(namespace: namespace, name: name, subresource: "status"),
-                            body: try JSONEncoder().encode(object)), T.self)
+                            body: try JSONCoding.encode(object)), T.self)
     }
 
     /// An RFC 7386 merge patch (`patch` is the JSON document), optionally of a subresource.
@@ -135,7 +135,7 @@ public final class KubeClient: Sendable {
                                          patch: [UInt8], fieldManager: String? = nil, as type: T.Type = T.self) throws -> T {
         var path = resource.path(namespace: namespace, name: name, subresource: subresource)
         if let fieldManager { path += "?fieldManager=" + escapeQueryValue(fieldManager) }
-        return try decode(try call("PATCH", path, body: Data(patch), contentType: "application/merge-patch+json"), T.self)
+        return try decode(try call("PATCH", path, body: patch, contentType: "application/merge-patch+json"), T.self)
     }
 
     /// A strategic merge patch, which built-in kinds take (not custom resources): lists with
@@ -143,7 +143,7 @@ public final class KubeClient: Sendable {
     /// by item instead of being replaced.
     public func strategicMergePatch<T: Decodable>(_ resource: Resource, namespace: String?, name: String,
                                                   patch: [UInt8], as type: T.Type = T.self) throws -> T {
-        try decode(try call("PATCH", resource.path(namespace: namespace, name: name), body: Data(patch),
+        try decode(try call("PATCH", resource.path(namespace: namespace, name: name), body: patch,
                             contentType: "application/strategic-merge-patch+json"), T.self)
     }
 
@@ -151,7 +151,7 @@ public final class KubeClient: Sendable {
     /// in DeleteOptions, as kubectl delete --cascade and GitOps tools send it.
     public func delete(_ resource: Resource, namespace: String?, name: String, propagationPolicy: String? = nil) throws {
         let options = propagationPolicy.map {
-            Data(#"{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1","propagationPolicy":"\#($0)"}"#.utf8)
+            Array(#"{"kind":"DeleteOptions","apiVersion":"meta.k8s.io/v1","propagationPolicy":"\#($0)"}"#.utf8)
         }
         _ = try call("DELETE", resource.path(namespace: namespace, name: name), body: options)
     }
@@ -189,7 +189,7 @@ public final class KubeClient: Sendable {
             return try stream.append(piece, onEvent: onEvent)
         }
         if let failure {
-            throw (try? JSONDecoder().decode(APIStatus.self, from: Data(failureBody))) ?? failure
+            throw (try? JSONCoding.decode(APIStatus.self, from: failureBody)) ?? failure
         }
     }
 
@@ -202,7 +202,7 @@ public final class KubeClient: Sendable {
     static let metadataOnlyList = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
     static let metadataOnlyWatch = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
-    private func call(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,
+    private func call(_ method: String, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
                       contentType: String? = "application/json", accept: String = KubeClient.json) throws -> HTTPResponse {
         var refreshed = false
         var retries = 0
@@ -234,25 +234,25 @@ public final class KubeClient: Sendable {
         }
     }
 
-    private func makeRequest(_ method: String, _ path: String, query: [(String, String)], body: Data?,
+    private func makeRequest(_ method: String, _ path: String, query: [(String, String)], body: [UInt8]?,
                              contentType: String?, accept: String = KubeClient.json, refreshToken: Bool = false) throws -> HTTPRequest {
         var headers: HTTPHeaders = ["accept": accept]
         if let token { headers.add("authorization", "Bearer \(try token.current(refresh: refreshToken))") }
         if body != nil, let contentType { headers.add("content-type", contentType) }
         let queryText = query.isEmpty ? nil : query.map { "\($0.0)=\(escapeQueryValue($0.1))" }.joined(separator: "&")
-        return HTTPRequest(method: method, path: path, query: queryText, headers: headers, body: body.map(Array.init) ?? [])
+        return HTTPRequest(method: method, path: path, query: queryText, headers: headers, body: body ?? [])
     }
 
     private func decode<T: Decodable>(_ response: HTTPResponse, _ type: T.Type) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(response.body))
+            return try JSONCoding.decode(T.self, from: response.body)
         } catch {
             throw APIStatus(code: response.status, reason: "BadResponse", message: "the answer is not a \(T.self): \(error)")
         }
     }
 
     private func apiError(_ response: HTTPResponse) -> APIStatus {
-        if let status = try? JSONDecoder().decode(APIStatus.self, from: Data(response.body)) { return status }
+        if let status = try? JSONCoding.decode(APIStatus.self, from: response.body) { return status }
         return APIStatus(code: response.status, reason: reasonPhrase(response.status),
                          message: String(decoding: response.body.prefix(512), as: UTF8.self))
     }

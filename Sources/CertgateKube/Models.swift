@@ -1,5 +1,5 @@
+import CertgateJSON
 import CertgatePKI
-import FoundationEssentials
 
 // The parts of the Kubernetes API Certgate reads and writes, as Codable value types.
 // Optional fields stay optional: the API server omits what is unset, and a field Certgate
@@ -165,12 +165,12 @@ public struct Secret: Codable, Sendable, Equatable {
     public init(metadata: ObjectMeta, type: String? = nil, data: [String: [UInt8]] = [:]) {
         self.metadata = metadata
         self.type = type
-        self.data = data.mapValues { Data($0).base64EncodedString() }
+        self.data = data.mapValues { Base64.encode($0) }
     }
 
     /// The decoded bytes of `data[key]`.
     public func bytes(_ key: String) -> [UInt8]? {
-        data?[key].flatMap { Data(base64Encoded: $0) }.map(Array.init)
+        data?[key].flatMap(Base64.decode)
     }
 }
 
@@ -503,15 +503,16 @@ public enum WatchEvent<Item: Codable & Sendable>: Sendable {
     case error(APIStatus)
 
     /// Decodes one line of a watch stream.
-    public static func decode(_ line: [UInt8], decoder: JSONDecoder = JSONDecoder()) throws -> WatchEvent {
-        let data = Data(line)
-        let type = try decoder.decode(WatchEnvelope.self, from: data).type
+    public static func decode(_ line: [UInt8]) throws -> WatchEvent {
+        let document = try JSONValue.parse(line)
+        let type = try JSONCoding.decode(WatchEnvelope.self, from: document).type
         switch type {
-        case "ADDED": return .added(try decoder.decode(WatchTyped<Item>.self, from: data).object)
-        case "MODIFIED": return .modified(try decoder.decode(WatchTyped<Item>.self, from: data).object)
-        case "DELETED": return .deleted(try decoder.decode(WatchTyped<Item>.self, from: data).object)
-        case "BOOKMARK": return .bookmark(resourceVersion: try decoder.decode(WatchTyped<WatchBookmark>.self, from: data).object.metadata.resourceVersion ?? "")
-        case "ERROR": return .error(try decoder.decode(WatchTyped<APIStatus>.self, from: data).object)
+        case "ADDED": return .added(try JSONCoding.decode(WatchTyped<Item>.self, from: document).object)
+        case "MODIFIED": return .modified(try JSONCoding.decode(WatchTyped<Item>.self, from: document).object)
+        case "DELETED": return .deleted(try JSONCoding.decode(WatchTyped<Item>.self, from: document).object)
+        case "BOOKMARK":
+            return .bookmark(resourceVersion: try JSONCoding.decode(WatchTyped<WatchBookmark>.self, from: document).object.metadata.resourceVersion ?? "")
+        case "ERROR": return .error(try JSONCoding.decode(WatchTyped<APIStatus>.self, from: document).object)
         default: throw APIStatus(code: 500, reason: "InternalError", message: "unknown watch event type \(type)")
         }
     }
@@ -528,7 +529,6 @@ public struct WatchStreamDecoder<Item: Codable & Sendable> {
     /// Where the search for the next newline resumes: a line arriving in many pieces is
     /// scanned once, not once per piece.
     private var scanned = 0
-    private let decoder = JSONDecoder()
 
     public init() {}
 
@@ -545,7 +545,7 @@ public struct WatchStreamDecoder<Item: Codable & Sendable> {
             let line = Array(pending[lineStart..<newline])
             lineStart = newline + 1
             if line.isEmpty { continue }
-            guard try onEvent(try WatchEvent<Item>.decode(line, decoder: decoder)) else { return false }
+            guard try onEvent(try WatchEvent<Item>.decode(line)) else { return false }
         }
         if pending.count - lineStart > Self.maxEventBytes {
             throw APIStatus(code: 500, reason: "InternalError",

@@ -1,9 +1,9 @@
+import CertgateJSON
 import CertgateLocking
 import CertgateCrypto
 import CertgateKube
 import CertgateNet
 import CertgatePKI
-import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -255,7 +255,7 @@ public final class PkiReconciler: Sendable {
 
     private func patchSecret(namespace: String, name: String, _ patch: SecretPatch) throws {
         try requireCurrentTerm()
-        let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: name, patch: Array(try JSONEncoder().encode(patch)))
+        let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: name, patch: try JSONCoding.encode(patch))
     }
 
     /// The label certgate puts on the Secrets it writes: the Pki's name.
@@ -343,7 +343,7 @@ public final class PkiReconciler: Sendable {
         patch.apiVersion = nil
         patch.kind = nil
         patch.metadata.resourceVersion = existing.metadata.resourceVersion
-        let _: ConfigMap = try client.mergePatch(.configMaps, namespace: namespace, name: name, patch: Array(try JSONEncoder().encode(patch)))
+        let _: ConfigMap = try client.mergePatch(.configMaps, namespace: namespace, name: name, patch: try JSONCoding.encode(patch))
     }
 
     // MARK: Pieces

@@ -1,9 +1,9 @@
+import CertgateJSON
 import CertgateLocking
 import CertgateCrypto
 import CertgateKube
 import CertgateNet
 import CertgateTLS
-import FoundationEssentials
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -287,11 +287,11 @@ public final class SelfManagedCertificate: Sendable {
         } catch let status as APIStatus where status.isNotFound {
             throw SelfManagedCertificateError("ValidatingWebhookConfiguration \(name) does not exist yet, so the API server cannot trust the webhook's certificate; its CA bundle will be set once it does")
         }
-        let encoded = Data(bundle).base64EncodedString()
+        let encoded = Base64.encode(bundle)
         let stale = (configuration.webhooks ?? []).filter { $0.clientConfig.caBundle != encoded }
         guard !stale.isEmpty else { return false }
         let patch = BundlePatch(webhooks: stale.map { .init(name: $0.name, clientConfig: .init(caBundle: encoded)) })
-        let body = try JSONEncoder().encode(patch)
+        let body = try JSONCoding.encode(patch)
         let _: ValidatingWebhookConfiguration = try client.strategicMergePatch(.validatingWebhookConfigurations, namespace: nil,
                                                                                 name: name, patch: Array(body))
         logger.info("webhook CA bundle updated", metadata: ["validatingwebhookconfiguration": "\(name)",

@@ -1,5 +1,5 @@
+import CertgateJSON
 import CertgateKube
-import FoundationEssentials
 
 /// The ValidatingWebhookConfiguration for Pkis that `certgate serve --webhook-url` registers,
 /// pointing the API server at a URL (a developer's machine) instead of a Service: the same
@@ -31,7 +31,7 @@ public struct WebhookRegistration: Sendable {
     public var desired: ValidatingWebhookConfiguration {
         var webhook = ValidatingWebhookConfiguration.Webhook(
             name: Self.webhookName,
-            clientConfig: .init(url: url, caBundle: Data(caBundle).base64EncodedString()))
+            clientConfig: .init(url: url, caBundle: Base64.encode(caBundle)))
         webhook.rules = [.init(apiGroups: ["certgate.dev"], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"],
                                resources: ["pkis"], scope: "Namespaced")]
         webhook.admissionReviewVersions = ["v1"]
