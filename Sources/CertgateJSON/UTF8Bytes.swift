@@ -17,4 +17,20 @@ extension String {
         }
         return needsMapping ? text.lowercased() : text
     }
+
+    /// Where `text` first occurs, compared as UTF-8: the standard library's firstRange(of:)
+    /// and contains(_:) for strings come from _StringProcessing, whose regex engine a
+    /// substring search alone linked into the server.
+    public func rangeOfFirst(_ text: String) -> Range<String.Index>? {
+        let haystack = utf8
+        guard let first = text.utf8.first else { return startIndex..<startIndex }
+        var start = haystack.startIndex
+        while let candidate = haystack[start...].firstIndex(of: first) {
+            if haystack[candidate...].starts(with: text.utf8) {
+                return candidate..<haystack.index(candidate, offsetBy: text.utf8.count)
+            }
+            start = haystack.index(after: candidate)
+        }
+        return nil
+    }
 }

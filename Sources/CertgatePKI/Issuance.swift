@@ -1,4 +1,5 @@
 import CertgateCrypto
+import CertgateJSON
 
 /// A certificate issued for a Pki, ready for a kubernetes.io/tls Secret.
 public struct IssuedCertificate: Sendable {
@@ -75,7 +76,7 @@ public enum Issuance {
         var caPEM = rootPEM
         for former in formerRoots where former.notAfter > now {
             let pem = try former.pem()
-            if !caPEM.contains(pem) { caPEM += pem }
+            if caPEM.rangeOfFirst(pem) == nil { caPEM += pem }
         }
         return IssuedCertificate(certificateChainPEM: try leaf.pem() + authority.intermediates.map { try $0.pem() }.joined(),
                                  privateKeyPEM: try key.pkcs8PEM(), caPEM: caPEM,

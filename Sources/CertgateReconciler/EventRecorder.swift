@@ -1,4 +1,5 @@
 import CertgateLocking
+import CertgateJSON
 import CertgateKube
 import CertgateNet
 import Synchronization
@@ -218,7 +219,7 @@ public final class EventRecorder: Sendable {
     /// At most 1 KiB, and no PEM block (a certificate or, worse, a key) ever reaches an Event.
     static func sanitized(_ message: String) -> String {
         var text = message
-        if let begin = text.firstRange(of: "-----BEGIN") {
+        if let begin = text.rangeOfFirst("-----BEGIN") {
             text = String(text[..<begin.lowerBound]) + "[PEM data removed]"
         }
         if text.utf8.count > 1024 {

@@ -119,7 +119,7 @@ struct Validate {
     }
 
     private func splitField(_ warning: String) -> (String, String) {
-        guard let separator = warning.firstRange(of: ": ") else { return ("", warning) }
+        guard let separator = warning.rangeOfFirst(": ") else { return ("", warning) }
         return (String(warning[..<separator.lowerBound]), String(warning[separator.upperBound...]))
     }
 
@@ -208,7 +208,7 @@ enum GitHubCommand {
 }
 
 private extension String {
-    func replacingAll(_ target: String, _ replacement: String) -> String {
+    func replacingAll(_ target: Character, _ replacement: String) -> String {
         split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

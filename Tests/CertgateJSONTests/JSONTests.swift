@@ -300,3 +300,17 @@ struct SplitMix64 {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct StringSearchTests {
+    @Test func rangeOfFirstFindsTheFirstOccurrenceAsUTF8() {
+        let text = "état: a: b"
+        let range = text.rangeOfFirst(": ")
+        #expect(range.map { String(text[..<$0.lowerBound]) } == "état")
+        #expect(range.map { String(text[$0.upperBound...]) } == "a: b")
+        let repeated = "aaab"
+        #expect(repeated.rangeOfFirst("aab").map { repeated.utf8.distance(from: repeated.startIndex, to: $0.lowerBound) } == 1,
+                "a partial match does not hide the match that overlaps it")
+        #expect("abc".rangeOfFirst("abcd") == nil)
+        #expect("abc".rangeOfFirst("") == "abc".startIndex..<"abc".startIndex)
+    }
+}
