@@ -2,9 +2,11 @@
 #   build:   the official Swift toolchain image on Debian 12 (swift:6.3-bookworm), which builds
 #            a release binary with the Swift runtime linked in statically (scripts/build-release,
 #            the same build the benchmarks measure);
-#   runtime: debian:bookworm-slim with only what that binary loads at run time (OpenSSL 3,
-#            nghttp2, libyaml; libstdc++ only if the build found no static archive of it)
-#            and ca-certificates, run as an unprivileged user.
+#   runtime: debian:bookworm-slim with only what that binary loads at run time (OpenSSL,
+#            nghttp2 and libyaml are linked in from their -dev packages' archives; libssl3
+#            stays for the legacy provider an RC2 keystore loads and for openssl.cnf;
+#            libstdc++ for a build that found no static archive of it) and
+#            ca-certificates, run as an unprivileged user.
 # Build: docker build -t certgate:dev .   (the chart's image.repository/image.tag point at it)
 ARG SWIFT_IMAGE=swift:6.3-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
@@ -25,7 +27,7 @@ RUN install -D -m 0755 "$(scripts/build-release)" /out/certgate
 
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl3 libnghttp2-14 libyaml-0-2 libstdc++6 ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl3 libstdc++6 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/certgate /usr/local/bin/certgate
 # The same numeric user the chart's securityContext runs as (runAsNonRoot needs a number).
