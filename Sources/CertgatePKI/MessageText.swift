@@ -18,13 +18,13 @@ struct MessageText: ExpressibleByStringInterpolation {
     var string: String { String(decoding: bytes, as: UTF8.self) }
 
     /// Long messages are written as literals joined over several lines.
-    static func + (lhs: MessageText, rhs: MessageText) -> MessageText {
+    static func + (lhs: consuming MessageText, rhs: MessageText) -> MessageText {
         var joined = lhs
         joined.bytes += rhs.bytes
         return joined
     }
 
-    static func + (lhs: MessageText, rhs: String) -> MessageText {
+    static func + (lhs: consuming MessageText, rhs: String) -> MessageText {
         var joined = lhs
         joined.bytes.appendUTF8(rhs)
         return joined
@@ -41,6 +41,14 @@ struct MessageText: ExpressibleByStringInterpolation {
         mutating func appendInterpolation(_ value: String) { bytes.appendUTF8(value) }
         mutating func appendInterpolation(_ value: Int) { bytes.appendUTF8(String(value)) }
         mutating func appendInterpolation(_ value: some CustomStringConvertible) { bytes.appendUTF8(value.description) }
+
+        /// `"value"`, or `(none)` for nil.
+        mutating func appendInterpolation(quoted value: String?) {
+            guard let value else { return appendLiteral("(none)") }
+            bytes.append(UInt8(ascii: "\""))
+            bytes.appendUTF8(value)
+            bytes.append(UInt8(ascii: "\""))
+        }
 
         /// A list as ``bracketed(_:)`` shows it, written in place.
         mutating func appendInterpolation(bracketed values: [String]) {

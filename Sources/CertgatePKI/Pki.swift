@@ -190,16 +190,28 @@ public struct PrivateKeySpec: Sendable, Equatable, Codable {
     }
 }
 
-/// A field whose value could not be read as the type the resource defines.
+/// A field whose value could not be read as the type the resource defines, or that breaks
+/// a rule.
+///
+/// Kept as UTF-8: a denial's messages are built as bytes (``MessageText``) and written out
+/// as bytes, and making Strings of them in between cost a denied review more than the rules.
 public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
     /// `spec.dnsNames[2]`
-    public var path: String
-    public var message: String
+    public let pathUTF8: [UInt8]
+    public let messageUTF8: [UInt8]
 
     public init(path: String, message: String) {
-        self.path = path
-        self.message = message
+        pathUTF8 = Array(path.utf8)
+        messageUTF8 = Array(message.utf8)
     }
+
+    init(path: MessageText, message: MessageText) {
+        pathUTF8 = path.bytes
+        messageUTF8 = message.bytes
+    }
+
+    public var path: String { String(decoding: pathUTF8, as: UTF8.self) }
+    public var message: String { String(decoding: messageUTF8, as: UTF8.self) }
 
     public var description: String {
         var bytes: [UInt8] = []
@@ -209,9 +221,10 @@ public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
 
     /// Appends "path: message", as ``description`` reads.
     func append(to bytes: inout [UInt8]) {
-        bytes.appendUTF8(path)
-        bytes.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
-        bytes.appendUTF8(message)
+        bytes.append(contentsOf: pathUTF8)
+        bytes.append(UInt8(ascii: ":"))
+        bytes.append(UInt8(ascii: " "))
+        bytes.append(contentsOf: messageUTF8)
     }
 
     /// The same rule broken by the same value, wherever in a list it stands: the path

@@ -19,7 +19,7 @@ public struct Judgement: Sendable, Equatable {
     public var message: String {
         // One allocation for the whole text: joining it with `+=` grew it piece by piece.
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(violations.reduce(0) { $0 + $1.path.utf8.count + $1.message.utf8.count + 3 })
+        bytes.reserveCapacity(violations.reduce(0) { $0 + $1.pathUTF8.count + $1.messageUTF8.count + 3 })
         for (index, violation) in violations.enumerated() {
             if index > 0 { bytes.append(UInt8(ascii: "\n")) }
             violation.append(to: &bytes)
@@ -104,7 +104,7 @@ private struct RuleRun {
     var judgement: Judgement { Judgement(violations: violations, warnings: warnings) }
 
     mutating func deny(_ path: MessageText, _ message: MessageText) {
-        violations.append(FieldProblem(path: path.string, message: message.string))
+        violations.append(FieldProblem(path: path, message: message))
     }
 
     /// Adds a warning cut to 120 characters; past 4 KiB in all, further ones are dropped.
@@ -210,28 +210,28 @@ private struct RuleRun {
         for (index, uri) in uris.enumerated() {
             let path = "spec.uris[\(index)]"
             if let problem = uriProblem(uri) {
-                deny("\(path)", "\(quoted(uri)) is not a URI: \(problem)")
+                deny("\(path)", "\(quoted: uri) is not a URI: \(problem)")
             } else if !prefixes.contains(where: { Policy.uri(uri, isUnder: $0) }) {
-                deny("\(path)", prefixes.isEmpty ? "\(quoted(uri)) is not allowed: the policy allows no URIs for namespace \(namespace)"
-                    : "\(quoted(uri)) is not under an allowed prefix \(bracketed: prefixes) for namespace \(namespace)"
+                deny("\(path)", prefixes.isEmpty ? "\(quoted: uri) is not allowed: the policy allows no URIs for namespace \(namespace)"
+                    : "\(quoted: uri) is not under an allowed prefix \(bracketed: prefixes) for namespace \(namespace)"
                         + didYouMean(uri, prefixes))
             }
         }
         for (index, address) in (spec.emailAddresses ?? []).enumerated() {
             if let problem = emailAddressProblem(address) {
-                deny("spec.emailAddresses[\(index)]", "\(quoted(address)) is not an email address: \(problem)")
+                deny("spec.emailAddresses[\(index)]", "\(quoted: address) is not an email address: \(problem)")
             }
         }
         guard let subject = spec.subject else { return }
         for (index, organization) in (subject.organizations ?? []).enumerated() where !policy.organizations.contains(organization) {
             deny("spec.subject.organizations[\(index)]", policy.organizations.isEmpty
-                ? "\(quoted(organization)) is not allowed: the policy allows no subject organizations"
-                : "\(quoted(organization)) is not an allowed organization \(bracketed: policy.organizations.map { quoted($0) })"
+                ? "\(quoted: organization) is not allowed: the policy allows no subject organizations"
+                : "\(quoted: organization) is not an allowed organization \(bracketed: policy.organizations.map { quoted($0) })"
                     + didYouMean(organization, policy.organizations))
         }
         for (index, country) in (subject.countries ?? []).enumerated()
         where country.utf8.count != 2 || !country.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
-            deny("spec.subject.countries[\(index)]", "\(quoted(country)) is not a country code; use the two capital letters of ISO 3166, such as DE or US")
+            deny("spec.subject.countries[\(index)]", "\(quoted: country) is not a country code; use the two capital letters of ISO 3166, such as DE or US")
         }
         let limits: [(String, [String]?, Int)] = [("organizationalUnits", subject.organizationalUnits, 64),
                                                    ("localities", subject.localities, 128), ("provinces", subject.provinces, 128)]
@@ -250,9 +250,9 @@ private struct RuleRun {
         for (key, value) in (template.labels ?? [:]).sorted(by: { $0.key < $1.key }) {
             let path = "spec.secretTemplate.labels[\(key)]"
             if let problem = qualifiedNameProblem(key) {
-                deny("\(path)", "\(quoted(key)) is not a valid label key: \(problem)")
+                deny("\(path)", "\(quoted: key) is not a valid label key: \(problem)")
             } else if let problem = labelValueProblem(value) {
-                deny("\(path)", "\(quoted(value)) is not a valid label value: it \(problem)")
+                deny("\(path)", "\(quoted: value) is not a valid label value: it \(problem)")
             } else if SecretTemplate.ownedLabels.contains(key) {
                 warn("\(path): certgate sets this label itself (to the Pki's name); the template's value is not used")
             }
@@ -262,7 +262,7 @@ private struct RuleRun {
             let path = "spec.secretTemplate.annotations[\(key)]"
             annotationBytes += key.utf8.count + value.utf8.count
             if let problem = qualifiedNameProblem(key) {
-                deny("\(path)", "\(quoted(key)) is not a valid annotation key: \(problem)")
+                deny("\(path)", "\(quoted: key) is not a valid annotation key: \(problem)")
             } else if SecretTemplate.ownedAnnotations.contains(key) {
                 warn("\(path): certgate sets this annotation itself; the template's value is not used")
             }
@@ -277,7 +277,7 @@ private struct RuleRun {
         guard let pkcs12 = keystores?.pkcs12 else { return }
         let path = "spec.keystores.pkcs12.passwordSecretRef"
         if let profile = pkcs12.profile, !KeystoresSpec.profiles.contains(profile) {
-            deny("spec.keystores.pkcs12.profile", "\(quoted(profile)) is not a profile; use Modern2023 (AES-256-CBC, the default) "
+            deny("spec.keystores.pkcs12.profile", "\(quoted: profile) is not a profile; use Modern2023 (AES-256-CBC, the default) "
                 + "or LegacyRC2 (RC2 and 3DES, only for Java before 8u301)" + didYouMean(profile, KeystoresSpec.profiles))
         }
         guard let reference = pkcs12.passwordSecretRef else {
@@ -286,13 +286,13 @@ private struct RuleRun {
             return
         }
         if let name = reference.name, !name.isEmpty {
-            if !isValidObjectName(name) { deny("\(path).name", "\(quoted(name)) is not a valid Secret name") }
+            if !isValidObjectName(name) { deny("\(path).name", "\(quoted: name) is not a valid Secret name") }
         } else {
             deny("\(path).name", "required: the Secret in this namespace that holds the keystore password")
         }
         if let key = reference.key, !key.isEmpty {
             if !isValidSecretDataKey(key) {
-                deny("\(path).key", "\(quoted(key)) is not a valid Secret key (letters, digits, '-', '_' and '.', at most 253 characters)")
+                deny("\(path).key", "\(quoted: key) is not a valid Secret key (letters, digits, '-', '_' and '.', at most 253 characters)")
             }
         } else {
             deny("\(path).key", "required: the key of the Secret that holds the password, such as password")
@@ -330,8 +330,9 @@ private struct RuleRun {
     }
 }
 
-private func didYouMean(_ value: String, _ candidates: [String]) -> String {
-    closestMatch(to: value, among: candidates).map { " (did you mean \"\($0)\"?)" } ?? ""
+private func didYouMean(_ value: String, _ candidates: [String]) -> MessageText {
+    guard let match = closestMatch(to: value, among: candidates) else { return "" }
+    return " (did you mean \"\(match)\"?)"
 }
 
 private func quoted(_ value: String?) -> String {
