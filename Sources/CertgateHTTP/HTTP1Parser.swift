@@ -164,7 +164,7 @@ package struct HTTP1Parser {
         guard let requestLine = lines.next() else { throw HTTPParseError(status: 400, message: "empty request") }
         let (method, target, version) = try parseRequestLine(requestLine)
 
-        var headers = HTTPHeaders()
+        var headers = HTTPHeaders(minimumCapacity: 8)
         var contentLength: Int?
         var chunked = false
         var hasTransferEncoding = false
