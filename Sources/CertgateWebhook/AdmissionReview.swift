@@ -200,7 +200,10 @@ public struct AdmissionResponse: Sendable, Equatable {
     /// The answer envelope: the request's apiVersion and kind (the API server counts the
     /// call as failed otherwise), then the response.
     public func encoded(for review: AdmissionReview) -> [UInt8] {
-        var writer = JSONWriter()
+        // Room for the envelope, the message and the warnings at once: a denial outgrew the
+        // default and was copied while it was written.
+        let textBytes = (status?.message.utf8.count ?? 0) + warnings.reduce(0) { $0 + $1.utf8.count + 3 }
+        var writer = JSONWriter(capacity: 224 + textBytes + textBytes / 8)
         writer.object { envelope in
             envelope.member("apiVersion", string: review.apiVersion)
             envelope.member("kind", string: review.kind)
