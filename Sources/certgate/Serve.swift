@@ -154,12 +154,13 @@ struct Serve {
                                        help: "AdmissionReviews answered, by operation and decision (allowed, denied).",
                                        labels: ["operation", "decision"])
         // The operations the API server sends, looked up once: labels(...) hashes and locks.
-        let reviewCounters = Dictionary(uniqueKeysWithValues: ["CREATE", "UPDATE", "DELETE", "CONNECT"].map { operation in
-            (operation, (allowed: reviews.labels(operation, "allowed"), denied: reviews.labels(operation, "denied")))
-        })
+        // Found by comparing, not hashing: four short names.
+        let reviewCounters = ["CREATE", "UPDATE", "DELETE", "CONNECT"].map { operation in
+            (operation: operation, allowed: reviews.labels(operation, "allowed"), denied: reviews.labels(operation, "denied"))
+        }
         let webhookHandler = AdmissionWebhook(policy: { policySource.value }, onDecision: { review, response in
             let request = review.request
-            if let counters = reviewCounters[request.operation] {
+            if let counters = reviewCounters.first(where: { $0.operation == request.operation }) {
                 (response.allowed ? counters.allowed : counters.denied).increment()
             } else {
                 reviews.labels(request.operation, response.allowed ? "allowed" : "denied").increment()
