@@ -128,7 +128,7 @@ private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func contains(_ key: Key) -> Bool { members[key.stringValue] != nil }
 
-    private func decoder(for key: Key) throws -> ValueDecoder {
+    private func decoder(for key: any CodingKey) throws -> ValueDecoder {
         guard let value = members[key.stringValue] else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no member \"\(key.stringValue)\""))
         }
@@ -160,7 +160,7 @@ private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         try decoder(for: key).unkeyedContainer()
     }
 
-    func superDecoder() throws -> any Decoder { try decoder(for: Key(stringValue: "super")!) }
+    func superDecoder() throws -> any Decoder { try decoder(for: IndexKey(stringValue: "super")) }
     func superDecoder(forKey key: Key) throws -> any Decoder { try decoder(for: key) }
 }
 
@@ -220,44 +220,55 @@ private struct UnkeyedDecoder: UnkeyedDecodingContainer {
 /// What one `encode(to:)` wrote; containers hold their children by reference, because a
 /// nested container is filled after its parent has handed it out.
 private final class EncodingNode {
-    enum Content {
-        case unset
-        case value(JSONValue)
-        case object([(name: String, node: EncodingNode)])
-        case array([EncodingNode])
-    }
+    enum Kind { case unset, value, object, array }
 
-    var content = Content.unset
+    private(set) var kind = Kind.unset
+    private var scalar = JSONValue.null
+    private var members: [(name: String, node: EncodingNode)] = []
+    private var elements: [EncodingNode] = []
 
     /// A type that encodes nothing is an empty object, as with JSONEncoder.
     var value: JSONValue {
-        switch content {
+        switch kind {
         case .unset: .object([])
-        case .value(let value): value
-        case .object(let members): .object(members.map { ($0.name, $0.node.value) })
-        case .array(let elements): .array(elements.map(\.value))
+        case .value: scalar
+        case .object: .object(members.map { ($0.name, $0.node.value) })
+        case .array: .array(elements.map(\.value))
         }
     }
 
+    var count: Int { kind == .array ? elements.count : 0 }
+
+    func set(_ value: JSONValue) {
+        become(.value)
+        scalar = value
+    }
+
+    /// Makes this node a container of `kind`; what it held as another kind is dropped, as a
+    /// second container of another kind replaces the first in JSONEncoder.
+    func become(_ newKind: Kind) {
+        guard kind != newKind else { return }
+        kind = newKind
+        members = []
+        elements = []
+    }
+
+    /// The node of member `name`; encoding a member twice keeps the last value in its place.
     func member(_ name: String) -> EncodingNode {
+        become(.object)
         let child = EncodingNode()
-        var members: [(name: String, node: EncodingNode)] = []
-        if case .object(let existing) = content { members = existing }
         if let index = members.firstIndex(where: { $0.name == name }) {
             members[index].node = child
         } else {
             members.append((name, child))
         }
-        content = .object(members)
         return child
     }
 
     func element() -> EncodingNode {
+        become(.array)
         let child = EncodingNode()
-        var elements: [EncodingNode] = []
-        if case .array(let existing) = content { elements = existing }
         elements.append(child)
-        content = .array(elements)
         return child
     }
 }
@@ -273,18 +284,18 @@ private struct ValueEncoder: Encoder, SingleValueEncodingContainer {
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        if case .object = node.content {} else { node.content = .object([]) }
+        node.become(.object)
         return KeyedEncodingContainer(KeyedEncoder<Key>(node: node, codingPath: codingPath))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
-        if case .array = node.content {} else { node.content = .array([]) }
+        node.become(.array)
         return UnkeyedEncoder(node: node, codingPath: codingPath)
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer { self }
 
-    private func set(_ value: JSONValue) { node.content = .value(value) }
+    private func set(_ value: JSONValue) { node.set(value) }
 
     func encodeNil() { set(.null) }
     func encode(_ value: Bool) { set(.bool(value)) }
@@ -316,7 +327,7 @@ private struct KeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let node: EncodingNode
     let codingPath: [any CodingKey]
 
-    private func encoder(for key: Key) -> ValueEncoder {
+    private func encoder(for key: any CodingKey) -> ValueEncoder {
         ValueEncoder(node.member(key.stringValue), codingPath: codingPath + [key])
     }
 
@@ -342,7 +353,7 @@ private struct KeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { encoder(for: key).unkeyedContainer() }
-    mutating func superEncoder() -> any Encoder { encoder(for: Key(stringValue: "super")!) }
+    mutating func superEncoder() -> any Encoder { encoder(for: IndexKey(stringValue: "super")) }
     mutating func superEncoder(forKey key: Key) -> any Encoder { encoder(for: key) }
 }
 
@@ -350,10 +361,7 @@ private struct UnkeyedEncoder: UnkeyedEncodingContainer {
     let node: EncodingNode
     let codingPath: [any CodingKey]
 
-    var count: Int {
-        if case .array(let elements) = node.content { return elements.count }
-        return 0
-    }
+    var count: Int { node.count }
 
     private func next() -> ValueEncoder {
         let index = count

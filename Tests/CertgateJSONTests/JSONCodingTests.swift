@@ -17,6 +17,31 @@ private struct Object: Codable, Equatable {
     var nested: [[Int]]?
 }
 
+/// Written by hand the ways synthesized conformances never are.
+private struct Handwritten: Codable, Equatable {
+    var value: Int
+
+    enum CodingKeys: String, CodingKey { case value, nested }
+    enum Inner: String, CodingKey { case x }
+
+    init(value: Int) { self.value = value }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        value = try container.nestedContainer(keyedBy: Inner.self, forKey: .nested).decode(Int.self, forKey: .x)
+        // Its keys have no "super": a missing member, not a crash.
+        #expect(throws: DecodingError.self) { try container.superDecoder() }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(0, forKey: .value)
+        var inner = container.nestedContainer(keyedBy: Inner.self, forKey: .nested)
+        try inner.encode(value, forKey: .x)
+        try container.encode(value, forKey: .value)
+    }
+}
+
 @Suite struct JSONCodingTests {
     @Test func readsWhatTheAPIServerWritesIgnoringUnknownMembers() throws {
         let document = #"""
@@ -68,6 +93,12 @@ private struct Object: Codable, Equatable {
                 == #"{"kind":"Secret \"x\"","metadata":{"name":"n","labels":{"k":"v"}},"ratio":20,"ready":true,"tags":[],"nested":[[-1]]}"#)
         #expect(try JSONCoding.decode(Object.self, from: bytes) == object)
         #expect(throws: EncodingError.self) { try JSONCoding.encode(Double.nan) }
+    }
+
+    @Test func nestedContainersFillInPlaceAndAMemberWrittenTwiceKeepsItsLastValue() throws {
+        let bytes = try JSONCoding.encode(Handwritten(value: 7))
+        #expect(String(decoding: bytes, as: UTF8.self) == #"{"value":7,"nested":{"x":7}}"#)
+        #expect(try JSONCoding.decode(Handwritten.self, from: bytes) == Handwritten(value: 7))
     }
 
     @Test func base64IsPaddedStandardBase64BothWays() {
