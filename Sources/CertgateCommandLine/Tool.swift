@@ -108,7 +108,7 @@ struct Help {
     }
 
     var text: String {
-        var text = "OVERVIEW: \(command.abstract)\n\n"
+        var text = Help.wrap("OVERVIEW: \(command.abstract)", indent: 0) + "\n"
         if let discussion = command.discussion {
             text += Help.wrap(discussion, indent: 0) + "\n"
         }
