@@ -37,13 +37,25 @@ private struct IndexKey: CodingKey {
 
 private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
     let value: JSONValue
-    let codingPath: [any CodingKey]
+    /// The path is joined only when asked for (an error, a container): a string or number
+    /// member never needs it, and joining it for each was an allocation per value.
+    private let parentPath: [any CodingKey]
+    private let key: (any CodingKey)?
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     init(_ value: JSONValue, codingPath: [any CodingKey]) {
         self.value = value
-        self.codingPath = codingPath
+        parentPath = codingPath
+        key = nil
     }
+
+    init(_ value: JSONValue, in parentPath: [any CodingKey], at key: any CodingKey) {
+        self.value = value
+        self.parentPath = parentPath
+        self.key = key
+    }
+
+    var codingPath: [any CodingKey] { key.map { parentPath + [$0] } ?? parentPath }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .object(let members) = value else { throw mismatch([String: Int].self) }
@@ -114,25 +126,35 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
 }
 
 private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
-    let members: [String: JSONValue]
-    let allKeys: [Key]
+    let members: [(name: String, value: JSONValue)]
+    /// Member positions by name, for objects too large to search in order (a Secret's data,
+    /// a ConfigMap); a name given twice finds its last value.
+    let positions: [String: Int]?
     let codingPath: [any CodingKey]
 
-    init(_ pairs: [(name: String, value: JSONValue)], codingPath: [any CodingKey]) {
-        var members: [String: JSONValue] = [:]
-        for pair in pairs { members[pair.name] = pair.value }
+    static var searchedInOrderUpTo: Int { 16 }
+
+    init(_ members: [(name: String, value: JSONValue)], codingPath: [any CodingKey]) {
         self.members = members
-        allKeys = pairs.compactMap { Key(stringValue: $0.name) }
+        positions = members.count <= Self.searchedInOrderUpTo ? nil
+            : Dictionary(members.indices.map { (members[$0].name, $0) }, uniquingKeysWith: { _, last in last })
         self.codingPath = codingPath
     }
 
-    func contains(_ key: Key) -> Bool { members[key.stringValue] != nil }
+    var allKeys: [Key] { members.compactMap { Key(stringValue: $0.name) } }
+
+    private func value(named name: String) -> JSONValue? {
+        if let positions { return positions[name].map { members[$0].value } }
+        return members.last { $0.name == name }?.value
+    }
+
+    func contains(_ key: Key) -> Bool { value(named: key.stringValue) != nil }
 
     private func decoder(for key: any CodingKey) throws -> ValueDecoder {
-        guard let value = members[key.stringValue] else {
+        guard let value = value(named: key.stringValue) else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no member \"\(key.stringValue)\""))
         }
-        return ValueDecoder(value, codingPath: codingPath + [key])
+        return ValueDecoder(value, in: codingPath, at: key)
     }
 
     func decodeNil(forKey key: Key) throws -> Bool { try decoder(for: key).decodeNil() }
@@ -182,7 +204,7 @@ private struct UnkeyedDecoder: UnkeyedDecodingContainer {
             throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath, debugDescription: "the array has no element \(currentIndex)"))
         }
         defer { currentIndex += 1 }
-        return ValueDecoder(elements[currentIndex], codingPath: codingPath + [IndexKey(intValue: currentIndex)])
+        return ValueDecoder(elements[currentIndex], in: codingPath, at: IndexKey(intValue: currentIndex))
     }
 
     mutating func decodeNil() throws -> Bool {
