@@ -247,18 +247,19 @@ extension Pki {
     /// skipping everything admission does not need. Syntax errors throw; a field of the
     /// wrong type is recorded in ``problems`` and the rest is still read.
     public init(reading reader: inout JSONReader) throws {
-        // Filled in a local and moved into self, as AdmissionRequest does, to spare copies.
-        var pki = Pki(apiVersion: nil, kind: nil)
+        // Filled in a local and moved (taken) into self: the closures capture the local, and
+        // assigning a captured local copied the whole Pki, every string retained once more.
+        var pki: Pki? = Pki(apiVersion: nil, kind: nil)
         let fields = FieldReader()
         try reader.readObject { reader, key in
-            if key == "apiVersion" { pki.apiVersion = try fields.string(&reader, "apiVersion") }
-            else if key == "kind" { pki.kind = try fields.string(&reader, "kind") }
-            else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try pki.metadata.read(&reader, key, fields) } }
-            else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try pki.spec.read(&reader, key, fields) } }
+            if key == "apiVersion" { pki!.apiVersion = try fields.string(&reader, "apiVersion") }
+            else if key == "kind" { pki!.kind = try fields.string(&reader, "kind") }
+            else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try pki!.metadata.read(&reader, key, fields) } }
+            else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try pki!.spec.read(&reader, key, fields) } }
             else { try reader.skipValue() }
         }
-        pki.problems = fields.problems
-        self = pki
+        pki!.problems = fields.problems
+        self = pki.take()!
     }
 }
 

@@ -143,7 +143,7 @@ extension AdmissionRequest {
             else { try reader.skipValue() }
         }
         self.init(uid: uid, kind: kind, resource: resource, subResource: subResource, name: name, namespace: namespace,
-                  operation: operation, userInfo: userInfo, object: object, oldObject: oldObject, dryRun: dryRun)
+                  operation: operation, userInfo: userInfo, object: object.take(), oldObject: oldObject.take(), dryRun: dryRun)
     }
 }
 
