@@ -142,13 +142,36 @@ public final class HTTPServer: Sendable {
             return
         }
         let context = contexts[0]
+        context.load.wrappingAdd(1, ordering: .relaxed)
         context.loop.execute { [context] in
             context.serve(descriptor: descriptor, peer: nil, tls: nil, cleartext: `protocol`)
         }
     }
 
+    /// The loop a newly accepted connection goes to: the one serving the fewest, the
+    /// accepting loop itself when it is among them. The loop that wakes for a listener takes a
+    /// whole batch of queued connections, so a client that opens its pool at once (the API
+    /// server, a load generator) had every connection on one loop and one core busy while the
+    /// others idled. Handing over costs one wake-up of the other loop, and only happens when
+    /// the accepting loop is busier.
+    func loopForNewConnection(acceptedOn context: LoopContext) -> LoopContext {
+        var chosen = context
+        var fewest = context.load.load(ordering: .relaxed)
+        for candidate in contexts where candidate !== context {
+            let load = candidate.load.load(ordering: .relaxed)
+            if load < fewest {
+                chosen = candidate
+                fewest = load
+            }
+        }
+        return chosen
+    }
+
     /// Connections open right now.
     public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// How many connections each loop serves, for tests of how they are spread.
+    package var connectionsPerLoop: [Int] { contexts.map { $0.load.load(ordering: .relaxed) } }
 
     /// True once ``shutdown(gracePeriod:)`` has begun.
     public var isShuttingDown: Bool { stopping.load(ordering: .relaxed) }
@@ -283,6 +306,10 @@ final class LoopContext: @unchecked Sendable {
     private var connections: [ObjectIdentifier: Connection] = [:]
     private(set) var dateHeader: String = httpDate()
     private var shuttingDown = false
+    /// Connections this loop serves, or has been handed and not yet registered: read by
+    /// the other loops' acceptors to choose where a new connection goes. Whoever hands a
+    /// connection to ``serve(descriptor:peer:tls:cleartext:)`` adds one first.
+    let load = Atomic<Int>(0)
     /// The request counter and duration histogram of each path and status, looked up once
     /// per loop: finding them by label values hashes and locks on every request. Bounded
     /// by the router's paths (others count as "other") times the status codes it answers.
@@ -304,9 +331,35 @@ final class LoopContext: @unchecked Sendable {
             try loop.register(descriptor, interest: .readable, handler: connection)
             connections[ObjectIdentifier(connection)] = connection
         } catch {
+            load.wrappingSubtract(1, ordering: .relaxed)
             server.releaseConnection()
             SocketIO.close(descriptor)
         }
+    }
+
+    /// Makes the TLS session of a connection accepted for this loop and serves it; gives the
+    /// slot back and closes the socket when no certificate has loaded yet.
+    func adopt(descriptor: Int32, peer: SocketAddress?) {
+        guard !shuttingDown else {
+            // Handed over as this loop began shutting down: the listeners are closing anyway.
+            load.wrappingSubtract(1, ordering: .relaxed)
+            server.releaseConnection()
+            SocketIO.close(descriptor)
+            return
+        }
+        var session: TLSSession?
+        if let tls = server.configuration.tls {
+            guard let tlsContext = tls.context, let made = try? tlsContext.makeServerSession(descriptor: descriptor) else {
+                // No certificate has loaded yet: nothing to handshake with.
+                load.wrappingSubtract(1, ordering: .relaxed)
+                server.metrics.handshakeFailures.increment()
+                server.releaseConnection()
+                SocketIO.close(descriptor)
+                return
+            }
+            session = made
+        }
+        serve(descriptor: descriptor, peer: peer, tls: session)
     }
 
     /// Counts one answered request.
@@ -337,6 +390,7 @@ final class LoopContext: @unchecked Sendable {
 
     func remove(_ connection: Connection) {
         if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            load.wrappingSubtract(1, ordering: .relaxed)
             server.releaseConnection()
         }
     }
@@ -409,18 +463,14 @@ final class Acceptor: EventHandler {
                 SocketIO.close(accepted.descriptor)
                 continue
             }
-            var session: TLSSession?
-            if let tls = server.configuration.tls {
-                guard let tlsContext = tls.context, let made = try? tlsContext.makeServerSession(descriptor: accepted.descriptor) else {
-                    // No certificate has loaded yet: nothing to handshake with.
-                    server.metrics.handshakeFailures.increment()
-                    server.releaseConnection()
-                    SocketIO.close(accepted.descriptor)
-                    continue
-                }
-                session = made
+            let target = server.loopForNewConnection(acceptedOn: context)
+            target.load.wrappingAdd(1, ordering: .relaxed)
+            if target === context {
+                context.adopt(descriptor: accepted.descriptor, peer: accepted.peer)
+            } else {
+                let (descriptor, peer) = (accepted.descriptor, accepted.peer)
+                target.loop.execute { [target] in target.adopt(descriptor: descriptor, peer: peer) }
             }
-            context.serve(descriptor: accepted.descriptor, peer: accepted.peer, tls: session)
         }
     }
 
