@@ -23,7 +23,11 @@ RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
 COPY scripts/build-release scripts/certgate.link-order ./scripts/
-RUN install -D -m 0755 "$(scripts/build-release)" /out/certgate
+# The runtime stage installs no libyaml or nghttp2: refuse a binary that would need them
+# (build-release links the shared ones where their static archives are missing).
+RUN install -D -m 0755 "$(scripts/build-release)" /out/certgate \
+ && if readelf -d /out/certgate | grep -E 'NEEDED.*lib(yaml|nghttp2)'; then \
+      echo "certgate links libyaml or nghttp2 dynamically; install their -dev packages' static archives" >&2; exit 1; fi
 
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \

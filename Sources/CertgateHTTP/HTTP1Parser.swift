@@ -213,7 +213,7 @@ package struct HTTP1Parser {
             case .host:
                 hostCount += 1
             case .connection:
-                connectionTokens += value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }
+                connectionTokens += headerTokens(value)
             case .expect:
                 if value.lowercased() == "100-continue" { expectsContinue = true } else {
                     throw HTTPParseError(status: 417, message: "expectation \"\(value)\" is not supported")
@@ -496,6 +496,12 @@ func splitTarget(_ target: String) -> (path: String, query: String?) {
     // By bytes: a search by Character segments graphemes, a hundred times the work here.
     guard let question = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, nil) }
     return (String(target[..<question]), String(target[target.utf8.index(after: question)...]))
+}
+
+/// The lower-cased elements of a comma-separated header value (RFC 9110 section 5.6.1):
+/// `keep-alive, Upgrade` has "keep-alive" and "upgrade".
+func headerTokens(_ value: String) -> [String] {
+    value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
 }
 
 extension Substring {

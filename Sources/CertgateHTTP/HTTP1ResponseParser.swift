@@ -117,11 +117,11 @@ package struct HTTP1ResponseParser {
             }
             // 1xx answers are interim: the real one follows.
             if status >= 100 && status < 200 { continue }
-            let connection = tokens(headers.values("connection"))
+            let connection = headers.values("connection").flatMap(headerTokens)
             var keepAlive = isHTTP10 ? connection.contains("keep-alive") : !connection.contains("close")
             if bodyless || status == 204 || status == 304 {
                 state = .fixed(0)
-            } else if tokens(headers.values("transfer-encoding")).contains("chunked") {
+            } else if headers.values("transfer-encoding").flatMap(headerTokens).contains("chunked") {
                 state = .chunked(ChunkedDecoder(maxBodyBytes: .max, maxTrailerBytes: maxHeadBytes))
             } else if let text = headers["content-length"] {
                 // Digits only: Int("-1") or Int("+1") would parse, and a negative length never ends.
@@ -151,10 +151,4 @@ extension String {
     func trimmingSpacesAndTabs() -> String {
         Substring(self).trimmingSpaces()
     }
-}
-
-/// The lower-cased elements of comma-separated header values (RFC 9110 section 5.6.1), so
-/// `Connection: keep-alive, Upgrade` has "keep-alive" and "upgrade".
-private func tokens(_ values: [String]) -> [String] {
-    values.flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces().lowercased() }.filter { !$0.isEmpty }
 }

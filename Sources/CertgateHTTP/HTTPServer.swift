@@ -331,10 +331,15 @@ final class LoopContext: @unchecked Sendable {
             try loop.register(descriptor, interest: .readable, handler: connection)
             connections[ObjectIdentifier(connection)] = connection
         } catch {
-            load.wrappingSubtract(1, ordering: .relaxed)
-            server.releaseConnection()
-            SocketIO.close(descriptor)
+            turnAway(descriptor)
         }
+    }
+
+    /// Gives back the slot and the load of a connection handed to this loop, and closes it.
+    private func turnAway(_ descriptor: Int32) {
+        load.wrappingSubtract(1, ordering: .relaxed)
+        server.releaseConnection()
+        SocketIO.close(descriptor)
     }
 
     /// Makes the TLS session of a connection accepted for this loop and serves it; gives the
@@ -342,19 +347,15 @@ final class LoopContext: @unchecked Sendable {
     func adopt(descriptor: Int32, peer: SocketAddress?) {
         guard !shuttingDown else {
             // Handed over as this loop began shutting down: the listeners are closing anyway.
-            load.wrappingSubtract(1, ordering: .relaxed)
-            server.releaseConnection()
-            SocketIO.close(descriptor)
+            turnAway(descriptor)
             return
         }
         var session: TLSSession?
         if let tls = server.configuration.tls {
             guard let tlsContext = tls.context, let made = try? tlsContext.makeServerSession(descriptor: descriptor) else {
                 // No certificate has loaded yet: nothing to handshake with.
-                load.wrappingSubtract(1, ordering: .relaxed)
                 server.metrics.handshakeFailures.increment()
-                server.releaseConnection()
-                SocketIO.close(descriptor)
+                turnAway(descriptor)
                 return
             }
             session = made

@@ -98,10 +98,10 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
 
     func decode(_ type: Float.Type) throws -> Float {
         let number = try decode(Double.self)
-        guard let float = Float(exactly: number) ?? (abs(number) <= Double(Float.greatestFiniteMagnitude) ? Float(number) : nil) else {
+        guard abs(number) <= Double(Float.greatestFiniteMagnitude) else {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription: "number \(number) does not fit in Float"))
         }
-        return float
+        return Float(number)
     }
 
     func decodeInteger<T: FixedWidthInteger>(_ type: T.Type) throws -> T {

@@ -1,3 +1,4 @@
+import CertgateCommandLine
 import CertgateLocking
 import CertgateHTTP
 import CertgateNet
@@ -19,18 +20,7 @@ final class LogSink: Sendable {
     private let lock = Locked<Void>(())
 
     func write(_ line: String) {
-        lock.withLock { _ in
-            var bytes = Array(line.utf8)
-            bytes.append(0x0A)
-            bytes.withUnsafeBytes { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let written = Glibc.write(2, buffer.baseAddress! + offset, buffer.count - offset)
-                    if written <= 0 { break }
-                    offset += written
-                }
-            }
-        }
+        lock.withLock { _ in printError(line) }
     }
 }
 
