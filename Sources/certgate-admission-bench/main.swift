@@ -1,0 +1,67 @@
+// Benchmark of the admission path without the network: decode an AdmissionReview, judge it
+// with the policy, write the answer, as `POST /validate` does once the body is read. Prints
+// nanoseconds per review for each payload, best of several rounds (the machine is shared).
+// The TLS and HTTP costs around it are measured by scripts/bench.
+//
+//   certgate-admission-bench POLICY_FILE PAYLOAD.json... [--reviews N]
+import CertgateCommandLine
+import CertgateHTTP
+import CertgateManifests
+import CertgatePKI
+import CertgateWebhook
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func nanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+func readFile(_ path: String) -> [UInt8]? {
+    guard let file = fopen(path, "rb") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        if count == 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return bytes
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+var reviews = 200_000
+if let flag = arguments.firstIndex(of: "--reviews"), flag + 1 < arguments.count, let count = Int(arguments[flag + 1]), count > 0 {
+    reviews = count
+    arguments.removeSubrange(flag...flag + 1)
+}
+guard arguments.count >= 2 else {
+    printError("usage: certgate-admission-bench POLICY_FILE PAYLOAD.json... [--reviews N]")
+    exit(2)
+}
+let policy: Policy
+do { policy = try PolicyFile.load(path: arguments[0]) } catch {
+    printError("certgate-admission-bench: \(error)")
+    exit(1)
+}
+let webhook = AdmissionWebhook(policy: { policy })
+for path in arguments.dropFirst() {
+    guard let body = readFile(path) else {
+        printError("certgate-admission-bench: cannot read \(path)")
+        exit(1)
+    }
+    let request = HTTPRequest(method: "POST", path: "/validate", headers: HTTPHeaders(), body: body)
+    var answerBytes = 0
+    var best = UInt64.max
+    for _ in 0..<5 {
+        let start = nanoseconds()
+        for _ in 0..<reviews / 5 { answerBytes = webhook.handle(request).body.count }
+        best = min(best, nanoseconds() - start)
+    }
+    let perReview = Double(best) / Double(reviews / 5)
+    print("\(path): \(Int(perReview.rounded())) ns per review (\(body.count) bytes in, \(answerBytes) out)")
+}
