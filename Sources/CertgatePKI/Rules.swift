@@ -16,7 +16,10 @@ public struct Judgement: Sendable, Equatable {
     public var isAllowed: Bool { violations.isEmpty }
 
     /// The denial message kubectl prints after "denied the request:", one violation a line.
-    public var message: String {
+    public var message: String { String(decoding: messageUTF8, as: UTF8.self) }
+
+    /// ``message`` as UTF-8, as the webhook writes it into its answer.
+    public var messageUTF8: [UInt8] {
         // One allocation for the whole text: joining it with `+=` grew it piece by piece.
         var bytes: [UInt8] = []
         bytes.reserveCapacity(violations.reduce(0) { $0 + $1.pathUTF8.count + $1.messageUTF8.count + 3 })
@@ -24,7 +27,7 @@ public struct Judgement: Sendable, Equatable {
             if index > 0 { bytes.append(UInt8(ascii: "\n")) }
             violation.append(to: &bytes)
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// kubectl prints each warning on its own "Warning: " line.

@@ -41,7 +41,7 @@ public struct AdmissionWebhook: Sendable {
             return AdmissionResponse(uid: request.uid, allowed: true, warnings: judgement.warnings)
         }
         return AdmissionResponse(uid: request.uid, allowed: false,
-                                 status: .init(code: 403, reason: "Forbidden", message: judgement.message),
+                                 status: .init(code: 403, reason: "Forbidden", messageUTF8: judgement.messageUTF8),
                                  warnings: judgement.warnings)
     }
 

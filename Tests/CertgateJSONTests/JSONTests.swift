@@ -226,6 +226,43 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
     }
 }
 
+@Suite struct JSONTextTests {
+    /// The answer writer sizes its one allocation by a first pass: text that is all control
+    /// characters (six bytes each once escaped) and the widest integers still fit, and what
+    /// is written is what JSONWriter writes for the same values.
+    @Test func writesWhatJSONWriterWritesIntoTheSpaceItMeasured() throws {
+        let controls = String(decoding: (0..<0x20).map { UInt8($0) } + Array("\"\\".utf8), as: UTF8.self)
+        let numbers = [0, 7, -1, 403, Int.max, Int.min]
+        let written = [UInt8](jsonText: { text in
+            text.literal(#"{"text":"#)
+            text.quoted(controls)
+            text.literal(#","bytes":"#)
+            text.quoted(utf8: Array("é \u{1} \"".utf8))
+            text.literal(#","numbers":["#)
+            for (index, number) in numbers.enumerated() {
+                if index > 0 { text.literal(",") }
+                text.int(number)
+            }
+            text.literal(#"],"yes":"#)
+            text.bool(true)
+            text.literal(#","no":"#)
+            text.bool(false)
+            text.literal("}")
+        })
+        var writer = JSONWriter()
+        writer.object { object in
+            object.member("text", string: controls)
+            object.member("bytes", string: "é \u{1} \"")
+            object.key("numbers")
+            object.array { array in for number in numbers { array.int(number) } }
+            object.member("yes", bool: true)
+            object.member("no", bool: false)
+        }
+        #expect(String(decoding: written, as: UTF8.self) == String(decoding: writer.bytes, as: UTF8.self))
+        #expect(written.capacity >= JSONText.escapedBound(controls.utf8.count))
+    }
+}
+
 @Suite struct JSONWriterTests {
     @Test func writesCompactJSONThatFoundationReadsBack() throws {
         var writer = JSONWriter()
@@ -269,6 +306,8 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
                     writer.array { $0.string(text) }
                     let parsed = try JSONSerialization.jsonObject(with: Data(writer.bytes)) as? [String]
                     #expect(parsed == [text], "\(special.unicodeScalars.first!.value) at \(position) of \(length)")
+                    let written = [UInt8](jsonText: { $0.literal("["); $0.quoted(text); $0.literal("]") })
+                    #expect(written == writer.bytes, "JSONText: \(special.unicodeScalars.first!.value) at \(position) of \(length)")
                 }
             }
         }
