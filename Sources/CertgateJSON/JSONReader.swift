@@ -204,10 +204,13 @@ public struct JSONReader: ~Copyable {
         var objects: UInt128 = 0
         var level = 0
         while true {
-            // A value starts here.
+            // A value starts here. Its first byte is looked at here rather than through
+            // peek(): a call per skipped value cost more than the rest of the loop.
+            skipWhitespace()
+            guard index < bytes.count else { throw error("unexpected end of document") }
             var closed = true
-            switch try peek() {
-            case .object:
+            switch bytes[index] {
+            case UInt8(ascii: "{"):
                 index += 1
                 try enter()
                 skipWhitespace()
@@ -219,7 +222,7 @@ public struct JSONReader: ~Copyable {
                 } else {
                     depth -= 1
                 }
-            case .array:
+            case UInt8(ascii: "["):
                 index += 1
                 try enter()
                 skipWhitespace()
@@ -230,10 +233,11 @@ public struct JSONReader: ~Copyable {
                 } else {
                     depth -= 1
                 }
-            case .string: try skipString()
-            case .number: _ = try scanNumber()
-            case .bool: _ = try readBool()
-            case .null: guard try readNull() else { throw error("expected null") }
+            case UInt8(ascii: "\""): try skipString()
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+            case UInt8(ascii: "t"), UInt8(ascii: "f"): _ = try readBool()
+            case UInt8(ascii: "n"): guard try readNull() else { throw error("expected null") }
+            case let other: throw error("unexpected character \(describe(other))")
             }
             guard closed else { continue }
             // After a value: a separator to the next one, or the ends of containers.
@@ -256,6 +260,7 @@ public struct JSONReader: ~Copyable {
     }
 
     /// Moves past `"name" :` inside an object being skipped.
+    @inline(__always)
     private mutating func skipMemberName() throws {
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
