@@ -373,10 +373,13 @@ public struct JSONReader: ~Copyable {
 
     private mutating func readKey() throws -> JSONKey {
         let (start, end, escapes) = try scanString()
+        let raw = UnsafeBufferPointer(rebasing: bytes[start..<end])
         if escapes != .none {
-            return JSONKey(unescaped: try unescape(UnsafeBufferPointer(rebasing: bytes[start..<end]), at: start))
+            // Checked here, so that comparing and describing the key cannot fail.
+            var nowhere = DiscardedBytes()
+            try decodeEscapes(raw, at: start, into: &nowhere)
         }
-        return JSONKey(raw: UnsafeBufferPointer(rebasing: bytes[start..<end]))
+        return JSONKey(raw: raw, escaped: escapes != .none)
     }
 
     /// Moves past a number (RFC 8259 grammar); returns its end and whether it is an integer.
@@ -406,106 +409,119 @@ public struct JSONReader: ~Copyable {
     }
 
     private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(raw.count)
-        try decodeEscapes(raw, at: offset, into: &out)
-        return String(decoding: out, as: UTF8.self)
+        String(decoding: try unescapedBytes(raw, at: offset), as: UTF8.self)
     }
+}
 
-    /// Decodes a string's contents into `output`, refusing what RFC 8259 does not allow.
-    private func decodeEscapes<Output: UnescapedBytes>(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int,
-                                                       into output: inout Output) throws {
-        var position = 0
-        while position < raw.count {
-            let byte = raw[position]
-            guard byte == UInt8(ascii: "\\") else {
-                output.append(byte)
-                position += 1
-                continue
-            }
-            guard position + 1 < raw.count else { throw JSONError(offset: offset + position, "unfinished escape") }
-            let code = raw[position + 1]
-            position += 2
-            switch code {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): output.append(code)
-            case UInt8(ascii: "b"): output.append(0x08)
-            case UInt8(ascii: "f"): output.append(0x0C)
-            case UInt8(ascii: "n"): output.append(0x0A)
-            case UInt8(ascii: "r"): output.append(0x0D)
-            case UInt8(ascii: "t"): output.append(0x09)
-            case UInt8(ascii: "u"):
-                var scalar = try hex4(raw, position, offset)
-                position += 4
-                if scalar >= 0xD800 && scalar < 0xDC00 {
-                    // A high surrogate must be followed by an escaped low one.
-                    guard position + 6 <= raw.count, raw[position] == UInt8(ascii: "\\"), raw[position + 1] == UInt8(ascii: "u") else {
-                        throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape")
-                    }
-                    let low = try hex4(raw, position + 2, offset)
-                    guard low >= 0xDC00 && low < 0xE000 else { throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape") }
-                    position += 6
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if scalar >= 0xDC00 && scalar < 0xE000 {
+/// A string's contents with its escapes decoded.
+func unescapedBytes(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(raw.count)
+    try decodeEscapes(raw, at: offset, into: &out)
+    return out
+}
+
+/// Decodes a string's contents into `output`, refusing what RFC 8259 does not allow.
+private func decodeEscapes<Output: UnescapedBytes>(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int,
+                                                   into output: inout Output) throws {
+    var position = 0
+    while position < raw.count {
+        let byte = raw[position]
+        guard byte == UInt8(ascii: "\\") else {
+            output.append(byte)
+            position += 1
+            continue
+        }
+        guard position + 1 < raw.count else { throw JSONError(offset: offset + position, "unfinished escape") }
+        let code = raw[position + 1]
+        position += 2
+        switch code {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): output.append(code)
+        case UInt8(ascii: "b"): output.append(0x08)
+        case UInt8(ascii: "f"): output.append(0x0C)
+        case UInt8(ascii: "n"): output.append(0x0A)
+        case UInt8(ascii: "r"): output.append(0x0D)
+        case UInt8(ascii: "t"): output.append(0x09)
+        case UInt8(ascii: "u"):
+            var scalar = try hex4(raw, position, offset)
+            position += 4
+            if scalar >= 0xD800 && scalar < 0xDC00 {
+                // A high surrogate must be followed by an escaped low one.
+                guard position + 6 <= raw.count, raw[position] == UInt8(ascii: "\\"), raw[position + 1] == UInt8(ascii: "u") else {
                     throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape")
                 }
-                // Surrogates are handled above, so every value left is a scalar.
-                UTF8.encode(Unicode.Scalar(scalar)!) { output.append($0) }
-            default:
-                throw JSONError(offset: offset + position - 2, "invalid escape \\\(describe(code))")
+                let low = try hex4(raw, position + 2, offset)
+                guard low >= 0xDC00 && low < 0xE000 else { throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape") }
+                position += 6
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else if scalar >= 0xDC00 && scalar < 0xE000 {
+                throw JSONError(offset: offset + position, "unpaired surrogate in \\u escape")
             }
+            // Surrogates are handled above, so every value left is a scalar.
+            UTF8.encode(Unicode.Scalar(scalar)!) { output.append($0) }
+        default:
+            throw JSONError(offset: offset + position - 2, "invalid escape \\\(describe(code))")
         }
     }
+}
 
-    private func hex4(_ raw: UnsafeBufferPointer<UInt8>, _ position: Int, _ offset: Int) throws -> UInt32 {
-        guard position + 4 <= raw.count else { throw JSONError(offset: offset + position, "short \\u escape") }
-        var value: UInt32 = 0
-        for i in 0..<4 {
-            let byte = raw[position + i]
-            let digit: UInt32
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
-            default: throw JSONError(offset: offset + position, "invalid \\u escape")
-            }
-            value = value << 4 | digit
+private func hex4(_ raw: UnsafeBufferPointer<UInt8>, _ position: Int, _ offset: Int) throws -> UInt32 {
+    guard position + 4 <= raw.count else { throw JSONError(offset: offset + position, "short \\u escape") }
+    var value: UInt32 = 0
+    for i in 0..<4 {
+        let byte = raw[position + i]
+        let digit: UInt32
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+        default: throw JSONError(offset: offset + position, "invalid \\u escape")
         }
-        return value
+        value = value << 4 | digit
     }
+    return value
+}
 
+extension JSONReader {
     private func error(_ message: String) -> JSONError {
         JSONError(offset: index, message)
     }
 }
 
 /// An object member's name, compared as bytes without making a String.
+///
+/// Only a view of the document, valid while the member is read: a key with escapes (which
+/// no Kubernetes object has) is decoded when it is compared or described, so a key costs
+/// nothing to make or drop.
 public struct JSONKey: CustomStringConvertible {
-    @usableFromInline let raw: UnsafeBufferPointer<UInt8>?
-    @usableFromInline let unescaped: String?
+    @usableFromInline let raw: UnsafeBufferPointer<UInt8>
+    /// Whether `raw` holds escapes; they were checked when the key was read.
+    @usableFromInline let escaped: Bool
 
-    init(raw: UnsafeBufferPointer<UInt8>) {
+    init(raw: UnsafeBufferPointer<UInt8>, escaped: Bool) {
         self.raw = raw
-        unescaped = nil
-    }
-
-    init(unescaped: String) {
-        raw = nil
-        self.unescaped = unescaped
+        self.escaped = escaped
     }
 
     /// Inlined where keys are matched, so a chain of `key == "..."` compares lengths that
     /// are constants before it compares any byte.
     @inlinable @inline(__always)
     public static func == (key: JSONKey, name: StaticString) -> Bool {
-        guard let raw = key.raw else { return key.unescaped == name.description }
+        guard !key.escaped else { return key.unescaped == name.description.utf8.map { $0 } }
+        let raw = key.raw
         return name.withUTF8Buffer { expected in
             guard expected.count == raw.count else { return false }
             return raw.isEmpty || memcmp(expected.baseAddress!, raw.baseAddress!, raw.count) == 0
         }
     }
 
+    @usableFromInline var unescaped: [UInt8] {
+        // Cannot throw: readKey checked the escapes.
+        (try? unescapedBytes(raw, at: 0)) ?? []
+    }
+
     public var description: String {
-        unescaped ?? String(decoding: raw!, as: UTF8.self)
+        escaped ? String(decoding: unescaped, as: UTF8.self) : String(decoding: raw, as: UTF8.self)
     }
 }
 
