@@ -10,20 +10,65 @@ public struct Pki: Sendable, Equatable {
     public static let kind = "Pki"
     public static let resource = "pkis"
 
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: ObjectMetadata
-    public var spec: PkiSpec
+    public var apiVersion: String? {
+        _read { yield storage.apiVersion }
+        _modify { makeUnique(); yield &storage.apiVersion }
+    }
+    public var kind: String? {
+        _read { yield storage.kind }
+        _modify { makeUnique(); yield &storage.kind }
+    }
+    public var metadata: ObjectMetadata {
+        _read { yield storage.metadata }
+        _modify { makeUnique(); yield &storage.metadata }
+    }
+    public var spec: PkiSpec {
+        _read { yield storage.spec }
+        _modify { makeUnique(); yield &storage.spec }
+    }
     /// Fields whose JSON type was wrong ("spec.privateKey.size: expected a number, found a string").
-    public var problems: [FieldProblem]
+    public var problems: [FieldProblem] {
+        _read { yield storage.problems }
+        _modify { makeUnique(); yield &storage.problems }
+    }
 
     public init(apiVersion: String? = "certgate.dev/v1", kind: String? = "Pki", metadata: ObjectMetadata = ObjectMetadata(),
                 spec: PkiSpec = PkiSpec(), problems: [FieldProblem] = []) {
-        self.apiVersion = apiVersion
-        self.kind = kind
-        self.metadata = metadata
-        self.spec = spec
-        self.problems = problems
+        storage = Storage(apiVersion: apiVersion, kind: kind, metadata: metadata, spec: spec, problems: problems)
+    }
+
+    /// The fields behind one reference, copied on write as Array's elements are: an
+    /// AdmissionReview carries two Pkis (400 bytes each inline), and moving the request
+    /// through decoding copied them a dozen times per review.
+    private var storage: Storage
+
+    private final class Storage: @unchecked Sendable {
+        // Mutated only through Pki's accessors, after makeUnique: shared storage is never written.
+        var apiVersion: String?
+        var kind: String?
+        var metadata: ObjectMetadata
+        var spec: PkiSpec
+        var problems: [FieldProblem]
+
+        init(apiVersion: String?, kind: String?, metadata: ObjectMetadata, spec: PkiSpec, problems: [FieldProblem]) {
+            self.apiVersion = apiVersion
+            self.kind = kind
+            self.metadata = metadata
+            self.spec = spec
+            self.problems = problems
+        }
+    }
+
+    private mutating func makeUnique() {
+        guard !isKnownUniquelyReferenced(&storage) else { return }
+        storage = Storage(apiVersion: storage.apiVersion, kind: storage.kind, metadata: storage.metadata, spec: storage.spec,
+                          problems: storage.problems)
+    }
+
+    public static func == (lhs: Pki, rhs: Pki) -> Bool {
+        lhs.storage === rhs.storage
+            || (lhs.apiVersion == rhs.apiVersion && lhs.kind == rhs.kind && lhs.metadata == rhs.metadata && lhs.spec == rhs.spec
+                && lhs.problems == rhs.problems)
     }
 }
 
@@ -247,8 +292,8 @@ extension Pki {
     /// skipping everything admission does not need. Syntax errors throw; a field of the
     /// wrong type is recorded in ``problems`` and the rest is still read.
     public init(reading reader: inout JSONReader) throws {
-        // Filled in a local and moved (taken) into self: the closures capture the local, and
-        // assigning a captured local copied the whole Pki, every string retained once more.
+        // Filled in a local the closures capture, then moved (taken) into self, so that self
+        // holds the only reference to the storage and a later write copies nothing.
         var pki: Pki? = Pki(apiVersion: nil, kind: nil)
         let fields = FieldReader()
         try reader.readObject { reader, key in
