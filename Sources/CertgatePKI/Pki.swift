@@ -43,12 +43,14 @@ public struct Pki: Sendable, Equatable {
     private var storage: Storage
 
     private final class Storage: @unchecked Sendable {
-        // Mutated only through Pki's accessors, after makeUnique: shared storage is never written.
-        var apiVersion: String?
-        var kind: String?
-        var metadata: ObjectMetadata
-        var spec: PkiSpec
-        var problems: [FieldProblem]
+        // Mutated only through Pki's accessors, after makeUnique: shared storage is never
+        // written, so accesses cannot overlap and need no run-time exclusivity check (which
+        // cost more than the field reads it guarded).
+        @exclusivity(unchecked) var apiVersion: String?
+        @exclusivity(unchecked) var kind: String?
+        @exclusivity(unchecked) var metadata: ObjectMetadata
+        @exclusivity(unchecked) var spec: PkiSpec
+        @exclusivity(unchecked) var problems: [FieldProblem]
 
         init(apiVersion: String?, kind: String?, metadata: ObjectMetadata, spec: PkiSpec, problems: [FieldProblem]) {
             self.apiVersion = apiVersion
