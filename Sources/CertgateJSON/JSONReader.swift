@@ -125,6 +125,22 @@ public struct JSONReader: ~Copyable {
         return escapes != .none ? try unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
     }
 
+    /// A string that is usually one of `common`: string literals, handed out as they are,
+    /// where making a String of the bytes (checking them as UTF-8, and allocating past 15
+    /// bytes) cost more than comparing them. Any other value is read as readString reads it.
+    public mutating func readString(usuallyOneOf common: [String]) throws -> String {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string") }
+        let (start, end, escapes) = try scanString()
+        let raw = UnsafeBufferPointer(rebasing: bytes[start..<end])
+        if escapes == .none, let base = raw.baseAddress {
+            for var candidate in common where candidate.utf8.count == raw.count {
+                if candidate.withUTF8({ memcmp($0.baseAddress!, base, raw.count) == 0 }) { return candidate }
+            }
+        }
+        return escapes != .none ? try unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
+    }
+
     /// An array of strings, or nil for `null`.
     public mutating func readStringArray() throws -> [String]? {
         if try readNull() { return nil }

@@ -9,6 +9,8 @@ public struct Pki: Sendable, Equatable {
     public static let version = "v1"
     public static let kind = "Pki"
     public static let resource = "pkis"
+    static let commonAPIVersions = ["certgate.dev/v1"]
+    static let commonKinds = [kind]
 
     public var apiVersion: String? {
         _read { yield storage.apiVersion }
@@ -299,8 +301,8 @@ extension Pki {
         var pki: Pki? = Pki(apiVersion: nil, kind: nil)
         let fields = FieldReader()
         try reader.readObject { reader, key in
-            if key == "apiVersion" { pki!.apiVersion = try fields.string(&reader, "apiVersion") }
-            else if key == "kind" { pki!.kind = try fields.string(&reader, "kind") }
+            if key == "apiVersion" { pki!.apiVersion = try fields.string(&reader, "apiVersion", usuallyOneOf: Pki.commonAPIVersions) }
+            else if key == "kind" { pki!.kind = try fields.string(&reader, "kind", usuallyOneOf: Pki.commonKinds) }
             else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try pki!.metadata.read(&reader, key, fields) } }
             else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try pki!.spec.read(&reader, key, fields) } }
             else { try reader.skipValue() }
@@ -345,7 +347,7 @@ extension PkiSpec {
         }
         else if key == "duration" { duration = try fields.string(&reader, "spec.duration") }
         else if key == "renewBefore" { renewBefore = try fields.string(&reader, "spec.renewBefore") }
-        else if key == "usages" { usages = try fields.strings(&reader, "spec.usages") }
+        else if key == "usages" { usages = try fields.strings(&reader, "spec.usages", usuallyOneOf: knownUsages) }
         else if key == "issuer" { issuer = try fields.string(&reader, "spec.issuer") }
         else if key == "rotationPolicy" { rotationPolicy = try fields.string(&reader, "spec.rotationPolicy") }
         else if key == "secretTemplate" {
@@ -390,7 +392,7 @@ extension PkiSpec {
             var present = false
             try fields.object(&reader, "spec.privateKey") { reader, name in
                 present = true
-                if name == "algorithm" { key.algorithm = try fields.string(&reader, "spec.privateKey.algorithm") }
+                if name == "algorithm" { key.algorithm = try fields.string(&reader, "spec.privateKey.algorithm", usuallyOneOf: Policy.knownKeyAlgorithms) }
                 else if name == "size" { key.size = try fields.int(&reader, "spec.privateKey.size") }
                 else { try reader.skipValue() }
             }
@@ -406,9 +408,9 @@ final class FieldReader {
 
     /// `path` is made only for a problem: list elements and map values are read far more
     /// often than they are wrong.
-    func string(_ reader: inout JSONReader, _ path: @autoclosure () -> String) throws -> String? {
+    func string(_ reader: inout JSONReader, _ path: @autoclosure () -> String, usuallyOneOf common: [String] = []) throws -> String? {
         switch try reader.peek() {
-        case .string: return try reader.readString()
+        case .string: return common.isEmpty ? try reader.readString() : try reader.readString(usuallyOneOf: common)
         case .null: _ = try reader.readNull(); return nil
         case let other: try mismatch(&reader, path(), "a string", other); return nil
         }
@@ -429,12 +431,12 @@ final class FieldReader {
         }
     }
 
-    func strings(_ reader: inout JSONReader, _ path: String) throws -> [String]? {
+    func strings(_ reader: inout JSONReader, _ path: String, usuallyOneOf common: [String] = []) throws -> [String]? {
         switch try reader.peek() {
         case .array:
             var values: [String] = []
             try reader.readArray { reader, index in
-                if let value = try string(&reader, "\(path)[\(index)]") { values.append(value) }
+                if let value = try string(&reader, "\(path)[\(index)]", usuallyOneOf: common) { values.append(value) }
             }
             return values
         case .null: _ = try reader.readNull(); return nil

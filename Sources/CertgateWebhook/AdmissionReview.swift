@@ -59,6 +59,9 @@ public struct AdmissionRequest: Sendable, Equatable {
         self.dryRun = dryRun
     }
 
+    /// What `operation` can be.
+    public static let operations = ["CREATE", "UPDATE", "DELETE", "CONNECT"]
+
     /// Whether the request is about the pkis resource itself (not a subresource such as status).
     public var isForPkis: Bool {
         resource.group == Pki.group && resource.name == Pki.resource && (subResource ?? "").isEmpty
@@ -87,6 +90,9 @@ public struct AdmissionReviewError: Error, Equatable, CustomStringConvertible, S
 }
 
 extension AdmissionReview {
+    static let commonAPIVersions = ["admission.k8s.io/v1"]
+    static let commonKinds = ["AdmissionReview"]
+
     /// Decodes an AdmissionReview body. Unknown fields are skipped; a missing `request`,
     /// `request.uid` or `request.operation`, or a version other than admission.k8s.io/v1,
     /// is an ``AdmissionReviewError``; broken JSON is a ``JSONError``.
@@ -97,8 +103,8 @@ extension AdmissionReview {
         try JSONReader.read(body) { reader in
             guard try reader.peek() == .object else { throw AdmissionReviewError(message: "the body is not a JSON object") }
             try reader.readObject { reader, key in
-                if key == "apiVersion" { apiVersion = try reader.readString() }
-                else if key == "kind" { kind = try reader.readString() }
+                if key == "apiVersion" { apiVersion = try reader.readString(usuallyOneOf: AdmissionReview.commonAPIVersions) }
+                else if key == "kind" { kind = try reader.readString(usuallyOneOf: AdmissionReview.commonKinds) }
                 else if key == "request" { request = try AdmissionRequest(reading: &reader) }
                 else { try reader.skipValue() }
             }
@@ -135,7 +141,7 @@ extension AdmissionRequest {
             else if key == "subResource" { subResource = try reader.readNull() ? nil : try reader.readString() }
             else if key == "name" { name = try reader.readNull() ? nil : try reader.readString() }
             else if key == "namespace" { namespace = try reader.readNull() ? nil : try reader.readString() }
-            else if key == "operation" { operation = try reader.readString() }
+            else if key == "operation" { operation = try reader.readString(usuallyOneOf: AdmissionRequest.operations) }
             else if key == "userInfo" { userInfo = try UserInfo(reading: &reader) }
             else if key == "object" { object = try reader.readNull() ? nil : try Pki(reading: &reader) }
             else if key == "oldObject" { oldObject = try reader.readNull() ? nil : try Pki(reading: &reader) }
@@ -148,12 +154,17 @@ extension AdmissionRequest {
 }
 
 extension GroupVersionName {
+    // What the API server sends for the one resource the webhook is registered for.
+    static let commonGroups = [Pki.group]
+    static let commonVersions = [Pki.version]
+    static let commonNames = [Pki.kind, Pki.resource]
+
     init(reading reader: inout JSONReader, nameKey: StaticString) throws {
         self.init()
         try reader.readObject { reader, key in
-            if key == "group" { group = try reader.readString() }
-            else if key == "version" { version = try reader.readString() }
-            else if key == nameKey { name = try reader.readString() }
+            if key == "group" { group = try reader.readString(usuallyOneOf: GroupVersionName.commonGroups) }
+            else if key == "version" { version = try reader.readString(usuallyOneOf: GroupVersionName.commonVersions) }
+            else if key == nameKey { name = try reader.readString(usuallyOneOf: GroupVersionName.commonNames) }
             else { try reader.skipValue() }
         }
     }

@@ -127,6 +127,22 @@ func outcome(_ document: [UInt8], _ body: (inout JSONReader) throws -> Void) -> 
         }
     }
 
+    /// A common value is handed out as the literal; an uncommon or escaped one is read as
+    /// readString reads it, and a value that is not a string is refused the same way.
+    @Test func readsCommonValuesAsTheirLiterals() throws {
+        let common = ["CREATE", "UPDATE", "admission.k8s.io/v1"]
+        let document = #"["UPDATE", "admission.k8s.io/v1", "CREAT", "CREATEE", "CRE\u0041TE", "", "é"]"#
+        let values = try JSONReader.read(Array(document.utf8)) { reader in
+            var values: [String] = []
+            try reader.readArray { reader, _ in values.append(try reader.readString(usuallyOneOf: common)) }
+            return values
+        }
+        #expect(values == ["UPDATE", "admission.k8s.io/v1", "CREAT", "CREATEE", "CREATE", "", "é"])
+        #expect(throws: JSONError(offset: 1, "expected a string")) {
+            try JSONReader.read(Array("[7]".utf8)) { reader in try reader.readArray { reader, _ in _ = try reader.readString(usuallyOneOf: common) } }
+        }
+    }
+
     @Test func matchesEscapedKeys() throws {
         let value = try JSONReader.read(Array(#"{"u\u0069d": 7}"#.utf8)) { reader in
             var uid = 0
