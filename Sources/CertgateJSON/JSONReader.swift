@@ -302,7 +302,12 @@ public struct JSONReader: ~Copyable {
     @inline(__always)
     private mutating func skipWhitespace() {
         while index < bytes.count {
-            switch bytes[index] {
+            let byte = bytes[index]
+            // Compact JSON, as the API server sends it, has no whitespace between tokens:
+            // every byte that can be whitespace is at most a space, so one comparison
+            // settles nearly every call.
+            if byte > 0x20 { return }
+            switch byte {
             case 0x20, 0x0A, 0x0D, 0x09: index += 1
             default: return
             }
