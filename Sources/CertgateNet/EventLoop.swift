@@ -47,6 +47,15 @@ public final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     /// How often tick handlers run (timeouts are checked at this granularity).
     public let tickInterval: Int32 = 250
+    private let busy = Atomic<Int>(0)
+    /// How long the loop measures its busy share over, in nanoseconds.
+    static let busyWindow: UInt64 = 10_000_000
+
+    /// The share of its last ``busyWindow`` (10 ms, or however long it then waited) the loop
+    /// spent handling events and tasks rather than waiting for them, in thousandths: how busy
+    /// it is now, for choosing where new work goes. A window closes when the loop wakes, so
+    /// a loop that waited long reads as idle as soon as it wakes.
+    public var busyPermille: Int { busy.load(ordering: .relaxed) }
 
     /// A read buffer shared by everything on this loop (one read is processed at a time).
     public let scratch: UnsafeMutableRawBufferPointer
@@ -120,12 +129,20 @@ public final class EventLoop: @unchecked Sendable {
         let capacity = 256
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
-        var nextTick = monotonicNanoseconds() + UInt64(tickInterval) * 1_000_000
+        var windowStart = monotonicNanoseconds()
+        var nextTick = windowStart + UInt64(tickInterval) * 1_000_000
+        var busyNanoseconds: UInt64 = 0
         while !stopping.load(ordering: .acquiring) {
             let now = monotonicNanoseconds()
             let wait = now >= nextTick ? 0 : Int32((nextTick - now) / 1_000_000) + 1
             let count = epoll_wait(epollFD, events, Int32(capacity), wait)
             if count < 0 && errno != EINTR { break }
+            let woke = monotonicNanoseconds()
+            if woke - windowStart >= EventLoop.busyWindow {
+                busy.store(Int(busyNanoseconds * 1000 / (woke - windowStart)), ordering: .relaxed)
+                busyNanoseconds = 0
+                windowStart = woke
+            }
             for i in 0..<max(0, Int(count)) {
                 let event = events[i]
                 let fd = event.data.fd
@@ -137,7 +154,9 @@ public final class EventLoop: @unchecked Sendable {
                 handlers[fd]?.handle(Readiness(rawValue: event.events))
             }
             runPendingTasks()
-            if monotonicNanoseconds() >= nextTick {
+            let done = monotonicNanoseconds()
+            busyNanoseconds += done - woke
+            if done >= nextTick {
                 for body in Array(tickHandlers.values) { body() }
                 nextTick = monotonicNanoseconds() + UInt64(tickInterval) * 1_000_000
             }

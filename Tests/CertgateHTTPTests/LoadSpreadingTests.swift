@@ -3,36 +3,49 @@ import CertgateNet
 import Foundation
 import Testing
 
-@Suite struct LoadSpreadingTests {
-    /// A client that opens its connections at once (the API server filling its pool, a load
-    /// generator) queues them all before a loop wakes; the loop that wakes accepts the whole
-    /// batch. They must still be served by every loop, not all by that one.
-    @Test func connectionsOpenedAtOnceAreSpreadOverTheLoops() throws {
+@Suite(.serialized) struct LoadSpreadingTests {
+    /// A loop that accepts connections while it has little to do serves them itself: handing
+    /// them to another loop would have both sleep and wake for every request.
+    @Test func anIdleLoopKeepsTheConnectionsItAccepts() throws {
         let test = try TestServer()
         defer { test.stop() }
-        // Both loops busy while the connections queue in the listener's backlog.
-        let busy = DispatchGroup()
-        for loop in test.group.loops {
-            busy.enter()
-            loop.execute {
-                usleep(300_000)
-                busy.leave()
-            }
-        }
-        var sockets: [Int32] = []
+        // Loop 1 held up so that loop 0 accepts.
+        let sockets = try connectWhile(test.group.loops[1], isHeldFor: 200_000, count: 4, port: test.port)
         defer { for socket in sockets { close(socket) } }
-        for _ in 0..<8 {
-            sockets.append(try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5))
+        try waitUntil { test.server.openConnections == 4 }
+        #expect(test.server.connectionsPerLoop == [4, 0])
+    }
+
+    /// A loop busy for most of the last few milliseconds (a burst of full handshakes, say) hands new
+    /// connections to an idle loop, so that more cores work when one is not enough.
+    @Test func aBusyLoopHandsNewConnectionsToAnIdleOne() throws {
+        let test = try TestServer()
+        defer { test.stop() }
+        let (loop0, loop1) = (test.group.loops[0], test.group.loops[1])
+        // Loop 0 busy for a while; loop 1 idle meanwhile.
+        let busy = DispatchSemaphore(value: 0)
+        loop0.execute {
+            let end = Date().addingTimeInterval(0.6)
+            while Date() < end {}
+            busy.signal()
         }
         busy.wait()
-        try waitUntil { test.server.openConnections == 8 }
-        let perLoop = test.server.connectionsPerLoop
-        #expect(perLoop.reduce(0, +) == 8 && perLoop.max()! - perLoop.min()! <= 1,
-                "8 connections over 2 loops: \(perLoop)")
+        // Loop 1 held up, so that loop 0 is the one that accepts, having just been busy.
+        let sockets = try connectWhile(loop1, isHeldFor: 150_000, count: 4, port: test.port)
+        defer { for socket in sockets { close(socket) } }
+        try waitUntil { test.server.openConnections == 4 }
+        #expect(test.server.connectionsPerLoop == [0, 4])
+    }
 
-        for socket in sockets { close(socket) }
-        sockets = []
-        try waitUntil { test.server.connectionsPerLoop == [0, 0] }
+    /// Opens `count` connections while `loop` runs a task that keeps it from accepting.
+    private func connectWhile(_ loop: EventLoop, isHeldFor microseconds: UInt32, count: Int, port: UInt16) throws -> [Int32] {
+        let held = DispatchSemaphore(value: 0)
+        loop.execute {
+            held.signal()
+            usleep(microseconds)
+        }
+        held.wait()
+        return try (0..<count).map { _ in try ClientSocket.connect(host: "127.0.0.1", port: port, timeout: 5) }
     }
 
     private func waitUntil(_ condition: () -> Bool) throws {
