@@ -48,13 +48,13 @@ public final class EventLoop: @unchecked Sendable {
     /// How often tick handlers run (timeouts are checked at this granularity).
     public let tickInterval: Int32 = 250
     private let busy = Atomic<Int>(0)
-    /// How long the loop measures its busy share over, in nanoseconds.
-    static let busyWindow: UInt64 = 10_000_000
+    /// How long the loop measures its busy share over, at least, in nanoseconds.
+    static let busyWindow: UInt64 = 100_000_000
 
-    /// The share of its last ``busyWindow`` (10 ms, or however long it then waited) the loop
+    /// The share of its last ``busyWindow`` (100 ms, or however long it then waited) the loop
     /// spent handling events and tasks rather than waiting for them, in thousandths: how busy
-    /// it is now, for choosing where new work goes. A window closes when the loop wakes, so
-    /// a loop that waited long reads as idle as soon as it wakes.
+    /// it is, for choosing where new work goes. A window closes when the loop wakes, so the
+    /// wait that ends a burst of work counts against it at once.
     public var busyPermille: Int { busy.load(ordering: .relaxed) }
 
     /// A read buffer shared by everything on this loop (one read is processed at a time).

@@ -16,7 +16,24 @@ import Testing
         #expect(test.server.connectionsPerLoop == [4, 0])
     }
 
-    /// A loop busy for most of the last few milliseconds (a burst of full handshakes, say) hands new
+    /// Connections a client opens at once can be accepted by different loops (the kernel
+    /// wakes whichever is waiting); a loop passes those it accepts to the loop that already
+    /// serves more, so that the pool's requests do not wake two loops.
+    @Test func connectionsArePackedOntoTheLoopServingMost() throws {
+        let test = try TestServer()
+        defer { test.stop() }
+        let (loop0, loop1) = (test.group.loops[0], test.group.loops[1])
+        let first = try connectWhile(loop0, isHeldFor: 150_000, count: 2, port: test.port)
+        defer { for socket in first { close(socket) } }
+        try waitUntil { test.server.openConnections == 2 }
+        #expect(test.server.connectionsPerLoop == [0, 2])
+        let second = try connectWhile(loop1, isHeldFor: 150_000, count: 2, port: test.port)
+        defer { for socket in second { close(socket) } }
+        try waitUntil { test.server.openConnections == 4 }
+        #expect(test.server.connectionsPerLoop == [0, 4])
+    }
+
+    /// A loop busy nearly all of its last window (a storm of full handshakes, say) hands new
     /// connections to an idle loop, so that more cores work when one is not enough.
     @Test func aBusyLoopHandsNewConnectionsToAnIdleOne() throws {
         let test = try TestServer()
@@ -35,6 +52,24 @@ import Testing
         defer { for socket in sockets { close(socket) } }
         try waitUntil { test.server.openConnections == 4 }
         #expect(test.server.connectionsPerLoop == [0, 4])
+    }
+
+    /// Short-lived connections (a storm of full handshakes) stay where the kernel woke a loop
+    /// for them, so that every idle loop takes a share instead of handing them over.
+    @Test func shortLivedConnectionsStayWhereTheyAreAccepted() throws {
+        let test = try TestServer()
+        defer { test.stop() }
+        for _ in 0..<64 {
+            close(try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5))
+        }
+        try waitUntil { test.server.openConnections == 0 }
+        let first = try connectWhile(test.group.loops[0], isHeldFor: 150_000, count: 2, port: test.port)
+        defer { for socket in first { close(socket) } }
+        try waitUntil { test.server.openConnections == 2 }
+        let second = try connectWhile(test.group.loops[1], isHeldFor: 150_000, count: 2, port: test.port)
+        defer { for socket in second { close(socket) } }
+        try waitUntil { test.server.openConnections == 4 }
+        #expect(test.server.connectionsPerLoop == [2, 2])
     }
 
     /// Opens `count` connections while `loop` runs a task that keeps it from accepting.
