@@ -10,9 +10,8 @@ import Testing
         let test = try TestServer()
         defer { test.stop() }
         // Loop 1 held up so that loop 0 accepts.
-        let sockets = try connectWhile(test.group.loops[1], isHeldFor: 200_000, count: 4, port: test.port)
+        let sockets = try connect(4, whileHolding: test.group.loops[1], untilOpen: 4, in: test)
         defer { for socket in sockets { close(socket) } }
-        try waitUntil { test.server.openConnections == 4 }
         #expect(test.server.connectionsPerLoop == [4, 0])
     }
 
@@ -23,13 +22,11 @@ import Testing
         let test = try TestServer()
         defer { test.stop() }
         let (loop0, loop1) = (test.group.loops[0], test.group.loops[1])
-        let first = try connectWhile(loop0, isHeldFor: 150_000, count: 2, port: test.port)
+        let first = try connect(2, whileHolding: loop0, untilOpen: 2, in: test)
         defer { for socket in first { close(socket) } }
-        try waitUntil { test.server.openConnections == 2 }
         #expect(test.server.connectionsPerLoop == [0, 2])
-        let second = try connectWhile(loop1, isHeldFor: 150_000, count: 2, port: test.port)
+        let second = try connect(2, whileHolding: loop1, untilOpen: 4, in: test)
         defer { for socket in second { close(socket) } }
-        try waitUntil { test.server.openConnections == 4 }
         #expect(test.server.connectionsPerLoop == [0, 4])
     }
 
@@ -39,16 +36,26 @@ import Testing
         let test = try TestServer()
         defer { test.stop() }
         let (loop0, loop1) = (test.group.loops[0], test.group.loops[1])
-        // Loop 0 busy for a while; loop 1 idle meanwhile.
+        // Loop 1 held up; loop 0 busy while the connections queue, so that it accepts them
+        // the moment it is done, having been busy all along.
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        loop1.execute {
+            held.signal()
+            _ = release.wait(timeout: .now() + 10)
+        }
+        held.wait()
+        defer { release.signal() }
+        // A busy window closes at a wake at least 100 ms after it opened, so at most 100 ms
+        // of it can be idle before the task: a second of work makes it nine tenths busy.
         let busy = DispatchSemaphore(value: 0)
         loop0.execute {
-            let end = Date().addingTimeInterval(0.6)
-            while Date() < end {}
             busy.signal()
+            let end = Date().addingTimeInterval(1)
+            while Date() < end {}
         }
         busy.wait()
-        // Loop 1 held up, so that loop 0 is the one that accepts, having just been busy.
-        let sockets = try connectWhile(loop1, isHeldFor: 150_000, count: 4, port: test.port)
+        let sockets = try (0..<4).map { _ in try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5) }
         defer { for socket in sockets { close(socket) } }
         try waitUntil { test.server.openConnections == 4 }
         #expect(test.server.connectionsPerLoop == [0, 4])
@@ -63,24 +70,27 @@ import Testing
             close(try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5))
         }
         try waitUntil { test.server.openConnections == 0 }
-        let first = try connectWhile(test.group.loops[0], isHeldFor: 150_000, count: 2, port: test.port)
+        let first = try connect(2, whileHolding: test.group.loops[0], untilOpen: 2, in: test)
         defer { for socket in first { close(socket) } }
-        try waitUntil { test.server.openConnections == 2 }
-        let second = try connectWhile(test.group.loops[1], isHeldFor: 150_000, count: 2, port: test.port)
+        let second = try connect(2, whileHolding: test.group.loops[1], untilOpen: 4, in: test)
         defer { for socket in second { close(socket) } }
-        try waitUntil { test.server.openConnections == 4 }
         #expect(test.server.connectionsPerLoop == [2, 2])
     }
 
-    /// Opens `count` connections while `loop` runs a task that keeps it from accepting.
-    private func connectWhile(_ loop: EventLoop, isHeldFor microseconds: UInt32, count: Int, port: UInt16) throws -> [Int32] {
+    /// Opens `count` connections while `loop` runs a task that keeps it from accepting, and
+    /// lets it go once the server has accepted them all (`open` in total).
+    private func connect(_ count: Int, whileHolding loop: EventLoop, untilOpen open: Int, in test: TestServer) throws -> [Int32] {
         let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
         loop.execute {
             held.signal()
-            usleep(microseconds)
+            _ = release.wait(timeout: .now() + 10)
         }
         held.wait()
-        return try (0..<count).map { _ in try ClientSocket.connect(host: "127.0.0.1", port: port, timeout: 5) }
+        defer { release.signal() }
+        let sockets = try (0..<count).map { _ in try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5) }
+        try waitUntil { test.server.openConnections == open }
+        return sockets
     }
 
     private func waitUntil(_ condition: () -> Bool) throws {
