@@ -151,6 +151,11 @@ public final class HTTPServer: Sendable {
         }
     }
 
+    /// Connections that live this long on average (µs) are a pool worth packing.
+    static let longLivedMicroseconds = 100_000
+    /// A loop busy this share of its last window (thousandths) takes no new connections.
+    static let saturatedPermille = 900
+
     /// The loop a newly accepted connection goes to. While connections live long (keep-alive
     /// pools, the API server's included), a loop that serves none, or is saturated (busy nine
     /// tenths of its last window, about 100 ms), passes what it accepts to the loop that is
@@ -169,14 +174,14 @@ public final class HTTPServer: Sendable {
     /// loop for them, so that every idle loop takes a share: packed onto one loop, they made
     /// 11% fewer handshakes (3,600 to 3,700 a second against 4,100).
     func loopForNewConnection(acceptedOn context: LoopContext) -> LoopContext {
-        guard typicalLifetime.load(ordering: .relaxed) >= 100_000 else { return context }
-        let saturated = context.loop.busyPermille >= 900
+        guard typicalLifetime.load(ordering: .relaxed) >= HTTPServer.longLivedMicroseconds else { return context }
+        let saturated = context.loop.busyPermille >= HTTPServer.saturatedPermille
         guard saturated || context.load.load(ordering: .relaxed) == 0 else { return context }
-        // An idle loop keeps the connection unless another serves some; a saturated one gives
-        // it to any loop that is not.
+        // A loop serving none keeps the connection unless another serves some; a saturated
+        // one gives it to any loop that is not.
         var chosen: LoopContext? = saturated ? nil : context
         var most = saturated ? -1 : 0
-        for candidate in contexts where candidate !== context && candidate.loop.busyPermille < 900 {
+        for candidate in contexts where candidate !== context && candidate.loop.busyPermille < HTTPServer.saturatedPermille {
             let load = candidate.load.load(ordering: .relaxed)
             if load > most {
                 chosen = candidate
