@@ -98,7 +98,7 @@ let package = Package(
         // libFuzzer's entry points over CertgateFuzzing (scripts/fuzz); not shipped.
         .executableTarget(name: "certgate-fuzz", dependencies: ["CertgateFuzzing"]),
         // scripts/bench-admission: decode, judge and answer in a loop, no network; not shipped.
-        .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateCommandLine"]),
+        .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateCommandLine", "CertgateNet"]),
         .executableTarget(
             name: "certgate-reconcile-bench",
             dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateTestSupport"]

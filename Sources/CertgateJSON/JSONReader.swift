@@ -118,11 +118,7 @@ public struct JSONReader: ~Copyable {
     }
 
     public mutating func readString() throws -> String {
-        skipWhitespace()
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string") }
-        let (start, end, escapes) = try scanString()
-        let raw = UnsafeBufferPointer(rebasing: bytes[start..<end])
-        return escapes != .none ? try unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
+        try readString(usuallyOneOf: [])
     }
 
     /// A string that is usually one of `common`: string literals, handed out as they are,
@@ -528,7 +524,7 @@ public struct JSONKey: CustomStringConvertible {
     /// are constants before it compares any byte.
     @inlinable @inline(__always)
     public static func == (key: JSONKey, name: StaticString) -> Bool {
-        guard !key.escaped else { return key.unescaped == name.description.utf8.map { $0 } }
+        guard !key.escaped else { return key.unescaped == Array(name.description.utf8) }
         let raw = key.raw
         return name.withUTF8Buffer { expected in
             guard expected.count == raw.count else { return false }

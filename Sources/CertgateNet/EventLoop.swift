@@ -129,11 +129,11 @@ public final class EventLoop: @unchecked Sendable {
         let capacity = 256
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
-        var windowStart = monotonicNanoseconds()
-        var nextTick = windowStart + UInt64(tickInterval) * 1_000_000
+        var now = monotonicNanoseconds()
+        var windowStart = now
+        var nextTick = now + UInt64(tickInterval) * 1_000_000
         var busyNanoseconds: UInt64 = 0
         while !stopping.load(ordering: .acquiring) {
-            let now = monotonicNanoseconds()
             let wait = now >= nextTick ? 0 : Int32((nextTick - now) / 1_000_000) + 1
             let count = epoll_wait(epollFD, events, Int32(capacity), wait)
             if count < 0 && errno != EINTR { break }
@@ -154,11 +154,12 @@ public final class EventLoop: @unchecked Sendable {
                 handlers[fd]?.handle(Readiness(rawValue: event.events))
             }
             runPendingTasks()
-            let done = monotonicNanoseconds()
-            busyNanoseconds += done - woke
-            if done >= nextTick {
+            now = monotonicNanoseconds()
+            busyNanoseconds += now - woke
+            if now >= nextTick {
                 for body in Array(tickHandlers.values) { body() }
-                nextTick = monotonicNanoseconds() + UInt64(tickInterval) * 1_000_000
+                now = monotonicNanoseconds()
+                nextTick = now + UInt64(tickInterval) * 1_000_000
             }
         }
         runPendingTasks()

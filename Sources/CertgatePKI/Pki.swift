@@ -410,7 +410,7 @@ final class FieldReader {
     /// often than they are wrong.
     func string(_ reader: inout JSONReader, _ path: @autoclosure () -> String, usuallyOneOf common: [String] = []) throws -> String? {
         switch try reader.peek() {
-        case .string: return common.isEmpty ? try reader.readString() : try reader.readString(usuallyOneOf: common)
+        case .string: return try reader.readString(usuallyOneOf: common)
         case .null: _ = try reader.readNull(); return nil
         case let other: try mismatch(&reader, path(), "a string", other); return nil
         }

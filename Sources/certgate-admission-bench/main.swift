@@ -7,31 +7,12 @@
 import CertgateCommandLine
 import CertgateHTTP
 import CertgateManifests
+import CertgateNet
 import CertgatePKI
 import CertgateWebhook
-
 #if canImport(Glibc)
 import Glibc
 #endif
-
-func nanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
-
-func readFile(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count == 0 { break }
-        bytes += chunk[0..<count]
-    }
-    return bytes
-}
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 var reviews = 200_000
@@ -50,7 +31,7 @@ do { policy = try PolicyFile.load(path: arguments[0]) } catch {
 }
 let webhook = AdmissionWebhook(policy: { policy })
 for path in arguments.dropFirst() {
-    guard let body = readFile(path) else {
+    guard let body = readWholeFile(path) else {
         printError("certgate-admission-bench: cannot read \(path)")
         exit(1)
     }
@@ -58,9 +39,9 @@ for path in arguments.dropFirst() {
     var answerBytes = 0
     var best = UInt64.max
     for _ in 0..<5 {
-        let start = nanoseconds()
+        let start = monotonicNanoseconds()
         for _ in 0..<reviews / 5 { answerBytes = webhook.handle(request).body.count }
-        best = min(best, nanoseconds() - start)
+        best = min(best, monotonicNanoseconds() - start)
     }
     let perReview = Double(best) / Double(reviews / 5)
     print("\(path): \(Int(perReview.rounded())) ns per review (\(body.count) bytes in, \(answerBytes) out)")

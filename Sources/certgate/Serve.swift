@@ -155,7 +155,7 @@ struct Serve {
                                        labels: ["operation", "decision"])
         // The operations the API server sends, looked up once: labels(...) hashes and locks.
         // Found by comparing, not hashing: four short names.
-        let reviewCounters = ["CREATE", "UPDATE", "DELETE", "CONNECT"].map { operation in
+        let reviewCounters = AdmissionRequest.operations.map { operation in
             (operation: operation, allowed: reviews.labels(operation, "allowed"), denied: reviews.labels(operation, "denied"))
         }
         let webhookHandler = AdmissionWebhook(policy: { policySource.value }, onDecision: { review, response in

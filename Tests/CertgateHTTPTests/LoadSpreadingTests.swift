@@ -38,13 +38,7 @@ import Testing
         let (loop0, loop1) = (test.group.loops[0], test.group.loops[1])
         // Loop 1 held up; loop 0 busy while the connections queue, so that it accepts them
         // the moment it is done, having been busy all along.
-        let held = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        loop1.execute {
-            held.signal()
-            _ = release.wait(timeout: .now() + 10)
-        }
-        held.wait()
+        let release = hold(loop1)
         defer { release.signal() }
         // A busy window closes at a wake at least 100 ms after it opened, so at most 100 ms
         // of it can be idle before the task: a second of work makes it nine tenths busy.
@@ -80,6 +74,16 @@ import Testing
     /// Opens `count` connections while `loop` runs a task that keeps it from accepting, and
     /// lets it go once the server has accepted them all (`open` in total).
     private func connect(_ count: Int, whileHolding loop: EventLoop, untilOpen open: Int, in test: TestServer) throws -> [Int32] {
+        let release = hold(loop)
+        defer { release.signal() }
+        let sockets = try (0..<count).map { _ in try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5) }
+        try waitUntil { test.server.openConnections == open }
+        return sockets
+    }
+
+    /// Keeps `loop` in a task, away from its events, until the semaphore returned is signalled
+    /// (10 s at most).
+    private func hold(_ loop: EventLoop) -> DispatchSemaphore {
         let held = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
         loop.execute {
@@ -87,10 +91,7 @@ import Testing
             _ = release.wait(timeout: .now() + 10)
         }
         held.wait()
-        defer { release.signal() }
-        let sockets = try (0..<count).map { _ in try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5) }
-        try waitUntil { test.server.openConnections == open }
-        return sockets
+        return release
     }
 
     private func waitUntil(_ condition: () -> Bool) throws {
