@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateLifecycleTests", dependencies: ["CertgateLifecycle", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
-        .testTarget(name: "CertgateCommandLineTests", dependencies: ["CertgateCommandLine"]),
+        .testTarget(name: "CertgateCommandLineTests", dependencies: ["CertgateCommandLine", "CertgateTestSupport"]),
         .testTarget(name: "CertgateYAMLTests", dependencies: ["CertgateYAML"]),
         .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI", "CertgateHTTP"]),

@@ -5,6 +5,12 @@ public protocol ArgumentValue: Sendable {
     static var expectation: String { get }
     /// How the value is shown as a default in help.
     var helpDescription: String { get }
+    /// Every value there is, when there are few: what shell completion offers.
+    static var choices: [String]? { get }
+}
+
+extension ArgumentValue {
+    public static var choices: [String]? { nil }
 }
 
 extension ArgumentValue where Self: CustomStringConvertible {
@@ -45,6 +51,7 @@ extension Bool: ArgumentValue {
         }
     }
     public static var expectation: String { "true or false" }
+    public static var choices: [String]? { ["true", "false"] }
 }
 
 /// An enumeration of names (`--output text|json|github`) reads its raw values.
@@ -55,6 +62,7 @@ extension ArgumentValue where Self: RawRepresentable, RawValue == String, Self: 
         return names.count < 2 ? names.joined() : names.dropLast().joined(separator: ", ") + " or " + names.last!
     }
     public var helpDescription: String { rawValue }
+    public static var choices: [String]? { allCases.map(\.rawValue) }
 }
 
 /// What help and the parser know of one option or flag, whatever its value's type.
@@ -66,6 +74,8 @@ public struct OptionDefinition: Sendable {
     public let takesValue: Bool
     public let repeatable: Bool
     public let defaultDescription: String?
+    /// Every value the option takes, when its type names them (an enumeration, a Bool).
+    public let valueChoices: [String]?
 
     /// The name values are stored under.
     public var primaryName: String { names[0] }
@@ -91,7 +101,8 @@ public struct Option<Value: ArgumentValue>: OptionDeclaration {
                 repeatable: Bool = false, help: String) {
         precondition(name.hasPrefix("--"), "an option's name starts with --")
         definition = OptionDefinition(names: [name] + aliases + (short.map { ["-\($0)"] } ?? []), help: help, takesValue: true,
-                                      repeatable: repeatable, defaultDescription: defaultValue?.helpDescription)
+                                      repeatable: repeatable, defaultDescription: defaultValue?.helpDescription,
+                                      valueChoices: Value.choices)
         self.defaultValue = defaultValue
     }
 }
@@ -102,7 +113,8 @@ public struct Flag: OptionDeclaration {
 
     public init(_ name: String, help: String) {
         precondition(name.hasPrefix("--"), "a flag's name starts with --")
-        definition = OptionDefinition(names: [name], help: help, takesValue: false, repeatable: false, defaultDescription: nil)
+        definition = OptionDefinition(names: [name], help: help, takesValue: false, repeatable: false, defaultDescription: nil,
+                                      valueChoices: nil)
     }
 }
 
@@ -126,9 +138,12 @@ public struct OptionGroup: Sendable {
 public struct Positionals: Sendable {
     public let name: String
     public let help: String
+    /// Every value an argument may be, when there are few: what shell completion offers.
+    public let choices: [String]?
 
-    public init(_ name: String, help: String) {
+    public init(_ name: String, help: String, choices: [String]? = nil) {
         self.name = name
         self.help = help
+        self.choices = choices
     }
 }

@@ -9,8 +9,9 @@ import Glibc
 public struct Tool: Sendable {
     public let root: Command
 
+    /// A tool with subcommands gains `completion` among them.
     public init(_ root: Command) {
-        self.root = root
+        self.root = Command.addingCompletion(to: root)
     }
 
     /// What running `arguments` (without the program name) comes to.

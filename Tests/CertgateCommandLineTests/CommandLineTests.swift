@@ -20,7 +20,7 @@ private let serve = Command("serve", abstract: "Serve.", options: [
     OptionGroup("Cluster", [Option<String>("--kubeconfig", help: "Path to a kubeconfig.")]),
 ], positionals: Positionals("names", help: "Names.")) { _ in }
 
-private let tool = Tool(Command("certgate", abstract: "The tool.", subcommands: [
+let tool = Tool(Command("certgate", abstract: "The tool.", subcommands: [
     serve,
     Command("certs", abstract: "Certificates.", subcommands: [Command("init", abstract: "Write them.") { _ in throw ExitStatus(3) }]),
 ]))

@@ -39,6 +39,26 @@ let certgateBinary: String = {
     }
 }
 
+@Suite struct CompletionCommandTests {
+    /// What `source <(certgate completion bash)` gives a user: values of the typed options
+    /// offered, a shell that is not supported refused.
+    @Test func theBashScriptCompletesCertgatesOwnOptions() throws {
+        let program = """
+            source <("$0" completion bash)
+            for line in "validate --output " "renew --a"; do
+                read -r -a COMP_WORDS <<< "certgate $line"
+                [[ "$line" == *" " ]] && COMP_WORDS+=("")
+                COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); COMPREPLY=(); _certgate_complete; echo "${COMPREPLY[*]}"
+            done
+            """
+        let result = try runProcess("bash", ["--norc", "--noprofile", "-c", program, certgateBinary])
+        #expect(result.stdout == "text json github\n--allow-insecure-kubeconfig\n", "\(result.output)")
+        let fish = try runProcess(certgateBinary, ["completion", "fish"])
+        #expect(fish.status == 64)
+        #expect(fish.stderr.hasPrefix("Error: completion takes one shell: bash or zsh\n"), "\(fish.output)")
+    }
+}
+
 @Suite struct ServeCommandTests {
     @Test func badFlagsAreRefusedWithTheFlagNamed() throws {
         let format = try runProcess(certgateBinary, ["serve", "--log-format", "xml"])
