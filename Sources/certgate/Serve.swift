@@ -49,8 +49,8 @@ struct Serve {
         static let clientCaFile = Option<String>("--client-ca-file", help: "PEM CA bundle; when set, clients must present a certificate signed by it.")
         static let policy = Option<String>("--policy", help: "Policy YAML (see examples/policy.yaml), reloaded when it changes. Default: the built-in example policy.")
         static let metricsAddress = Option<String>("--metrics-address", default: "127.0.0.1:9090", help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
-        static let logLevel = Option<String>("--log-level", default: "info", help: "debug, info, notice, warning or error.")
-        static let logFormat = Option<String>("--log-format", default: "text", help: "text or json.")
+        static let logLevel = Option<Logger.Level>("--log-level", default: .info, help: "The least severe messages logged: trace, debug, info, notice, warning, error or critical.")
+        static let logFormat = Option<LogFormat>("--log-format", default: .text, help: "text for people, json for log pipelines (one object per line).")
         static let maxRequestBodyBytes = Option<Int>("--max-request-body-bytes", default: 7 * 1024 * 1024, help: "Largest accepted request body, in bytes.")
         static let maxHeaderBytes = Option<Int>("--max-header-bytes", default: 64 * 1024, help: "Largest accepted request head (HTTP/1.1) or header list (HTTP/2), in bytes.")
         static let maxConnections = Option<Int>("--max-connections", default: 4096, help: "Connections past this are closed as soon as they are accepted.")
@@ -70,8 +70,8 @@ struct Serve {
     let clientCaFile: String?
     let policy: String?
     let metricsAddress: String
-    let logLevel: String
-    let logFormat: String
+    let logLevel: Logger.Level
+    let logFormat: LogFormat
     let maxRequestBodyBytes: Int
     let maxHeaderBytes: Int
     let maxConnections: Int
@@ -111,10 +111,6 @@ struct Serve {
     }
 
     func validate() throws {
-        guard LogFormat(rawValue: logFormat) != nil else { throw UsageError("--log-format must be text or json, not \"\(logFormat)\"") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw UsageError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(logLevel)\"")
-        }
         guard (tlsCertFile == nil) == (tlsKeyFile == nil) else {
             throw UsageError("--tls-cert-file and --tls-key-file go together")
         }
@@ -129,9 +125,7 @@ struct Serve {
     }
 
     func run() throws {
-        let format = LogFormat(rawValue: logFormat)!
-        let level = Logger.Level(rawValue: logLevel)!
-        LoggingSystem.bootstrap { CertgateLogHandler(label: $0, format: format, level: level) }
+        LoggingSystem.bootstrap { [logFormat, logLevel] in CertgateLogHandler(label: $0, format: logFormat, level: logLevel) }
         let logger = Logger(label: "certgate")
         Signals.ignoreBrokenPipe()
         MemoryTuning.limitMallocArenas()

@@ -17,7 +17,7 @@ struct WebhookSetupOptions {
         static let webhookUrl = Option<String>("--webhook-url",
             help: "Register --webhook-configuration with this URL (https://HOST:PORT/validate) instead of a Service, for a webhook served outside the cluster.")
         static let webhookCaFile = Option<String>("--webhook-ca-file", help: "PEM CA bundle registered with --webhook-url when --tls-cert-file is given.")
-        static let webhookFailurePolicy = Option<String>("--webhook-failure-policy", default: "Fail",
+        static let webhookFailurePolicy = Option<FailurePolicy>("--webhook-failure-policy", default: .Fail,
             help: "Fail or Ignore: what the API server does with Pki writes when the webhook registered by --webhook-url does not answer.")
     }
     static let options: [any OptionDeclaration] = [Flags.tlsSecret, Flags.tlsHosts, Flags.webhookConfiguration, Flags.webhookUrl,
@@ -28,7 +28,13 @@ struct WebhookSetupOptions {
     let webhookConfiguration: String
     let webhookUrl: String?
     let webhookCaFile: String?
-    let webhookFailurePolicy: String
+    let webhookFailurePolicy: FailurePolicy
+
+    /// What the API server does with a request when the webhook does not answer, spelt as
+    /// the ValidatingWebhookConfiguration spells it.
+    enum FailurePolicy: String, ArgumentValue, CaseIterable {
+        case Fail, Ignore
+    }
 
     init(_ arguments: ParsedArguments) throws {
         tlsSecret = try arguments.valueIfGiven(Flags.tlsSecret)
@@ -62,9 +68,6 @@ struct WebhookSetupOptions {
     /// Checks the flags against each other and against the serving certificate files.
     func validate(tlsCertFile: String?, clientCaFile: String?) throws {
         _ = try webhookHost()
-        guard ["Fail", "Ignore"].contains(webhookFailurePolicy) else {
-            throw UsageError("--webhook-failure-policy must be Fail or Ignore, not \"\(webhookFailurePolicy)\"")
-        }
         if webhookCaFile != nil && webhookUrl == nil { throw UsageError("--webhook-ca-file goes with --webhook-url") }
         if let tlsSecret, tlsCertFile != nil {
             throw UsageError("--tls-secret \(tlsSecret) and --tls-cert-file are two sources of the serving certificate; give one")
@@ -97,7 +100,7 @@ struct WebhookSetupOptions {
     func registration(caBundle: [UInt8]) -> WebhookRegistration? {
         guard let webhookUrl else { return nil }
         var registration = WebhookRegistration(name: webhookConfiguration, url: webhookUrl, caBundle: caBundle)
-        registration.failurePolicy = webhookFailurePolicy
+        registration.failurePolicy = webhookFailurePolicy.rawValue
         return registration
     }
 
