@@ -75,9 +75,8 @@ public final class HTTPServer: Sendable {
     private let contexts: [LoopContext]
     private let listeners = Locked<[ListeningSocket]>([])
     private let connectionCount = Atomic<Int>(0)
-    /// How long connections have been living lately, in microseconds: a moving average
-    /// over closes, an eighth each, starting long (10 s).
-    private let typicalLifetime = Atomic<Int>(10_000_000)
+    /// How long each client's connections have been living lately.
+    private let lifetimes = PeerLifetimes()
     private let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
 
@@ -156,10 +155,10 @@ public final class HTTPServer: Sendable {
     /// A loop busy this share of its last window (thousandths) takes no new connections.
     static let saturatedPermille = 900
 
-    /// The loop a newly accepted connection goes to. While connections live long (keep-alive
-    /// pools, the API server's included), a loop that serves none, or is saturated (busy nine
-    /// tenths of its last window, about 100 ms), passes what it accepts to the loop that is
-    /// not saturated and serves the most; otherwise the accepting loop keeps it.
+    /// The loop a newly accepted connection goes to. While the client's connections live long
+    /// (keep-alive pools, the API server's included), a loop that serves none, or is saturated
+    /// (busy nine tenths of its last window, about 100 ms), passes what it accepts to the loop
+    /// that is not saturated and serves the most; otherwise the accepting loop keeps it.
     ///
     /// A pool is packed, not spread: over two loops, the pool's requests had both loops sleep
     /// and wake for each one. On this 2-core machine, with the load client on the same cores,
@@ -173,8 +172,8 @@ public final class HTTPServer: Sendable {
     /// Short-lived connections (a storm of full handshakes) are left where the kernel woke a
     /// loop for them, so that every idle loop takes a share: packed onto one loop, they made
     /// 11% fewer handshakes (3,600 to 3,700 a second against 4,100).
-    func loopForNewConnection(acceptedOn context: LoopContext) -> LoopContext {
-        guard typicalLifetime.load(ordering: .relaxed) >= HTTPServer.longLivedMicroseconds else { return context }
+    func loopForNewConnection(from peer: SocketAddress?, acceptedOn context: LoopContext) -> LoopContext {
+        guard lifetimes.typicalMicroseconds(from: peer?.host) >= HTTPServer.longLivedMicroseconds else { return context }
         let saturated = context.loop.busyPermille >= HTTPServer.saturatedPermille
         guard saturated || context.load.load(ordering: .relaxed) == 0 else { return context }
         // A loop serving none keeps the connection unless another serves some; a saturated
@@ -253,12 +252,10 @@ public final class HTTPServer: Sendable {
         metrics.openConnections.add(-1)
     }
 
-    /// Counts a closed connection's lifetime into ``typicalLifetime``. Loops update it
-    /// without a lock: a lost update only delays the average.
-    func noteLifetime(ofConnectionOpenedAt openedAt: UInt64, closedAt now: UInt64) {
-        let lived = Int(min(now &- openedAt, 3_600_000_000_000) / 1000)
-        let average = typicalLifetime.load(ordering: .relaxed)
-        typicalLifetime.store(average + (lived - average) / 8, ordering: .relaxed)
+    /// Counts a closed connection's lifetime for its client.
+    func noteLifetime(of connection: Connection, closedAt now: UInt64) {
+        let lived = Int(min(now &- connection.openedAt, 3_600_000_000_000) / 1000)
+        lifetimes.note(microseconds: lived, from: connection.peer?.host)
     }
 
     /// Runs the router and counts the answer on the loop that serves it.
@@ -425,7 +422,7 @@ final class LoopContext: @unchecked Sendable {
         if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
             load.wrappingSubtract(1, ordering: .relaxed)
             server.releaseConnection()
-            server.noteLifetime(ofConnectionOpenedAt: connection.openedAt, closedAt: monotonicNanoseconds())
+            server.noteLifetime(of: connection, closedAt: monotonicNanoseconds())
         }
     }
 
@@ -497,7 +494,7 @@ final class Acceptor: EventHandler {
                 SocketIO.close(accepted.descriptor)
                 continue
             }
-            let target = server.loopForNewConnection(acceptedOn: context)
+            let target = server.loopForNewConnection(from: accepted.peer, acceptedOn: context)
             target.load.wrappingAdd(1, ordering: .relaxed)
             if target === context {
                 context.adopt(descriptor: accepted.descriptor, peer: accepted.peer)

@@ -71,6 +71,23 @@ import Testing
         #expect(test.server.connectionsPerLoop == [2, 2])
     }
 
+    /// Each client is judged by its own connections: one that opens and closes them (the
+    /// kubelet's readiness probe, every few seconds on the webhook port) does not make another
+    /// client's keep-alive pool (the API server's) look short-lived.
+    @Test func oneClientsShortConnectionsDoNotUnpackAnothersPool() throws {
+        let test = try TestServer { $0.addresses.append(try! SocketAddress(host: "::1", port: 0)) }
+        defer { test.stop() }
+        for _ in 0..<64 {
+            close(try ClientSocket.connect(host: "::1", port: test.ports[1], timeout: 5))
+        }
+        try waitUntil { test.server.openConnections == 0 }
+        let first = try connect(2, whileHolding: test.group.loops[0], untilOpen: 2, in: test)
+        defer { for socket in first { close(socket) } }
+        let second = try connect(2, whileHolding: test.group.loops[1], untilOpen: 4, in: test)
+        defer { for socket in second { close(socket) } }
+        #expect(test.server.connectionsPerLoop == [0, 4])
+    }
+
     /// Opens `count` connections while `loop` runs a task that keeps it from accepting, and
     /// lets it go once the server has accepted them all (`open` in total).
     private func connect(_ count: Int, whileHolding loop: EventLoop, untilOpen open: Int, in test: TestServer) throws -> [Int32] {

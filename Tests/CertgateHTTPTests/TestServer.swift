@@ -18,6 +18,8 @@ final class TestServer: @unchecked Sendable {
     let group: EventLoopGroup
     let server: HTTPServer
     let port: UInt16
+    /// The port of each of the configuration's addresses, the first being `port`.
+    let ports: [UInt16]
     let host: String
     private var stopped = false
 
@@ -46,7 +48,8 @@ final class TestServer: @unchecked Sendable {
         logger.logLevel = .critical
         server = HTTPServer(configuration: configuration, router: router, group: group,
                             metrics: ServerMetrics(registry: registry), logger: logger)
-        port = try server.start()[0].port
+        ports = try server.start().map(\.port)
+        port = ports[0]
         self.host = host
     }
 
