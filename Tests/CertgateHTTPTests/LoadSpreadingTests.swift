@@ -64,10 +64,8 @@ import Testing
             close(try ClientSocket.connect(host: "127.0.0.1", port: test.port, timeout: 5))
         }
         try waitUntil { test.server.openConnections == 0 }
-        let first = try connect(2, whileHolding: test.group.loops[0], untilOpen: 2, in: test)
-        defer { for socket in first { close(socket) } }
-        let second = try connect(2, whileHolding: test.group.loops[1], untilOpen: 4, in: test)
-        defer { for socket in second { close(socket) } }
+        let pool = try connectPoolAcceptedByBothLoops(in: test)
+        defer { for socket in pool { close(socket) } }
         #expect(test.server.connectionsPerLoop == [2, 2])
     }
 
@@ -81,11 +79,21 @@ import Testing
             close(try ClientSocket.connect(host: "::1", port: test.ports[1], timeout: 5))
         }
         try waitUntil { test.server.openConnections == 0 }
-        let first = try connect(2, whileHolding: test.group.loops[0], untilOpen: 2, in: test)
-        defer { for socket in first { close(socket) } }
-        let second = try connect(2, whileHolding: test.group.loops[1], untilOpen: 4, in: test)
-        defer { for socket in second { close(socket) } }
+        let pool = try connectPoolAcceptedByBothLoops(in: test)
+        defer { for socket in pool { close(socket) } }
         #expect(test.server.connectionsPerLoop == [0, 4])
+    }
+
+    /// Four connections from 127.0.0.1, two accepted by each loop in turn (loop 1 first):
+    /// packed, they end on loop 1; left where accepted, two on each.
+    private func connectPoolAcceptedByBothLoops(in test: TestServer) throws -> [Int32] {
+        let first = try connect(2, whileHolding: test.group.loops[0], untilOpen: 2, in: test)
+        do {
+            return first + (try connect(2, whileHolding: test.group.loops[1], untilOpen: 4, in: test))
+        } catch {
+            for socket in first { close(socket) }
+            throw error
+        }
     }
 
     /// Opens `count` connections while `loop` runs a task that keeps it from accepting, and
