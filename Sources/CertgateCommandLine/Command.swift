@@ -57,6 +57,11 @@ public struct Command: Sendable {
     }
 
     var options: [OptionDefinition] { optionGroups.flatMap { $0.options.map(\.definition) } }
+
+    /// This group of subcommands with `subcommand` last among them.
+    func adding(_ subcommand: Command) -> Command {
+        Command(name, abstract: abstract, subcommands: subcommands + [subcommand])
+    }
 }
 
 /// What a command was called with, read through the options it declared.

@@ -22,7 +22,7 @@ extension Command {
             }
             writeAll(CompletionScript(root: addingCompletion(to: root), shell: shell).text, to: 1)
         }
-        return Command(root.name, abstract: root.abstract, subcommands: root.subcommands + [completion])
+        return root.adding(completion)
     }
 }
 

@@ -9,8 +9,13 @@ import Glibc
 public struct Tool: Sendable {
     public let root: Command
 
-    /// A tool with subcommands gains `completion` among them.
-    public init(_ root: Command) {
+    /// A tool with subcommands gains `completion` among them, and with a `version`, a
+    /// `version` subcommand that prints it (also run by `--version`).
+    public init(_ root: Command, version: String? = nil) {
+        var root = root
+        if let version, !root.subcommands.isEmpty {
+            root = root.adding(Command("version", abstract: "Print \(root.name)'s version.") { _ in writeAll(version + "\n", to: 1) })
+        }
         self.root = Command.addingCompletion(to: root)
     }
 
@@ -46,6 +51,9 @@ public struct Tool: Sendable {
         var command = root
         var path = [root.name]
         var rest = ArraySlice(arguments)
+        if rest.first == "--version", root.subcommands.contains(where: { $0.name == "version" }) {
+            rest = ["version"]
+        }
         if rest.first == "help" {
             // `certgate help serve` is `certgate serve --help`.
             rest = rest.dropFirst()

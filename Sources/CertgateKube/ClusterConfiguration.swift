@@ -227,11 +227,12 @@ public enum ClusterConfigurationLoader {
 
 extension ClusterConfiguration {
     /// An HTTPS client for this API server. The caller adds `Authorization: Bearer` from
-    /// ``token`` to each request, so a rotated token is picked up.
-    public func makeHTTPClient(requestTimeout: Double = 30) throws -> HTTPClient {
+    /// ``token`` to each request, so a rotated token is picked up. The API server names the
+    /// writer in managedFields after the User-Agent up to its first "/".
+    public func makeHTTPClient(requestTimeout: Double = 30, userAgent: String = "certgate") throws -> HTTPClient {
         var configuration = HTTPClientConfiguration(host: host, port: port, tls: try TLSClientContext(tls))
         configuration.requestTimeout = requestTimeout
-        configuration.userAgent = "certgate"
+        configuration.userAgent = userAgent
         return HTTPClient(configuration: configuration)
     }
 }

@@ -99,8 +99,9 @@ public final class KubeClient: Sendable {
         KubeClient(http: http, token: token, limits: limits, requestTimeout: seconds)
     }
 
-    public convenience init(configuration: ClusterConfiguration, limits: KubeClientLimits = KubeClientLimits()) throws {
-        self.init(http: try configuration.makeHTTPClient(), token: configuration.token, limits: limits)
+    public convenience init(configuration: ClusterConfiguration, limits: KubeClientLimits = KubeClientLimits(),
+                            userAgent: String = "certgate") throws {
+        self.init(http: try configuration.makeHTTPClient(userAgent: userAgent), token: configuration.token, limits: limits)
     }
 
     public func get<T: Decodable>(_ resource: Resource, namespace: String?, name: String, as type: T.Type = T.self) throws -> T {

@@ -68,6 +68,7 @@ public final class TestAPIServer: @unchecked Sendable {
         public let client: String
         public let method: String
         public let path: String
+        public let userAgent: String
         /// Monotonic seconds at arrival.
         public let time: Double
         /// False when the client was partitioned: the request never took effect.
@@ -274,8 +275,8 @@ public final class TestAPIServer: @unchecked Sendable {
         if let client {
             let cutOff = locked { () -> Bool in
                 let cutOff = partitioned.contains(client)
-                logged.append(LoggedRequest(client: client, method: request.method, path: request.path, time: TestAPIServer.now(),
-                                                applied: !cutOff))
+                logged.append(LoggedRequest(client: client, method: request.method, path: request.path,
+                                            userAgent: request.headers["user-agent"] ?? "", time: TestAPIServer.now(), applied: !cutOff))
                 return cutOff
             }
             if cutOff {

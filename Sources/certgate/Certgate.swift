@@ -8,7 +8,7 @@ enum Certgate {
     static let certs = Command("certs", abstract: "Development certificates.", subcommands: [CertsInit.command])
 
     static func main() {
-        Tool(command).main()
+        Tool(command, version: Version.text).main()
     }
 }
 

@@ -148,7 +148,8 @@ extension ReconcilerOptions {
             return nil
         }
         logger.info("cluster configured", metadata: ["cluster": "\(configuration.source)"])
-        return try KubeClient(configuration: configuration, limits: KubeClientLimits(qps: kubeApiQps, burst: kubeApiBurst))
+        return try KubeClient(configuration: configuration, limits: KubeClientLimits(qps: kubeApiQps, burst: kubeApiBurst),
+                              userAgent: Version.userAgent)
     }
 }
 

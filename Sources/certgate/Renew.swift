@@ -33,7 +33,7 @@ struct Renew {
     }
 
     func run() throws {
-        let client = try KubeClient(configuration: try cluster.load())
+        let client = try KubeClient(configuration: try cluster.load(), userAgent: Version.userAgent)
         // Nanoseconds, so two requests within one second still differ.
         let value = utcTimestampNow(fractionDigits: 9)
         var failed = 0

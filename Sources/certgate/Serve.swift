@@ -127,12 +127,15 @@ struct Serve {
     func run() throws {
         LoggingSystem.bootstrap { [logFormat, logLevel] in CertgateLogHandler(label: $0, format: logFormat, level: logLevel) }
         let logger = Logger(label: "certgate")
+        logger.info("starting", metadata: ["version": "\(Version.release)"])
         Signals.ignoreBrokenPipe()
         MemoryTuning.limitMallocArenas()
 
         let selfManaged = setup.isSelfManaged(tlsCertFile: tlsCertFile)
         let client = reconciler.reconcile || selfManaged || setup.webhookUrl != nil ? try reconciler.connect(logger: logger) : nil
         let registry = MetricsRegistry()
+        registry.gauge("certgate_build_info", help: "Always 1; its label names the release running.", labels: ["version"])
+            .labels(Version.release).set(1)
         let serverMetrics = ServerMetrics(registry: registry)
         let certificate = try makeServingCertificate(client: client, metrics: CertificateMetrics(registry: registry), logger: logger)
         let serving = certificate.serving

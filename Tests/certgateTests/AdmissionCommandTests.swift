@@ -48,6 +48,8 @@ let examples = "\(repositoryRoot)/examples"
         let counted = try runProcess("curl", ["-sS", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
         #expect(counted.contains("certgate_admission_reviews_total{operation=\"CREATE\",decision=\"denied\"} 2\n"), "\(counted)")
         #expect(counted.contains("certgate_admission_reviews_total{operation=\"CREATE\",decision=\"allowed\"} 2\n"))
+        let release = try chartAppVersion()
+        #expect(counted.contains("certgate_build_info{version=\"\(release)\"} 1\n"), "\(counted)")
 
         // A broken policy keeps the last good one in force and says why.
         try "namespaces:\n  app1: [app1, app2\n".write(toFile: policyFile, atomically: true, encoding: .utf8)

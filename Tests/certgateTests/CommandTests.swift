@@ -39,6 +39,25 @@ let certgateBinary: String = {
     }
 }
 
+/// The chart's appVersion: the release the binary must say it is.
+func chartAppVersion() throws -> String {
+    let chart = try String(contentsOfFile: "\(repositoryRoot)/charts/certgate/Chart.yaml", encoding: .utf8)
+    let line = chart.split(separator: "\n").first { $0.hasPrefix("appVersion:") } ?? ""
+    return line.dropFirst("appVersion:".count).trimmingCharacters(in: CharacterSet(charactersIn: " \""))
+}
+
+@Suite struct VersionCommandTests {
+    @Test func theBinarySaysTheReleaseTheChartInstalls() throws {
+        let release = try chartAppVersion()
+        #expect(!release.isEmpty)
+        for arguments in [["--version"], ["version"]] {
+            let result = try runProcess(certgateBinary, arguments)
+            #expect(result.status == 0)
+            #expect(result.stdout == "certgate \(release)\n", "\(arguments): \(result.output)")
+        }
+    }
+}
+
 @Suite struct CompletionCommandTests {
     /// What `source <(certgate completion bash)` gives a user: values of the typed options
     /// offered, a shell that is not supported refused.

@@ -39,6 +39,12 @@ import Testing
         #expect(api.object(.secrets, namespace: "app1", name: "app1-pki") != nil)
         #expect(try client.get(.leases, namespace: "certgate", name: "canary-leader", as: Lease.self).spec?.holderIdentity?.isEmpty == false)
         #expect(api.object(.leases, namespace: "certgate", name: "certgate-leader") == nil, "only the Lease it was given")
+        // Audit logs see the release calling; managedFields name the writer as before.
+        let agents = Set(api.requestLog.map(\.userAgent).filter { $0 != "certgate" })
+        let release = try chartAppVersion()
+        #expect(agents.count == 1 && agents.first!.hasPrefix("certgate/\(release) (linux/"), "\(agents)")
+        let fields = (api.object(.secrets, namespace: "app1", name: "app1-pki")?["metadata"] as? [String: Any])?["managedFields"] as? [[String: Any]]
+        #expect(fields?.map { $0["manager"] as? String } == ["certgate"], "\(String(describing: fields))")
 
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
@@ -47,6 +53,8 @@ import Testing
                 "the Lease is released for the next replica")
         let lines = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(lines.contains("\"msg\":\"reconciler started (leader)\""), "\(lines)")
+        let starting = lines.split(separator: "\n").first { $0.contains("\"msg\":\"starting\"") } ?? ""
+        #expect(starting.contains("\"version\":\"\(release)\""), "\(lines)")
     }
 
     @Test func withoutAClusterServeRunsTheWebhookAloneAndSaysSoOnce() throws {
