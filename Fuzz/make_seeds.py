@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of every fuzz target into Fuzz/corpus/TARGET/ from the recorded
-API server wire (../shared/fixtures/apiserver-1.28), the benchmark payloads, the examples
+API server wire (Tests/Fixtures/apiserver-1.28), the benchmark payloads (bench/payloads), the examples
 and hand-written cases. Run from the repository root; it overwrites only files it names.
 Certificates are made with openssl at run time; no private key is written (scripts/fuzz adds
 freshly generated keys to its working corpus instead)."""
@@ -13,8 +13,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(ROOT, "..", "shared")
-FIXTURES = os.path.join(SHARED, "fixtures", "apiserver-1.28")
+FIXTURES = os.path.join(ROOT, "Tests", "Fixtures", "apiserver-1.28")
 CORPUS = os.path.join(ROOT, "Fuzz", "corpus")
 
 
@@ -45,7 +44,7 @@ def split_http(data):
 
 reviews = {os.path.basename(p): read(p) for p in
            glob.glob(os.path.join(FIXTURES, "admissionreview-*.json")) + glob.glob(os.path.join(ROOT, "examples", "*.json"))
-           + glob.glob(os.path.join(SHARED, "bench", "payloads", "*.json"))}
+           + glob.glob(os.path.join(ROOT, "bench", "payloads", "*.json"))}
 
 # HTTP/1.1 requests: the first byte picks how the stream is cut (0: whole).
 requests = {}

@@ -4,10 +4,9 @@ import CertgateTestSupport
 import Foundation
 import Testing
 
-/// The wire recorded from kube-apiserver 1.28, beside the repository (../shared/fixtures).
-private let recordingsFolder = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("../shared/fixtures/apiserver-1.28").standardized.path
+/// The wire recorded from kube-apiserver 1.28 (Tests/Fixtures/apiserver-1.28, with the README
+/// that says how each file was produced).
+private let recordingsFolder = recordings
 
 /// The client's decoders on every body a real API server sent: each decodes, and what the
 /// decoded value says (encoded again) is what the recording says, field for field.

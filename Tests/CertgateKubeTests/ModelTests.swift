@@ -3,6 +3,7 @@ import CertgatePKI
 import Foundation
 import Testing
 
+/// The wire recorded from kube-apiserver 1.28, with the README that says how each file was produced.
 let recordings = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/apiserver-1.28").standardized.path
 
 /// The body of a recorded `curl -i` exchange: what follows the last head (a POST's

@@ -9,14 +9,10 @@ import Foundation
 import Logging
 import Testing
 
-/// The wire recorded from kube-apiserver 1.28, beside the repository.
-private let sharedRecordings = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("../shared/fixtures/apiserver-1.28").standardized.path
 
 /// The body of a recorded `curl -i` answer (curl removed the chunked framing).
 private func recordedListBody(_ name: String) throws -> [UInt8] {
-    let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(sharedRecordings)/\(name)")))
+    let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(recordings)/\(name)")))
     let separator = Array("\r\n\r\n".utf8)
     guard let start = (0..<(bytes.count - 3)).first(where: { Array(bytes[$0..<$0 + 4]) == separator }) else {
         throw RecordingError(file: name)
@@ -268,7 +264,7 @@ private final class RecordedListServer: Sendable {
     @Test func theTestAPIServerPrunesAndRefusesUnknownFieldsAsRecorded() throws {
         let api = try TestAPIServer()
         defer { api.stop() }
-        let recordedBody = try String(contentsOfFile: "\(sharedRecordings)/requests/create-unknown-field.body", encoding: .utf8)
+        let recordedBody = try String(contentsOfFile: "\(recordings)/requests/create-unknown-field.body", encoding: .utf8)
         let body = recordedBody.replacingOccurrences(of: "rotationPolicy", with: "colour")
         func create(_ query: String) throws -> (head: String, body: [String: Any]) {
             let result = try curl(api, ["-i", "--http1.1", "-H", "Content-Type: application/json", "--data-binary", body],
@@ -277,7 +273,7 @@ private final class RecordedListServer: Sendable {
             return (parts.first ?? "", try jsonObject((parts.last ?? "").utf8))
         }
         func recorded(_ name: String) throws -> (head: String, body: [String: Any]) {
-            let text = try String(contentsOfFile: "\(sharedRecordings)/\(name)", encoding: .utf8).replacingOccurrences(of: "rotationPolicy", with: "colour")
+            let text = try String(contentsOfFile: "\(recordings)/\(name)", encoding: .utf8).replacingOccurrences(of: "rotationPolicy", with: "colour")
             let parts = text.components(separatedBy: "\r\n\r\n")
             return (parts[0], try jsonObject(parts[1].utf8))
         }
