@@ -4,7 +4,7 @@ import Foundation
 extension TestAPIServer {
     /// The chart's CRD for pkis: what the double validates and prunes against by default.
     public static let chartCRD = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../charts/certgate/crds/pkis.certgate.dev.yaml").standardized.path
+        .appendingPathComponent("../../charts/certgate/files/pkis.certgate.dev.yaml").standardized.path
 
     /// The openAPIV3Schema of the CRD in `file`, nil when it cannot be read.
     static func openAPISchema(crdFile file: String) -> YAMLNode? {

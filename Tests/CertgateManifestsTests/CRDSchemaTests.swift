@@ -9,7 +9,7 @@ import Testing
 /// it), so a field only the type knows is silently never set.
 @Suite struct CRDSchemaTests {
     private let crd = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../charts/certgate/crds/pkis.certgate.dev.yaml").standardized.path
+        .appendingPathComponent("../../charts/certgate/files/pkis.certgate.dev.yaml").standardized.path
 
     /// A spec with every field set, so every key the type knows appears in its encoding.
     private let everyField = PkiSpec(serviceName: "app1", secretName: "app1-tls", commonName: "app1.app1.svc", dnsNames: ["app1.app1.svc"],

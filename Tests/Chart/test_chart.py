@@ -104,9 +104,10 @@ def readme_install_commands(workdir: str) -> list[InstallCommand]:
     return commands
 
 
-def render(values: dict | None, *, release: str = "certgate", namespace: str = "certgate") -> list[dict]:
-    with helm.Chart.load(CHART) as chart:
-        manifests = chart.render(values=values, name=release, namespace=namespace, is_install=True)
+def render(values: dict | None, *, release: str = "certgate", namespace: str = "certgate", upgrade: bool = False,
+           chart_path: str = CHART) -> list[dict]:
+    with helm.Chart.load(chart_path) as chart:
+        manifests = chart.render(values=values, name=release, namespace=namespace, is_install=not upgrade, is_upgrade=upgrade)
     objects = []
     for path, text in sorted(manifests.items()):
         if path.endswith("NOTES.txt"):
@@ -199,7 +200,7 @@ class DefaultValuesTests(ChartTestCase):
         kinds = sorted(o["kind"] for o in self.objects)
         self.assertEqual(kinds, sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "ClusterRoleBinding",
                                         "Role", "RoleBinding", "Deployment", "PodDisruptionBudget", "Service", "ConfigMap",
-                                        "ValidatingWebhookConfiguration"]))
+                                        "ValidatingWebhookConfiguration", "CustomResourceDefinition"]))
 
     def test_the_webhook_sees_pki_creates_and_updates_only(self):
         configuration = find(self.objects, "ValidatingWebhookConfiguration")
@@ -406,12 +407,84 @@ class ValuesSchemaTests(ChartTestCase):
                 self.assertTrue(report["errors"] or [m for m in report["messages"] if m["severity"] >= 3], report)
 
 
+CRD_FILE = os.path.join(CHART, "files", "pkis.certgate.dev.yaml")
+
+
+def crd_file() -> dict:
+    with open(CRD_FILE) as file:
+        return yaml.safe_load(file)
+
+
+class CustomResourceDefinitionReleaseTests(unittest.TestCase):
+    """The CRD is rendered with the release from the one file kubectl and the tests read, so
+    `helm upgrade` carries its schema changes (a CRD under crds/ is installed once, never upgraded)."""
+
+    def rendered_crd(self, values: dict | None, *, upgrade: bool, chart_path: str = CHART) -> dict | None:
+        crds = [o for o in render(values, upgrade=upgrade, chart_path=chart_path) if o["kind"] == "CustomResourceDefinition"]
+        self.assertLessEqual(len(crds), 1)
+        return crds[0] if crds else None
+
+    def test_no_crd_is_left_where_helm_would_never_upgrade_it(self):
+        with helm.Chart.load(CHART) as chart:
+            self.assertEqual(chart.crds, [])
+
+    def test_install_and_upgrade_render_the_file_kubectl_applies(self):
+        expected = crd_file()
+        for upgrade in (False, True):
+            with self.subTest(upgrade=upgrade):
+                crd = self.rendered_crd(None, upgrade=upgrade)
+                self.assertIsNotNone(crd, "no CustomResourceDefinition rendered")
+                self.assertEqual(crd["__template__"], "certgate/templates/crd.yaml")
+                self.assertEqual({k: v for k, v in crd.items() if k not in ("metadata", "__template__")},
+                                 {k: v for k, v in expected.items() if k != "metadata"})
+                self.assertEqual(crd["metadata"]["name"], expected["metadata"]["name"])
+                labels = crd["metadata"]["labels"]
+                self.assertEqual(labels["app.kubernetes.io/managed-by"], "Helm")
+                self.assertEqual(labels["app.kubernetes.io/instance"], "certgate")
+                self.assertLessEqual(expected["metadata"]["labels"].items(), labels.items())
+                self.assertEqual(crd["metadata"]["annotations"], {"helm.sh/resource-policy": "keep"})
+                for version in KUBERNETES_VERSIONS:
+                    kubernetes_validate.validate({k: v for k, v in crd.items() if k != "__template__"}, version, strict=True)
+
+    def test_crds_keep_false_lets_uninstall_delete_it(self):
+        crd = self.rendered_crd({"crds": {"keep": False}}, upgrade=True)
+        self.assertIsNotNone(crd)
+        self.assertNotIn("helm.sh/resource-policy", crd["metadata"].get("annotations", {}))
+
+    def test_crds_enabled_false_leaves_it_to_the_user(self):
+        self.assertIsNone(self.rendered_crd({"crds": {"enabled": False}}, upgrade=True))
+        self.assertIsNone(self.rendered_crd({"crds": {"enabled": False, "keep": True}}, upgrade=False))
+        report = helm.lint(CHART, {"crds": {"enabled": False}}, strict=True, namespace="certgate")
+        self.assertEqual([m for m in report["messages"] if m["severity"] >= 2] + report["errors"], [])
+
+    def test_an_upgrade_reusing_values_from_before_the_crds_key_still_carries_the_crd(self):
+        # `helm upgrade --reuse-values` renders with the old release's values, which have no
+        # crds key: the chart's values.yaml stripped of it stands for them.
+        with tempfile.TemporaryDirectory() as directory:
+            old = os.path.join(directory, "certgate")
+            subprocess.run(["cp", "-r", CHART, old], check=True)
+            values_path = os.path.join(old, "values.yaml")
+            with open(values_path) as file:
+                values = yaml.safe_load(file)
+            del values["crds"]
+            with open(values_path, "w") as file:
+                yaml.safe_dump(values, file)
+            crd = self.rendered_crd(None, upgrade=True, chart_path=old)
+        self.assertIsNotNone(crd, "an upgrade from old values dropped the CRD")
+        self.assertEqual(crd["metadata"]["annotations"], {"helm.sh/resource-policy": "keep"})
+
+    def test_the_values_schema_refuses_a_misspelt_setting(self):
+        for values in ({"crds": {"enabled": "yes"}}, {"crds": {"kep": True}}):
+            with self.subTest(values=values):
+                with helm.Chart.load(CHART) as chart:
+                    with self.assertRaises(helm.HelmError):
+                        chart.validate_schema(values)
+
+
 class CustomResourceDefinitionTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        with helm.Chart.load(CHART) as chart:
-            [crd] = chart.crds
-        cls.crd = yaml.safe_load(crd["data"])
+        cls.crd = crd_file()
         [cls.version] = cls.crd["spec"]["versions"]
         cls.schema = cls.version["schema"]["openAPIV3Schema"]
 
