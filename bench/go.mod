@@ -1,0 +1,3 @@
+module certgate.dev/bench
+
+go 1.22
