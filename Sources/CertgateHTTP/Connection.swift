@@ -448,8 +448,9 @@ final class Connection: EventHandler {
         if let tls { _ = try? writeCollectedTLSOutput(tls) }
         phase = .closed
         handler = nil
-        // No EPOLL_CTL_DEL: closing the only descriptor of the socket removes it from the
-        // epoll set, and saves a system call per connection.
+        // The loop's table holds this connection, its TLS session and buffers until told:
+        // closing the descriptor alone takes it out of the epoll set but not out of the table.
+        context.loop.deregister(descriptor)
         SocketIO.close(descriptor)
         context.remove(self)
     }

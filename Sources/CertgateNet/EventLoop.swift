@@ -110,6 +110,9 @@ public final class EventLoop: @unchecked Sendable {
         epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
     }
 
+    /// How many descriptors the loop watches (its handlers, the eventfd aside).
+    public var watchedDescriptorCount: Int { handlers.count }
+
     /// Stops watching `fd`; the caller still owns and closes it.
     public func deregister(_ fd: Int32) {
         epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)

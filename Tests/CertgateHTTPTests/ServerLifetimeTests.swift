@@ -80,3 +80,34 @@ private func startedServer(on group: EventLoopGroup) throws -> HTTPServer {
         #expect(server.server.openConnections == 0, "closed without waiting for the client's FIN (linger is 5 s here)")
     }
 }
+
+@Suite struct ClosedConnectionTests {
+    /// A closed connection leaves its loop's table: before, the loop kept each one (its TLS
+    /// session and buffers) until another descriptor happened to get the same number.
+    @Test func aClosedConnectionIsNoLongerWatchedByItsLoop() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        let before = watched(server.group)
+        for _ in 0..<5 {
+            #expect(try server.curl([server.url("/healthz")]).stdout.hasSuffix("ok\n\n2 200"))
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while server.server.openConnections > 0 && Date() < deadline { usleep(10_000) }
+        #expect(server.server.openConnections == 0)
+        #expect(watched(server.group) == before, "closed connections still registered with their loops")
+    }
+
+    /// The descriptors every loop of `group` watches, each counted on its own thread.
+    private func watched(_ group: EventLoopGroup) -> Int {
+        group.loops.map { loop in
+            let counted = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var count = 0
+            loop.execute {
+                count = loop.watchedDescriptorCount
+                counted.signal()
+            }
+            counted.wait()
+            return count
+        }.reduce(0, +)
+    }
+}
