@@ -78,6 +78,8 @@ public final class HTTPServer: Sendable {
     /// How long each client's connections have been living lately.
     private let lifetimes = PeerLifetimes()
     private let stopping = Atomic<Bool>(false)
+    /// Broadcast when a connection closes during shutdown, which waits for the last one.
+    private let connectionsClosed = Condition()
     private let started = Atomic<Bool>(false)
 
     public init(configuration: HTTPServerConfiguration, router: Router, group: EventLoopGroup,
@@ -118,6 +120,7 @@ public final class HTTPServer: Sendable {
             context.loop.execute { [context] in
                 for socket in sockets.value {
                     let acceptor = Acceptor(socket: socket, context: context)
+                    context.acceptors.append(acceptor)
                     do {
                         try context.loop.register(socket.descriptor, interest: .acceptable, handler: acceptor)
                     } catch {
@@ -205,15 +208,21 @@ public final class HTTPServer: Sendable {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let sockets = listeners.withLock { $0 }
         onEveryLoop { context in
-            for socket in sockets { context.loop.deregister(socket.descriptor) }
+            // A paused acceptor's tick would otherwise watch the closed listener again.
+            for acceptor in context.acceptors { acceptor.stop() }
+            context.acceptors = []
             context.beginShutdown()
         }
         for socket in sockets { socket.close() }
         logger.info("shutting down", metadata: ["server": "\(configuration.name)", "open_connections": "\(openConnections)"])
 
+        // Woken by every connection that closes from here on (releaseConnection).
         let deadline = monotonicNanoseconds() + UInt64(max(0, gracePeriod) * 1e9)
-        while openConnections > 0 && monotonicNanoseconds() < deadline {
-            usleepMilliseconds(20)
+        while true {
+            let generation = connectionsClosed.generation
+            let now = monotonicNanoseconds()
+            guard openConnections > 0, now < deadline else { break }
+            connectionsClosed.wait(unlessChangedSince: generation, seconds: Double(deadline - now) / 1e9)
         }
         if openConnections > 0 {
             logger.warning("grace period over; closing connections", metadata: ["server": "\(configuration.name)", "open_connections": "\(openConnections)"])
@@ -250,6 +259,7 @@ public final class HTTPServer: Sendable {
     func releaseConnection() {
         connectionCount.wrappingSubtract(1, ordering: .relaxed)
         metrics.openConnections.add(-1)
+        if stopping.load(ordering: .acquiring) { connectionsClosed.broadcast() }
     }
 
     /// Counts a closed connection's lifetime for its client.
@@ -335,6 +345,8 @@ final class LoopContext: @unchecked Sendable {
     private var connections: [ObjectIdentifier: Connection] = [:]
     private(set) var dateHeader: String = httpDate()
     private var shuttingDown = false
+    /// The acceptors of the server's listeners on this loop, until shutdown stops them.
+    var acceptors: [Acceptor] = []
     /// Connections this loop serves, or has been handed and not yet registered (read from
     /// other threads, for ``HTTPServer/connectionsPerLoop``). Whoever hands a connection to
     /// ``serve(descriptor:peer:tls:cleartext:)`` adds one first.
@@ -503,6 +515,14 @@ final class Acceptor: EventHandler {
                 target.loop.execute { [target] in target.adopt(descriptor: descriptor, peer: peer) }
             }
         }
+    }
+
+    /// Stops accepting for good: the listener is no longer watched, and a pause ends without
+    /// watching it again. On the loop's thread, before the listener closes.
+    func stop() {
+        context.loop.deregister(socket.descriptor)
+        context.loop.removeTickHandler(owner: self)
+        pausedSince = nil
     }
 
     /// Stops watching the listener for ``descriptorBackoff`` (checked on the loop's ticks).

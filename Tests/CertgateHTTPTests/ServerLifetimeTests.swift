@@ -111,3 +111,60 @@ private func startedServer(on group: EventLoopGroup) throws -> HTTPServer {
         }.reduce(0, +)
     }
 }
+
+@Suite struct PausedAcceptorTests {
+    /// Out of descriptors, an acceptor stops watching its listener and a tick handler
+    /// watches it again half a second later. Shut down meanwhile, that tick used to outlive
+    /// shutdown and register the listener's number again: closed by then, or by then another
+    /// descriptor's. Run in a process of its own, for its descriptor limit.
+    @Test func aPausedAcceptorDoesNotWatchItsListenerAfterShutdown() async {
+        await #expect(processExitsWith: .success) {
+            let registry = MetricsRegistry()
+            let group = try EventLoopGroup(count: 1, namePrefix: "paused")
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let server = HTTPServer(
+                configuration: HTTPServerConfiguration(name: "paused", addresses: [try SocketAddress(host: "127.0.0.1", port: 0)], tls: nil),
+                router: Router(), group: group, metrics: ServerMetrics(registry: registry), logger: logger)
+            let port = try server.start()[0].port
+            var limit = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            limit.rlim_cur = 64
+            guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { exit(2) }
+            // Connections to itself until no descriptor is left for the server to accept with.
+            var clients: [Int32] = []
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            while true {
+                let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard client >= 0 else { break }
+                clients.append(client)
+                _ = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+            let deadline = Date().addingTimeInterval(5)
+            while !registry.exposition().contains("certgate_http_accept_pauses_total{server=\"paused\"} ") && Date() < deadline {
+                usleep(10_000)
+            }
+            guard registry.exposition().contains("certgate_http_accept_pauses_total{server=\"paused\"} ") else { exit(3) }
+            server.shutdown(gracePeriod: 0)
+            for client in clients { close(client) }
+            // The lowest free number, the closed listener's: what a late tick would watch.
+            let reused = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            usleep(800_000)  // past the half-second pause, when the tick would have run
+            let counted = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var watched = -1
+            group.loops[0].execute {
+                watched = group.loops[0].watchedDescriptorCount
+                counted.signal()
+            }
+            counted.wait()
+            close(reused)
+            group.stopAndWait()
+            exit(watched == 0 ? 0 : 1)
+        }
+    }
+}
