@@ -73,8 +73,15 @@ public final class FileReloader<Value: Sendable>: Sendable {
         timer = source
     }
 
+    /// Stops polling and returns once no poll runs: a reload in flight finishes first, and
+    /// none starts after. Not to be called from `build` or `onEvent`, which it would wait for.
     public func stopWatching() {
-        timer?.cancel()
+        guard let source = timer else { return }
+        // The cancel handler runs on the timer's serial queue after any event handler there.
+        let cancelled = DispatchSemaphore(value: 0)
+        source.setCancelHandler { cancelled.signal() }
+        source.cancel()
+        cancelled.wait()
         timer = nil
     }
 }
