@@ -162,7 +162,11 @@ let rawCases: [RawCase] = [
             resultBox.value = try? rawClient(arguments)
             done.signal()
         }
-        Thread.sleep(forTimeInterval: 0.7)
+        // Shut down once the server has read the head and waits for the rest of the body.
+        let deadline = Date().addingTimeInterval(10)
+        while !server.registry.exposition().contains("certgate_http_requests_in_flight{server=\"webhook\"} 1\n") && Date() < deadline {
+            usleep(10_000)
+        }
         let started = Date()
         server.server.shutdown(gracePeriod: 10)
         #expect(Date().timeIntervalSince(started) < 5, "shutdown waits for the request, not the whole grace period")

@@ -55,7 +55,8 @@ func streamingServer(pieces: [String], finishes: Bool = true, producerSaw: Share
         let server = try streamingServer(pieces: Array(repeating: "x\n", count: 40), finishes: false, producerSaw: saw)
         let client = HTTPClient(configuration: HTTPClientConfiguration(host: "127.0.0.1", port: server.port, tls: try clientContext(server)))
         try client.stream(HTTPRequest(method: "GET", path: "/watch")) { _ in true } body: { _ in false }
-        Thread.sleep(forTimeInterval: 2.5)
+        let deadline = Date().addingTimeInterval(10)
+        while saw.value.last != false && Date() < deadline { usleep(10_000) }
         let accepted = saw.value
         #expect(accepted.first == true)
         #expect(accepted.last == false, "the producer learns that nobody listens: \(accepted)")
