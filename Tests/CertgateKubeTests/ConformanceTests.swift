@@ -196,7 +196,10 @@ private func describe(_ value: Any?) -> String {
                 api.seed(object)
             }
         case ("PUT", 200..<300, _), ("PATCH", 200..<300, _):
-            guard var before = body else { return }
+            // The object as it was before the write: the answer without what the request
+            // sets, so only a double that applies the body answers as recorded.
+            guard var before = body, let sent else { return }
+            before = withoutWhatIsWritten(before, sent: sent, method: request.method, subresource: path?.subresource)
             if let sentVersion { before = setting(before, resourceVersion: sentVersion) }
             api.seed(before)
         case ("PUT", 409, let name?):
@@ -381,6 +384,27 @@ private func typeName(_ value: Any) -> String {
 
 private func jsonLines(_ bytes: [UInt8]) -> [Any] {
     bytes.split(separator: 0x0A).compactMap { try? JSONSerialization.jsonObject(with: Data($0)) }
+}
+
+/// `object` without what a PUT or a merge PATCH of `sent` writes: a PUT of the status
+/// subresource writes `status`; a PUT of the object everything but its metadata and status;
+/// a patch each field it names, down to the values it sets.
+private func withoutWhatIsWritten(_ object: [String: Any], sent: [String: Any], method: String, subresource: String?) -> [String: Any] {
+    var object = object
+    if method == "PUT" {
+        for key in sent.keys where subresource == "status" ? key == "status" : !["apiVersion", "kind", "metadata", "status"].contains(key) {
+            object[key] = nil
+        }
+        return object
+    }
+    for (key, value) in sent where key != "metadata" {
+        if let patch = value as? [String: Any], let current = object[key] as? [String: Any] {
+            object[key] = withoutWhatIsWritten(current, sent: patch, method: method, subresource: nil)
+        } else {
+            object[key] = nil
+        }
+    }
+    return object
 }
 
 private func setting(_ object: [String: Any], resourceVersion: String) -> [String: Any] {
