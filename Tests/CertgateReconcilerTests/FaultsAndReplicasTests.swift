@@ -49,49 +49,30 @@ func ownedSecrets(_ client: KubeClient) throws -> [Secret] {
         #expect(secrets.allSatisfy { $0.metadata.ownerReferences?.count == 1 })
     }
 
+    /// Two replicas as two processes would be: each its own client, reconciler and elector
+    /// (``Replica``). Only the leader writes; when it stops the other takes over, and their
+    /// writes never interleave.
     @Test func twoReplicasNeverReconcileAtOnceAndTheSecondTakesOver() throws {
-        let rig = try Rig()
+        let rig = try Rig(bootstrapCA: false)
         defer { rig.api.stop() }
-        let active = Atomic<Int>(0)
-        let mostAtOnce = Atomic<Int>(0)
+        _ = try rig.client.create(.secrets, namespace: "certgate", try platformCA())
         let timing = LeaderElector.Timing(leaseDuration: 3, renewDeadline: 2, retryPeriod: 0.2)
-
-        final class Term: @unchecked Sendable { var controller: PkiController? }
-        func replica(_ identity: String) -> LeaderElector {
-            let term = Term()
-            return LeaderElector(client: rig.client, namespace: "certgate", identity: identity, timing: timing, onStartedLeading: {
-                let now = active.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
-                _ = mostAtOnce.max(now, ordering: .sequentiallyConsistent)
-                let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 2,
-                                               isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
-                term.controller = controller
-                try? controller.start()
-            }, onStoppedLeading: {
-                term.controller?.stop()
-                term.controller = nil
-                active.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-            })
-        }
-        let first = replica("first")
-        let second = replica("second")
-        try first.start()
-        let leading = Date().addingTimeInterval(10)
-        while !first.isLeader && Date() < leading { Thread.sleep(forTimeInterval: 0.02) }
-        try second.start()
+        let first = try Replica(rig.api, "first", timing: timing)
+        let second = try Replica(rig.api, "second", timing: timing)
+        try first.elector.start()
+        #expect(waitUntil(10) { first.elector.isLeader })
+        try second.elector.start()
+        defer { second.elector.stop() }
         for index in 0..<5 { try rig.createPki("before-\(index)") }
-        var deadline = Date().addingTimeInterval(30)
-        while (try? readyCount(rig.client)) != 5 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        #expect(try readyCount(rig.client) == 5)
-        #expect(first.isLeader && !second.isLeader)
+        #expect(waitUntil(30) { (try? readyCount(rig.client)) == 5 })
+        #expect(first.elector.isLeader && !second.elector.isLeader)
 
-        first.stop()  // releases the Lease
+        first.elector.stop()  // joins its term, then releases the Lease
         for index in 0..<5 { try rig.createPki("after-\(index)") }
-        deadline = Date().addingTimeInterval(30)
-        while (try? readyCount(rig.client)) != 10 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        #expect(try readyCount(rig.client) == 10, "the second replica took over")
-        #expect(second.isLeader)
-        second.stop()
-        #expect(mostAtOnce.load(ordering: .sequentiallyConsistent) == 1, "never two reconcilers at once")
+        #expect(waitUntil(30) { (try? readyCount(rig.client)) == 10 }, "the second replica took over")
+        #expect(second.elector.isLeader)
+        let runs = writerRuns(reconcileWrites(rig.api))
+        #expect(runs == ["first", "second"], "never two reconcilers at once: writers in arrival order \(runs)")
         #expect(try ownedSecrets(rig.client).count == 10)
     }
 }

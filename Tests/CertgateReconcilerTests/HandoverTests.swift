@@ -10,7 +10,7 @@ import Testing
 /// One replica of certgate's control plane in this process: its own client (a named client
 /// of the test API server, so its requests can be told apart), reconciler, elector, and a
 /// controller per term.
-private final class Replica: @unchecked Sendable {
+final class Replica: @unchecked Sendable {
     let name: String
     let elector: LeaderElector
     private let controller = Locked<PkiController?>(nil)
@@ -40,12 +40,12 @@ private final class WeakBox<Value: AnyObject>: @unchecked Sendable {
 }
 
 /// Writes to Pkis, Secrets and Events (the Lease is the election's own), in arrival order.
-private func reconcileWrites(_ api: TestAPIServer) -> [TestAPIServer.LoggedRequest] {
+func reconcileWrites(_ api: TestAPIServer) -> [TestAPIServer.LoggedRequest] {
     api.requestLog.filter { $0.isWrite && !$0.path.contains("/leases") && $0.client != "default" }
 }
 
 /// The writers in the order their writes arrived, each run of one writer shown once.
-private func writerRuns(_ writes: [TestAPIServer.LoggedRequest]) -> [String] {
+func writerRuns(_ writes: [TestAPIServer.LoggedRequest]) -> [String] {
     writes.reduce(into: [String]()) { runs, write in if runs.last != write.client { runs.append(write.client) } }
 }
 
