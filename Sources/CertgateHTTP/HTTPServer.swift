@@ -79,7 +79,7 @@ public final class HTTPServer: Sendable {
     private let lifetimes = PeerLifetimes()
     private let stopping = Atomic<Bool>(false)
     /// Broadcast when a connection closes during shutdown, which waits for the last one.
-    private let connectionsClosed = Condition()
+    private let connectionsClosed = ConditionVariable()
     private let started = Atomic<Bool>(false)
 
     public init(configuration: HTTPServerConfiguration, router: Router, group: EventLoopGroup,

@@ -72,7 +72,7 @@ public final class EventRecorder: Sendable {
     /// Added to each Event's name: unique per recorder, started at random across replicas.
     private let sequence = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 20)))
     private let queue = Locked(Queue())
-    private let queueChanged = Condition()
+    private let queueChanged = ConditionVariable()
     private let sender = Locked<JoinableThread?>(nil)
 
     /// - Parameters:

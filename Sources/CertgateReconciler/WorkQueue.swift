@@ -69,7 +69,7 @@ public final class WorkQueue: Sendable {
     }
 
     private let state: Locked<State>
-    private let signal = Condition()
+    private let signal = ConditionVariable()
     /// Monotonic seconds; replaceable in tests.
     private let clock: @Sendable () -> Double
 

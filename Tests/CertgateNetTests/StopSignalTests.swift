@@ -20,7 +20,7 @@ import Glibc
     @Test func stoppingWakesASleeperAtOnce() {
         let signal = StopSignal()
         let slept = Locked<Bool?>(nil)
-        let finished = Condition()
+        let finished = ConditionVariable()
         spawnDetachedThread(name: "sleeper") {
             // Were it not woken, this would sleep a minute and report that it slept.
             let result = signal.sleep(60)

@@ -3,7 +3,7 @@ import Synchronization
 
 /// A condition variable for waiting threads (Foundation's NSCondition would bring all of
 /// Foundation into the server).
-public final class Condition: @unchecked Sendable {
+public final class ConditionVariable: @unchecked Sendable {
     // @unchecked: the pthread objects are used only through their thread-safe API.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -61,7 +61,7 @@ public final class Condition: @unchecked Sendable {
 /// A stop request that background loops sleep on: ``sleep(_:)`` returns at once when
 /// ``stop()`` is called, rather than at the loop's next poll.
 public final class StopSignal: Sendable {
-    private let condition = Condition()
+    private let condition = ConditionVariable()
     private let stopped = Mutex(false)
 
     public init() {}
