@@ -168,9 +168,14 @@ public final class SelfManagedCertificate: Sendable {
             Array(try ([authority] + previousAuthorities).map { try $0.pem() }.joined().utf8)
         }
 
-        func renewAt(_ options: Options) -> Int64 {
-            min(authority.notAfter - options.authorityValidity / 3, serving.notAfter - options.servingValidity / 3)
-        }
+        /// When the CA is due: with a third of its lifetime left.
+        func authorityRenewAt(_ options: Options) -> Int64 { authority.notAfter - options.authorityValidity / 3 }
+
+        /// When the serving certificate is due: with a third of its lifetime left.
+        func servingRenewAt(_ options: Options) -> Int64 { serving.notAfter - options.servingValidity / 3 }
+
+        /// When the first of the two is due.
+        func renewAt(_ options: Options) -> Int64 { min(authorityRenewAt(options), servingRenewAt(options)) }
     }
 
     private struct Plan {
@@ -195,8 +200,8 @@ public final class SelfManagedCertificate: Sendable {
             logger.warning("serving certificate Secret unusable; replacing it", metadata: ["secret": "\(options.namespace)/\(options.secretName)", "error": "\(error)"])
             return Plan(contents: try issue(keeping: nil, now: now), changed: true, reason: "the Secret did not parse: \(error)")
         }
-        let authorityDue = current.authority.notAfter - options.authorityValidity / 3 <= now
-        let servingDue = current.serving.notAfter - options.servingValidity / 3 <= now
+        let authorityDue = current.authorityRenewAt(options) <= now
+        let servingDue = current.servingRenewAt(options) <= now
         let missingHosts = Set(options.hosts).subtracting(current.hosts)
         let reason: String
         if authorityDue {
