@@ -29,8 +29,20 @@ public struct ClusterConfiguration: Sendable {
 
 /// A configuration that cannot be used, with what to fix.
 public struct ClusterConfigurationError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// What kind of failure: callers act on this, never on the message's words.
+    public enum Reason: Sendable, Equatable {
+        /// None of the places a configuration can come from has one.
+        case noConfigurationFound
+        /// A configuration was found and cannot be used.
+        case unusable
+    }
+
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public let reason: Reason
+    public init(_ message: String, reason: Reason = .unusable) {
+        self.message = message
+        self.reason = reason
+    }
     public var description: String { message }
 }
 
@@ -92,7 +104,7 @@ public enum ClusterConfigurationLoader {
             return try kubeconfig(path: "\(home)/.kube/config", context: context, allowInsecure: allowInsecure)
         }
         throw ClusterConfigurationError("no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, "
-            + "run in a cluster (KUBERNETES_SERVICE_HOST and a service account), or create ~/.kube/config")
+            + "run in a cluster (KUBERNETES_SERVICE_HOST and a service account), or create ~/.kube/config", reason: .noConfigurationFound)
     }
 
     /// The pod's service account: KUBERNETES_SERVICE_HOST/PORT, the CA and token files.

@@ -142,8 +142,7 @@ extension ReconcilerOptions {
         let configuration: ClusterConfiguration
         do {
             configuration = try cluster.load()
-        } catch let error as ClusterConfigurationError where cluster.kubeconfig == nil
-                    && error.message.hasPrefix("no Kubernetes configuration found") {
+        } catch let error as ClusterConfigurationError where cluster.kubeconfig == nil && error.reason == .noConfigurationFound {
             logger.warning("no cluster configuration found; serving the webhook only (pass --kubeconfig to reconcile)")
             return nil
         }

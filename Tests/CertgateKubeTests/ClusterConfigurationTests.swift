@@ -87,7 +87,7 @@ func writeKubeconfig(_ directory: TemporaryDirectory, _ pki: TestPKI, server: St
         #expect(throws: ClusterConfigurationError("cannot read the kubeconfig /nonexistent/config")) {
             try ClusterConfigurationLoader.kubeconfig(path: "/nonexistent/config")
         }
-        #expect(throws: ClusterConfigurationError("no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, run in a cluster (KUBERNETES_SERVICE_HOST and a service account), or create ~/.kube/config")) {
+        #expect(throws: ClusterConfigurationError("no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, run in a cluster (KUBERNETES_SERVICE_HOST and a service account), or create ~/.kube/config", reason: .noConfigurationFound)) {
             try ClusterConfigurationLoader.load(environment: ["HOME": directory.path])
         }
     }
