@@ -15,7 +15,7 @@ children from /proc, over the measured window, divided by the requests answered)
   h1 allow / h1 deny   HTTP/1.1 keep-alive, 16 connections (h2load --h1)
   h2                   HTTP/2, 4 connections x 16 streams (h2load)
   full handshake       a new connection and a FULL TLS handshake per request, 16 at once
-                       (tools/hsload: no session cache)
+                       (bench/hsload: no session cache)
   resumed handshake    a new connection per request that resumes its TLS session (wrk with
                        Connection: close; wrk keeps the session of each connection)
   p50/p99 @2k          HTTP/1.1 at a fixed 2,000 req/s over 4 connections
