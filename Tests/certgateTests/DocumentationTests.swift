@@ -34,7 +34,12 @@ struct DocumentationTests {
                 #expect(anchors.contains(parts[1]), "\(page): \(link) names no heading of \(target)")
             }
         }
-        #expect(!text.contains("../shared"), "\(page) refers to ../shared, which a clone does not have")
+        // Paths in prose and code spans too: none may climb out of the repository.
+        for climb in text.ranges(of: /(\.\.\/)+[A-Za-z0-9_.-]+/) {
+            let path = String(text[climb])
+            #expect(!normalized(folder.isEmpty ? path : "\(folder)/\(path)").hasPrefix(".."),
+                    "\(page) mentions \(path), outside the repository, which a clone does not have")
+        }
     }
 }
 
