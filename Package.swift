@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .systemLibrary(
@@ -40,9 +41,6 @@ let package = Package(
         // Start in order, stop in reverse, join: the process's components and a leader's term.
         .target(name: "CertgateLifecycle", dependencies: ["CertgateLocking", .product(name: "Logging", package: "swift-log")]),
         .target(name: "CertgateJSON"),
-        // Subcommands, options and help, in a few hundred lines: swift-argument-parser's
-        // metadata and code kept 0.9 MiB resident in every server for one parse at start-up.
-        .target(name: "CertgateCommandLine", dependencies: ["CertgatePKI"]),
         .target(name: "CertgateYAML", dependencies: ["CYAML"]),
         .target(name: "CertgatePKI", dependencies: ["CertgateJSON", "CertgateCrypto"]),
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
@@ -72,7 +70,7 @@ let package = Package(
             dependencies: [
                 "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
                 "CertgateWebhookSetup", "CertgateLifecycle",
-                "CertgateCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -98,7 +96,7 @@ let package = Package(
         // libFuzzer's entry points over CertgateFuzzing (scripts/fuzz); not shipped.
         .executableTarget(name: "certgate-fuzz", dependencies: ["CertgateFuzzing"]),
         // scripts/bench-admission: decode, judge and answer in a loop, no network; not shipped.
-        .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateCommandLine", "CertgateNet"]),
+        .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateNet"]),
         .executableTarget(
             name: "certgate-reconcile-bench",
             dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateTestSupport"]
@@ -107,7 +105,6 @@ let package = Package(
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateLifecycleTests", dependencies: ["CertgateLifecycle", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
-        .testTarget(name: "CertgateCommandLineTests", dependencies: ["CertgateCommandLine", "CertgateTestSupport"]),
         .testTarget(name: "CertgateYAMLTests", dependencies: ["CertgateYAML"]),
         .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI", "CertgateHTTP"]),

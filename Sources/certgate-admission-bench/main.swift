@@ -4,7 +4,6 @@
 // The TLS and HTTP costs around it are measured by scripts/bench.
 //
 //   certgate-admission-bench POLICY_FILE PAYLOAD.json... [--reviews N]
-import CertgateCommandLine
 import CertgateHTTP
 import CertgateManifests
 import CertgateNet
@@ -13,6 +12,11 @@ import CertgateWebhook
 #if canImport(Glibc)
 import Glibc
 #endif
+
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 var reviews = 200_000

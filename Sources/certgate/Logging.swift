@@ -1,4 +1,4 @@
-import CertgateCommandLine
+import ArgumentParser
 import CertgateLocking
 import CertgateHTTP
 import CertgateNet
@@ -9,15 +9,8 @@ import Glibc
 #endif
 
 /// How log lines are written to standard error.
-enum LogFormat: String, ArgumentValue, CaseIterable {
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
-}
-
-/// `--log-level` reads swift-log's level names (trace, debug, info, notice, warning, error,
-/// critical).
-extension Logger.Level: ArgumentValue {
-    // The level is also CustomStringConvertible: both defaults fit, so name one.
-    public var helpDescription: String { rawValue }
 }
 
 /// Writes whole lines to standard error under one lock, so lines from event-loop threads

@@ -1,5 +1,5 @@
 import CertgateLocking
-import CertgateCommandLine
+import ArgumentParser
 import CertgateLifecycle
 import CertgateKube
 import CertgateMetrics
@@ -13,25 +13,15 @@ import Glibc
 #endif
 
 /// Which cluster to talk to, as kubectl finds it; `serve` and `renew` read the same flags.
-struct ClusterOptions {
-    enum Flags {
-        static let kubeconfig = Option<String>("--kubeconfig",
-            help: "Path to a kubeconfig. Default: $KUBECONFIG, the pod's service account, then ~/.kube/config.")
-        static let context = Option<String>("--context", help: "The kubeconfig context to use (default: its current-context).")
-        static let allowInsecureKubeconfig = Flag("--allow-insecure-kubeconfig",
-            help: "Accept a kubeconfig cluster with insecure-skip-tls-verify (development only).")
-    }
-    static let options: [any OptionDeclaration] = [Flags.kubeconfig, Flags.context, Flags.allowInsecureKubeconfig]
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Path to a kubeconfig. Default: $KUBECONFIG, the pod's service account, then ~/.kube/config.", completion: .file())
+    var kubeconfig: String?
 
-    let kubeconfig: String?
-    let context: String?
-    let allowInsecureKubeconfig: Bool
+    @Option(help: "The kubeconfig context to use (default: its current-context).")
+    var context: String?
 
-    init(_ arguments: ParsedArguments) throws {
-        kubeconfig = try arguments.valueIfGiven(Flags.kubeconfig)
-        context = try arguments.valueIfGiven(Flags.context)
-        allowInsecureKubeconfig = arguments.isSet(Flags.allowInsecureKubeconfig)
-    }
+    @Flag(help: "Accept a kubeconfig cluster with insecure-skip-tls-verify (development only).")
+    var allowInsecureKubeconfig = false
 
     func load() throws -> ClusterConfiguration {
         try ClusterConfigurationLoader.load(kubeconfig: kubeconfig, context: context, allowInsecure: allowInsecureKubeconfig,
@@ -40,85 +30,62 @@ struct ClusterOptions {
 }
 
 /// The cluster and reconciler flags, named as Kubernetes components name them.
-struct ReconcilerOptions {
-    enum Flags {
-        static let reconcile = Option<Bool>("--reconcile", default: true,
-            help: "Run the reconciler besides the webhook (false for a webhook-only replica).")
-        static let bootstrapCa = Flag("--bootstrap-ca", help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
-        static let workers = Option<Int>("--workers", default: 4, help: "Concurrent reconcile workers.")
-        static let leaderElect = Option<Bool>("--leader-elect", default: true,
-            help: "Reconcile only while holding the leader Lease (every replica serves the webhook).")
-        // Spelt as kube-controller-manager spells it; the earlier --leader-election-namespace still works.
-        static let leaderElectionNamespace = Option<String>("--leader-elect-resource-namespace", aliases: ["--leader-election-namespace"],
+struct ReconcilerOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Run the reconciler besides the webhook (false for a webhook-only replica).", valueName: "bool"),
+            completion: .list(["true", "false"]))
+    var reconcile = true
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Flag(help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
+    var bootstrapCa = false
+
+    @Option(help: "Concurrent reconcile workers.")
+    var workers = 4
+
+    @Option(help: ArgumentHelp("Reconcile only while holding the leader Lease (every replica serves the webhook).", valueName: "bool"),
+            completion: .list(["true", "false"]))
+    var leaderElect = true
+
+    // Spelt as kube-controller-manager spells it; the earlier --leader-election-namespace still works.
+    @Option(name: [.customLong("leader-elect-resource-namespace"), .customLong("leader-election-namespace")],
             help: "Namespace of the leader Lease. Default: --namespace.")
-        static let leaderElectResourceName = Option<String>("--leader-elect-resource-name", default: "certgate-leader",
-            help: "Name of the leader Lease. Two installations in one namespace need different names.")
-        static let trustBundleConfigmap = Option<String>("--trust-bundle-configmap",
-            help: "Keep a ConfigMap of this name, with ca.crt holding the issuers' CA certificates, in every namespace that has a Pki (off when not given).")
-        static let namespace = Option<String>("--namespace",
-            help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
-        static let kubeApiQps = Option<Double>("--kube-api-qps", default: 20,
-            help: "Requests a second to the Kubernetes API once the burst is spent (controller-runtime's default).")
-        static let kubeApiBurst = Option<Int>("--kube-api-burst", default: 30,
-            help: "Requests to the Kubernetes API that may go at once before --kube-api-qps paces them.")
-        static let leaseDuration = Option<String>("--lease-duration", default: "15s", help: "Go duration a Lease stays valid without renewal.")
-        static let renewDeadline = Option<String>("--renew-deadline", default: "10s",
-            help: "Go duration within which the leader must renew, or stop reconciling.")
-        static let retryPeriod = Option<String>("--retry-period", default: "2s", help: "Go duration between attempts to acquire or renew the Lease.")
-    }
-    static let options: [any OptionDeclaration] = [Flags.reconcile] + ClusterOptions.options + [
-        Flags.bootstrapCa, Flags.workers, Flags.leaderElect, Flags.leaderElectionNamespace, Flags.leaderElectResourceName,
-        Flags.trustBundleConfigmap, Flags.namespace, Flags.kubeApiQps, Flags.kubeApiBurst, Flags.leaseDuration,
-        Flags.renewDeadline, Flags.retryPeriod,
-    ]
+    var leaderElectionNamespace: String?
 
-    let reconcile: Bool
-    let cluster: ClusterOptions
-    let bootstrapCa: Bool
-    let workers: Int
-    let leaderElect: Bool
-    let leaderElectionNamespace: String?
-    let leaderElectResourceName: String
-    let trustBundleConfigmap: String?
-    let namespace: String?
-    let kubeApiQps: Double
-    let kubeApiBurst: Int
-    let leaseDuration: String
-    let renewDeadline: String
-    let retryPeriod: String
+    @Option(help: "Name of the leader Lease. Two installations in one namespace need different names.")
+    var leaderElectResourceName = "certgate-leader"
 
-    init(_ arguments: ParsedArguments) throws {
-        reconcile = try arguments.value(Flags.reconcile)
-        cluster = try ClusterOptions(arguments)
-        bootstrapCa = arguments.isSet(Flags.bootstrapCa)
-        workers = try arguments.value(Flags.workers)
-        leaderElect = try arguments.value(Flags.leaderElect)
-        leaderElectionNamespace = try arguments.valueIfGiven(Flags.leaderElectionNamespace)
-        leaderElectResourceName = try arguments.value(Flags.leaderElectResourceName)
-        trustBundleConfigmap = try arguments.valueIfGiven(Flags.trustBundleConfigmap)
-        namespace = try arguments.valueIfGiven(Flags.namespace)
-        kubeApiQps = try arguments.value(Flags.kubeApiQps)
-        kubeApiBurst = try arguments.value(Flags.kubeApiBurst)
-        leaseDuration = try arguments.value(Flags.leaseDuration)
-        renewDeadline = try arguments.value(Flags.renewDeadline)
-        retryPeriod = try arguments.value(Flags.retryPeriod)
-        try validate()
-    }
+    @Option(help: "Keep a ConfigMap of this name, with ca.crt holding the issuers' CA certificates, in every namespace that has a Pki (off when not given).")
+    var trustBundleConfigmap: String?
+
+    @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
+    var namespace: String?
+
+    @Option(help: "Requests a second to the Kubernetes API once the burst is spent (controller-runtime's default).")
+    var kubeApiQps = 20.0
+
+    @Option(help: "Requests to the Kubernetes API that may go at once before --kube-api-qps paces them.")
+    var kubeApiBurst = 30
+
+    @Option(help: ArgumentHelp("How long a Lease stays valid without renewal, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var leaseDuration = GoDuration("15s")
+
+    @Option(help: ArgumentHelp("Within this, the leader must renew, or stop reconciling, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var renewDeadline = GoDuration("10s")
+
+    @Option(help: ArgumentHelp("Time between attempts to acquire or renew the Lease, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var retryPeriod = GoDuration("2s")
 
     func validate() throws {
-        for (flag, value) in [("--lease-duration", leaseDuration), ("--renew-deadline", renewDeadline), ("--retry-period", retryPeriod)]
-        where parseGoDuration(value) == nil {
-            throw UsageError("\(flag): \"\(value)\" is not a duration such as 15s")
-        }
-        guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
-        guard kubeApiQps > 0, kubeApiQps.isFinite else { throw UsageError("--kube-api-qps must be more than 0") }
-        guard kubeApiBurst >= 1 else { throw UsageError("--kube-api-burst must be at least 1") }
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        guard kubeApiQps > 0, kubeApiQps.isFinite else { throw ValidationError("--kube-api-qps must be more than 0") }
+        guard kubeApiBurst >= 1 else { throw ValidationError("--kube-api-burst must be at least 1") }
         if let trustBundleConfigmap, !isValidObjectName(trustBundleConfigmap) {
-            throw UsageError("--trust-bundle-configmap: \"\(trustBundleConfigmap)\" is not a valid ConfigMap name "
+            throw ValidationError("--trust-bundle-configmap: \"\(trustBundleConfigmap)\" is not a valid ConfigMap name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
         }
         guard isValidObjectName(leaderElectResourceName) else {
-            throw UsageError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
+            throw ValidationError("--leader-elect-resource-name: \"\(leaderElectResourceName)\" is not a valid object name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
         }
     }
@@ -203,8 +170,8 @@ final class ReconcilerRunner: Supervised {
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count)
         let identity = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let timing = LeaderElector.Timing(leaseDuration: parseGoDuration(options.leaseDuration)!, renewDeadline: parseGoDuration(options.renewDeadline)!,
-                                          retryPeriod: parseGoDuration(options.retryPeriod)!)
+        let timing = LeaderElector.Timing(leaseDuration: options.leaseDuration.seconds, renewDeadline: options.renewDeadline.seconds,
+                                          retryPeriod: options.retryPeriod.seconds)
         let box = WeakRunner()
         elector = LeaderElector(client: client, namespace: namespace, name: options.leaderElectResourceName, identity: identity, timing: timing,
                                 onStartedLeading: { box.runner?.beginTerm() }, onStoppedLeading: { box.runner?.endTerm() })

@@ -1,4 +1,4 @@
-import CertgateCommandLine
+import ArgumentParser
 import CertgateKube
 import CertgateNet
 import CertgateReconciler
@@ -8,28 +8,22 @@ import CertgateReconciler
 /// for cert-manager). The reconciler records the value in status.lastRenewRequest, so the
 /// same value never re-issues twice; the Pki's Events show the Renewed certificate and who
 /// asked (the field manager, certgate-renew).
-struct Renew {
-    static let command = Command(
-        "renew",
+struct Renew: ParsableCommand {
+    static let configuration = CommandConfiguration(
         abstract: "Re-issue the certificate of one or more Pkis now, once.",
-        discussion: "Sets the certgate.dev/renew annotation to the current time; kubectl annotate --overwrite with any new value does the same.",
-        options: [OptionGroup([Flags.namespace] + ClusterOptions.options)],
-        positionals: Positionals("names", help: "Names of the Pkis to renew.")
-    ) { try Renew($0).run() }
+        discussion: "Sets the certgate.dev/renew annotation to the current time; kubectl annotate --overwrite with any new value does the same."
+    )
 
-    enum Flags {
-        static let namespace = Option<String>("--namespace", short: "n", default: "default", help: "Namespace of the Pkis.")
-    }
+    @Option(name: [.short, .long], help: "Namespace of the Pkis.")
+    var namespace = "default"
 
-    let namespace: String
-    let names: [String]
-    let cluster: ClusterOptions
+    @OptionGroup var cluster: ClusterOptions
 
-    init(_ arguments: ParsedArguments) throws {
-        namespace = try arguments.value(Flags.namespace)
-        names = arguments.positionals
-        cluster = try ClusterOptions(arguments)
-        guard !names.isEmpty else { throw UsageError("name at least one Pki to renew") }
+    @Argument(help: "Names of the Pkis to renew.")
+    var names: [String] = []
+
+    func validate() throws {
+        guard !names.isEmpty else { throw ValidationError("name at least one Pki to renew") }
     }
 
     func run() throws {
@@ -51,6 +45,6 @@ struct Renew {
                 failed += 1
             }
         }
-        if failed > 0 { throw ExitStatus.failure }
+        if failed > 0 { throw ExitCode.failure }
     }
 }

@@ -1,5 +1,5 @@
 import CertgateLocking
-import CertgateCommandLine
+import ArgumentParser
 import CertgateLifecycle
 import CertgateCrypto
 import CertgateHTTP
@@ -18,9 +18,8 @@ import Logging
 import Glibc
 #endif
 
-struct Serve {
-    static let command = Command(
-        "serve",
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
         abstract: "Serve the webhook over HTTPS (HTTP/1.1 and HTTP/2), reconcile Pkis when a cluster is configured, and serve metrics over plain HTTP.",
         discussion: """
         The serving certificate comes from --tls-cert-file and --tls-key-file (watched and reloaded \
@@ -28,96 +27,83 @@ struct Serve {
         from a CA and certificate Certgate keeps in a Secret itself (renewed on time, its CA \
         bundle written into --webhook-configuration); otherwise a development CA and serving \
         certificate are made in ./certs (as `certgate certs init` would) and used.
-        """,
-        options: [
-            OptionGroup([
-                Flags.address, Flags.port, Flags.tlsCertFile, Flags.tlsKeyFile, Flags.clientCaFile, Flags.policy,
-                Flags.metricsAddress, Flags.logLevel, Flags.logFormat, Flags.maxRequestBodyBytes, Flags.maxHeaderBytes,
-                Flags.maxConnections, Flags.requestHeaderTimeout, Flags.requestBodyTimeout, Flags.idleTimeout,
-                Flags.shutdownGracePeriod, Flags.certificateCheckInterval, Flags.eventLoops, Flags.disableHttp2,
-            ]),
-            OptionGroup("Serving certificate and webhook registration", WebhookSetupOptions.options),
-            OptionGroup("Cluster and reconciler", ReconcilerOptions.options),
-        ]
-    ) { try Serve($0).run() }
+        """
+    )
 
-    enum Flags {
-        static let address = Option<String>("--address", default: "0.0.0.0", help: "Comma-separated IP addresses to serve the webhook on. \"::\" serves IPv6 and IPv4.")
-        static let port = Option<UInt16>("--port", default: 8443, help: "Port of the webhook server.")
-        static let tlsCertFile = Option<String>("--tls-cert-file", help: "PEM serving certificate, followed by any intermediates. Default: certs/server.crt (made if missing).")
-        static let tlsKeyFile = Option<String>("--tls-key-file", help: "PEM private key of the serving certificate. Default: certs/server.key (made if missing).")
-        static let clientCaFile = Option<String>("--client-ca-file", help: "PEM CA bundle; when set, clients must present a certificate signed by it.")
-        static let policy = Option<String>("--policy", help: "Policy YAML (see examples/policy.yaml), reloaded when it changes. Default: the built-in example policy.")
-        static let metricsAddress = Option<String>("--metrics-address", default: "127.0.0.1:9090", help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
-        static let logLevel = Option<Logger.Level>("--log-level", default: .info, help: "The least severe messages logged: trace, debug, info, notice, warning, error or critical.")
-        static let logFormat = Option<LogFormat>("--log-format", default: .text, help: "text for people, json for log pipelines (one object per line).")
-        static let maxRequestBodyBytes = Option<Int>("--max-request-body-bytes", default: 7 * 1024 * 1024, help: "Largest accepted request body, in bytes.")
-        static let maxHeaderBytes = Option<Int>("--max-header-bytes", default: 64 * 1024, help: "Largest accepted request head (HTTP/1.1) or header list (HTTP/2), in bytes.")
-        static let maxConnections = Option<Int>("--max-connections", default: 4096, help: "Connections past this are closed as soon as they are accepted.")
-        static let requestHeaderTimeout = Option<String>("--request-header-timeout", default: "10s", help: "Time allowed to send a request head, Go duration.")
-        static let requestBodyTimeout = Option<String>("--request-body-timeout", default: "30s", help: "Time allowed to send a request body after its head, Go duration.")
-        static let idleTimeout = Option<String>("--idle-timeout", default: "120s", help: "Kept-alive connections with no request are closed after this, Go duration.")
-        static let shutdownGracePeriod = Option<String>("--shutdown-grace-period", default: "25s", help: "On SIGTERM or SIGINT, time for requests in flight to finish before connections are closed, Go duration.")
-        static let certificateCheckInterval = Option<String>("--certificate-check-interval", default: "1s", help: "How often the certificate and policy files are checked for changes, Go duration.")
-        static let eventLoops = Option<Int>("--event-loops", help: "Event-loop threads (default: one per core, at most 8).")
-        static let disableHttp2 = Flag("--disable-http2", help: "Offer only HTTP/1.1 in ALPN.")
-    }
+    @Option(help: "Comma-separated IP addresses to serve the webhook on. \"::\" serves IPv6 and IPv4.")
+    var address = "0.0.0.0"
 
-    let address: String
-    let port: UInt16
-    let tlsCertFile: String?
-    let tlsKeyFile: String?
-    let clientCaFile: String?
-    let policy: String?
-    let metricsAddress: String
-    let logLevel: Logger.Level
-    let logFormat: LogFormat
-    let maxRequestBodyBytes: Int
-    let maxHeaderBytes: Int
-    let maxConnections: Int
-    let requestHeaderTimeout: String
-    let requestBodyTimeout: String
-    let idleTimeout: String
-    let shutdownGracePeriod: String
-    let certificateCheckInterval: String
-    let eventLoops: Int?
-    let disableHttp2: Bool
-    let setup: WebhookSetupOptions
-    let reconciler: ReconcilerOptions
+    @Option(help: "Port of the webhook server.")
+    var port: UInt16 = 8443
 
-    init(_ arguments: ParsedArguments) throws {
-        address = try arguments.value(Flags.address)
-        port = try arguments.value(Flags.port)
-        tlsCertFile = try arguments.valueIfGiven(Flags.tlsCertFile)
-        tlsKeyFile = try arguments.valueIfGiven(Flags.tlsKeyFile)
-        clientCaFile = try arguments.valueIfGiven(Flags.clientCaFile)
-        policy = try arguments.valueIfGiven(Flags.policy)
-        metricsAddress = try arguments.value(Flags.metricsAddress)
-        logLevel = try arguments.value(Flags.logLevel)
-        logFormat = try arguments.value(Flags.logFormat)
-        maxRequestBodyBytes = try arguments.value(Flags.maxRequestBodyBytes)
-        maxHeaderBytes = try arguments.value(Flags.maxHeaderBytes)
-        maxConnections = try arguments.value(Flags.maxConnections)
-        requestHeaderTimeout = try arguments.value(Flags.requestHeaderTimeout)
-        requestBodyTimeout = try arguments.value(Flags.requestBodyTimeout)
-        idleTimeout = try arguments.value(Flags.idleTimeout)
-        shutdownGracePeriod = try arguments.value(Flags.shutdownGracePeriod)
-        certificateCheckInterval = try arguments.value(Flags.certificateCheckInterval)
-        eventLoops = try arguments.valueIfGiven(Flags.eventLoops)
-        disableHttp2 = arguments.isSet(Flags.disableHttp2)
-        setup = try WebhookSetupOptions(arguments)
-        reconciler = try ReconcilerOptions(arguments)
-        try validate()
-    }
+    @Option(help: "PEM serving certificate, followed by any intermediates. Default: certs/server.crt (made if missing).",
+            completion: .file())
+    var tlsCertFile: String?
+
+    @Option(help: "PEM private key of the serving certificate. Default: certs/server.key (made if missing).", completion: .file())
+    var tlsKeyFile: String?
+
+    @Option(help: "PEM CA bundle; when set, clients must present a certificate signed by it.", completion: .file())
+    var clientCaFile: String?
+
+    @Option(help: "Policy YAML (see examples/policy.yaml), reloaded when it changes. Default: the built-in example policy.",
+            completion: .file(extensions: ["yaml", "yml"]))
+    var policy: String?
+
+    @Option(help: "HOST:PORT of the plain-HTTP metrics and health server; \"0\" turns it off.")
+    var metricsAddress = "127.0.0.1:9090"
+
+    @Option(help: "The least severe messages logged.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "text for people, json for log pipelines (one object per line).")
+    var logFormat: LogFormat = .text
+
+    @Option(help: "Largest accepted request body, in bytes.")
+    var maxRequestBodyBytes = 7 * 1024 * 1024
+
+    @Option(help: "Largest accepted request head (HTTP/1.1) or header list (HTTP/2), in bytes.")
+    var maxHeaderBytes = 64 * 1024
+
+    @Option(help: "Connections past this are closed as soon as they are accepted.")
+    var maxConnections = 4096
+
+    @Option(help: ArgumentHelp("Time allowed to send a request head, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var requestHeaderTimeout = GoDuration("10s")
+
+    @Option(help: ArgumentHelp("Time allowed to send a request body after its head, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var requestBodyTimeout = GoDuration("30s")
+
+    @Option(help: ArgumentHelp("Kept-alive connections with no request are closed after this, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var idleTimeout = GoDuration("120s")
+
+    @Option(help: ArgumentHelp("On SIGTERM or SIGINT, time for requests in flight to finish before connections are closed, as a Go duration (500ms, 10s, 1m30s).",
+                               valueName: "duration"))
+    var shutdownGracePeriod = GoDuration("25s")
+
+    @Option(help: ArgumentHelp("How often the certificate and policy files are checked for changes, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
+    var certificateCheckInterval = GoDuration("1s")
+
+    @Option(help: "Event-loop threads (default: one per core, at most 8).")
+    var eventLoops: Int?
+
+    @Flag(help: "Offer only HTTP/1.1 in ALPN.")
+    var disableHttp2 = false
+
+    @OptionGroup(title: "Serving certificate and webhook registration")
+    var setup: WebhookSetupOptions
+
+    @OptionGroup(title: "Cluster and reconciler")
+    var reconciler: ReconcilerOptions
 
     func validate() throws {
         guard (tlsCertFile == nil) == (tlsKeyFile == nil) else {
-            throw UsageError("--tls-cert-file and --tls-key-file go together")
+            throw ValidationError("--tls-cert-file and --tls-key-file go together")
         }
-        for (flag, value) in [("--request-header-timeout", requestHeaderTimeout), ("--request-body-timeout", requestBodyTimeout),
-                              ("--idle-timeout", idleTimeout), ("--shutdown-grace-period", shutdownGracePeriod),
-                              ("--certificate-check-interval", certificateCheckInterval)] where parseGoDuration(value) == nil {
-            throw UsageError("\(flag): \"\(value)\" is not a duration such as 10s, 1m30s or 500ms")
+        if let eventLoops, eventLoops < 1 { throw ValidationError("--event-loops must be at least 1") }
+        for (flag, value) in [("--max-request-body-bytes", maxRequestBodyBytes), ("--max-header-bytes", maxHeaderBytes),
+                              ("--max-connections", maxConnections)] where value < 1 {
+            throw ValidationError("\(flag) must be at least 1")
         }
         _ = try listenAddresses()
         _ = try metricsListenAddress()
@@ -173,9 +159,9 @@ struct Serve {
         var configuration = HTTPServerConfiguration(name: "webhook", addresses: try listenAddresses(), tls: serving)
         configuration.limits = HTTPLimits(maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxRequestBodyBytes)
         configuration.maxConnections = maxConnections
-        configuration.timeouts.requestHeader = parseGoDuration(requestHeaderTimeout)!
-        configuration.timeouts.requestBody = parseGoDuration(requestBodyTimeout)!
-        configuration.timeouts.idle = parseGoDuration(idleTimeout)!
+        configuration.timeouts.requestHeader = requestHeaderTimeout.seconds
+        configuration.timeouts.requestBody = requestBodyTimeout.seconds
+        configuration.timeouts.idle = idleTimeout.seconds
         let webhook = HTTPServer(configuration: configuration, router: webhookRouter, group: group,
                                  metrics: serverMetrics, logger: logger)
         readiness.add("serving-certificate") { serving.context == nil ? "no serving certificate has loaded from \(certificate.source)" : nil }
@@ -200,8 +186,8 @@ struct Serve {
         // Up in dependency order, down in reverse, each joined before what it depends on: the
         // reconciler goes first (its term joined, then the Lease released for the next
         // leader), then the servers drain, then the watchers, then the event loops.
-        let policyInterval = parseGoDuration(certificateCheckInterval)!
-        let shutdownGrace = parseGoDuration(shutdownGracePeriod)!
+        let policyInterval = certificateCheckInterval.seconds
+        let shutdownGrace = shutdownGracePeriod.seconds
         var components: [any Supervised] = [
             SupervisedCalls("event loops", start: {}, stop: { group.stopAndWait() }),
             SupervisedCalls("policy watcher", start: { if policy != nil { policySource.startWatching(interval: policyInterval) } },
@@ -269,7 +255,7 @@ struct Serve {
     private func makeServingCertificate(client: KubeClient?, metrics: CertificateMetrics,
                                         logger: Logger) throws -> ServingCertificateSetup {
         if setup.webhookUrl != nil && client == nil {
-            throw UsageError("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig")
+            throw ValidationError("--webhook-url registers the webhook in a cluster, and none is configured: pass --kubeconfig")
         }
         let selfManaged = setup.isSelfManaged(tlsCertFile: tlsCertFile)
         let files = selfManaged ? nil : try servingCertificateFiles(logger: logger)
@@ -291,7 +277,7 @@ struct Serve {
         }
         guard let files else {
             guard let client else {
-                throw UsageError("the self-managed serving certificate (--tls-secret) is kept in the cluster, and none is configured: pass --kubeconfig")
+                throw ValidationError("the self-managed serving certificate (--tls-secret) is kept in the cluster, and none is configured: pass --kubeconfig")
             }
             let serving = ServingCertificate(offerHTTP2: !disableHttp2, onEvent: onEvent)
             let manager = try setup.selfManagedCertificate(client: client, namespace: namespace, serving: serving, logger: logger)
@@ -306,7 +292,7 @@ struct Serve {
         if let client, let caFile = setup.webhookCaFile {
             registeredBundle = try registerWebhook(client: client, caFile: caFile, logger: logger)
         }
-        return ServingCertificateSetup(serving: serving, source: source, watchInterval: parseGoDuration(certificateCheckInterval)!,
+        return ServingCertificateSetup(serving: serving, source: source, watchInterval: certificateCheckInterval.seconds,
                                        registeredBundle: registeredBundle)
     }
 
@@ -332,7 +318,7 @@ struct Serve {
         })
         if let error = bundle.reload() { throw error }
         watching.store(true, ordering: .relaxed)
-        bundle.startWatching(interval: parseGoDuration(certificateCheckInterval)!)
+        bundle.startWatching(interval: certificateCheckInterval.seconds)
         return bundle
     }
 
@@ -354,23 +340,23 @@ struct Serve {
 
     private func listenAddresses() throws -> [SocketAddress] {
         let hosts = address.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
-        guard !hosts.isEmpty else { throw UsageError("--address names no address") }
+        guard !hosts.isEmpty else { throw ValidationError("--address names no address") }
         do {
             return try hosts.map { try SocketAddress(host: $0, port: port) }
         } catch {
-            throw UsageError("--address: \(error)")
+            throw ValidationError("--address: \(error)")
         }
     }
 
     private func metricsListenAddress() throws -> SocketAddress? {
         if metricsAddress == "0" || metricsAddress.isEmpty { return nil }
         guard let colon = metricsAddress.lastIndex(of: ":"), let port = UInt16(metricsAddress[metricsAddress.index(after: colon)...]) else {
-            throw UsageError("--metrics-address must be HOST:PORT (such as 127.0.0.1:9090 or [::1]:9090), or 0")
+            throw ValidationError("--metrics-address must be HOST:PORT (such as 127.0.0.1:9090 or [::1]:9090), or 0")
         }
         do {
             return try SocketAddress(host: String(metricsAddress[..<colon]), port: port)
         } catch {
-            throw UsageError("--metrics-address: \(error)")
+            throw ValidationError("--metrics-address: \(error)")
         }
     }
 }

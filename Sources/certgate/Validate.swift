@@ -1,4 +1,4 @@
-import CertgateCommandLine
+import ArgumentParser
 import CertgateJSON
 import CertgateManifests
 import CertgateNet
@@ -7,9 +7,8 @@ import CertgatePKI
 import Glibc
 #endif
 
-struct Validate {
-    static let command = Command(
-        "validate",
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
         abstract: "Judge the Pkis in manifests with the admission rules, for CI pipelines.",
         discussion: """
         Reads multi-document YAML or JSON manifests, judges every certgate.dev Pki in them with \
@@ -21,34 +20,31 @@ struct Validate {
         (::error file=F,line=L::...), so a pull request shows each finding on the line of its \
         field. Exit status: 0 when every Pki passes (warnings allowed), 1 when one is denied, \
         2 when an input or the policy cannot be read.
-        """,
-        options: [OptionGroup([Flags.filename, Flags.policy, Flags.namespace, Flags.output])]
-    ) { try Validate($0).run() }
+        """
+    )
 
-    enum OutputFormat: String, ArgumentValue, CaseIterable {
+    enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
         case text, json, github
     }
 
-    enum Flags {
-        static let filename = Option<String>("--filename", short: "f", repeatable: true,
-            help: "A manifest file, a directory of them (*.yaml, *.yml, *.json), or - for standard input. Repeatable.")
-        static let policy = Option<String>("--policy", help: "Policy YAML. Default: the built-in example policy.")
-        static let namespace = Option<String>("--namespace", default: "default", help: "Namespace of objects that name none.")
-        static let output = Option<OutputFormat>("--output", default: .text,
-            help: "How findings are printed: text, json (one object per line) or github (workflow annotations).")
-    }
+    @Option(name: [.short, .long],
+            help: "A manifest file, a directory of them (*.yaml, *.yml, *.json), or - for standard input. Repeatable.",
+            completion: .file(extensions: ["yaml", "yml", "json"]))
+    var filename: [String] = []
 
-    let filename: [String]
-    let policy: String?
-    let namespace: String
-    let output: OutputFormat
+    @Option(help: "Policy YAML. Default: the built-in example policy.", completion: .file(extensions: ["yaml", "yml"]))
+    var policy: String?
 
-    init(_ arguments: ParsedArguments) throws {
-        filename = try arguments.values(Flags.filename)
-        policy = try arguments.valueIfGiven(Flags.policy)
-        namespace = try arguments.value(Flags.namespace)
-        output = try arguments.value(Flags.output)
-        guard !filename.isEmpty else { throw UsageError("--filename is missing: name a manifest file, a directory of them, or - for standard input") }
+    @Option(help: "Namespace of objects that name none.")
+    var namespace = "default"
+
+    @Option(help: "How findings are printed: text, json (one object per line) or github (workflow annotations).")
+    var output: OutputFormat = .text
+
+    func validate() throws {
+        guard !filename.isEmpty else {
+            throw ValidationError("--filename is missing: name a manifest file, a directory of them, or - for standard input")
+        }
     }
 
     func run() throws {
@@ -57,7 +53,7 @@ struct Validate {
             rules = try policy.map(PolicyFile.load) ?? PolicyFile.parse(PolicyFile.builtInDefault)
         } catch {
             printError("certgate validate: policy \(policy ?? "(built-in)"): \(error)")
-            throw ExitStatus(2)
+            throw ExitCode(2)
         }
         var unreadable = false
         var denied = 0
@@ -108,8 +104,8 @@ struct Validate {
             }
         }
         printError("certgate validate: \(judged) Pki\(judged == 1 ? "" : "s") judged, \(denied) denied, \(warnings) warning\(warnings == 1 ? "" : "s")")
-        if unreadable { throw ExitStatus(2) }
-        if denied > 0 { throw ExitStatus(1) }
+        if unreadable { throw ExitCode(2) }
+        if denied > 0 { throw ExitCode(1) }
     }
 
     /// An input that cannot be judged: on standard error, and as an annotation for GitHub.

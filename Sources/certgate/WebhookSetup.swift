@@ -1,4 +1,4 @@
-import CertgateCommandLine
+import ArgumentParser
 import CertgateCrypto
 import CertgateKube
 import CertgateTLS
@@ -6,43 +6,29 @@ import CertgateWebhookSetup
 import Logging
 
 /// How the webhook gets its serving certificate and how the API server learns to call it.
-struct WebhookSetupOptions {
-    enum Flags {
-        static let tlsSecret = Option<String>("--tls-secret",
-            help: "Keep a self-managed CA and serving certificate in this Secret (in --namespace), serve it, and keep the CA bundle of --webhook-configuration current. Not with --tls-cert-file. Default with --webhook-url: certgate-webhook-tls.")
-        static let tlsHosts = Option<String>("--tls-hosts",
-            help: "Comma-separated DNS names and IP addresses on the self-managed serving certificate (the Service's names in a cluster). Default: the host of --webhook-url.")
-        static let webhookConfiguration = Option<String>("--webhook-configuration", default: "certgate",
-            help: "The ValidatingWebhookConfiguration whose CA bundle the self-managed certificate keeps current, and which --webhook-url registers.")
-        static let webhookUrl = Option<String>("--webhook-url",
-            help: "Register --webhook-configuration with this URL (https://HOST:PORT/validate) instead of a Service, for a webhook served outside the cluster.")
-        static let webhookCaFile = Option<String>("--webhook-ca-file", help: "PEM CA bundle registered with --webhook-url when --tls-cert-file is given.")
-        static let webhookFailurePolicy = Option<FailurePolicy>("--webhook-failure-policy", default: .Fail,
-            help: "Fail or Ignore: what the API server does with Pki writes when the webhook registered by --webhook-url does not answer.")
-    }
-    static let options: [any OptionDeclaration] = [Flags.tlsSecret, Flags.tlsHosts, Flags.webhookConfiguration, Flags.webhookUrl,
-                                                   Flags.webhookCaFile, Flags.webhookFailurePolicy]
+struct WebhookSetupOptions: ParsableArguments {
+    @Option(help: "Keep a self-managed CA and serving certificate in this Secret (in --namespace), serve it, and keep the CA bundle of --webhook-configuration current. Not with --tls-cert-file. Default with --webhook-url: certgate-webhook-tls.")
+    var tlsSecret: String?
 
-    let tlsSecret: String?
-    let tlsHosts: String?
-    let webhookConfiguration: String
-    let webhookUrl: String?
-    let webhookCaFile: String?
-    let webhookFailurePolicy: FailurePolicy
+    @Option(help: "Comma-separated DNS names and IP addresses on the self-managed serving certificate (the Service's names in a cluster). Default: the host of --webhook-url.")
+    var tlsHosts: String?
+
+    @Option(help: "The ValidatingWebhookConfiguration whose CA bundle the self-managed certificate keeps current, and which --webhook-url registers.")
+    var webhookConfiguration = "certgate"
+
+    @Option(help: "Register --webhook-configuration with this URL (https://HOST:PORT/validate) instead of a Service, for a webhook served outside the cluster.")
+    var webhookUrl: String?
+
+    @Option(help: "PEM CA bundle registered with --webhook-url when --tls-cert-file is given.", completion: .file())
+    var webhookCaFile: String?
+
+    @Option(help: "What the API server does with Pki writes when the webhook registered by --webhook-url does not answer.")
+    var webhookFailurePolicy: FailurePolicy = .Fail
 
     /// What the API server does with a request when the webhook does not answer, spelt as
     /// the ValidatingWebhookConfiguration spells it.
-    enum FailurePolicy: String, ArgumentValue, CaseIterable {
+    enum FailurePolicy: String, ExpressibleByArgument, CaseIterable {
         case Fail, Ignore
-    }
-
-    init(_ arguments: ParsedArguments) throws {
-        tlsSecret = try arguments.valueIfGiven(Flags.tlsSecret)
-        tlsHosts = try arguments.valueIfGiven(Flags.tlsHosts)
-        webhookConfiguration = try arguments.value(Flags.webhookConfiguration)
-        webhookUrl = try arguments.valueIfGiven(Flags.webhookUrl)
-        webhookCaFile = try arguments.valueIfGiven(Flags.webhookCaFile)
-        webhookFailurePolicy = try arguments.value(Flags.webhookFailurePolicy)
     }
 
     /// The Secret of the self-managed certificate.
@@ -52,7 +38,7 @@ struct WebhookSetupOptions {
     func webhookHost() throws -> String? {
         guard let webhookUrl else { return nil }
         guard webhookUrl.hasPrefix("https://") else {
-            throw UsageError("--webhook-url must start with https:// (the API server calls webhooks over TLS only), not \"\(webhookUrl)\"")
+            throw ValidationError("--webhook-url must start with https:// (the API server calls webhooks over TLS only), not \"\(webhookUrl)\"")
         }
         let authority = webhookUrl.dropFirst("https://".count).prefix { $0 != "/" && $0 != "?" }
         let host: Substring
@@ -61,26 +47,26 @@ struct WebhookSetupOptions {
         } else {
             host = authority.prefix { $0 != ":" }
         }
-        guard !host.isEmpty else { throw UsageError("--webhook-url \"\(webhookUrl)\" names no host") }
+        guard !host.isEmpty else { throw ValidationError("--webhook-url \"\(webhookUrl)\" names no host") }
         return String(host)
     }
 
     /// Checks the flags against each other and against the serving certificate files.
     func validate(tlsCertFile: String?, clientCaFile: String?) throws {
         _ = try webhookHost()
-        if webhookCaFile != nil && webhookUrl == nil { throw UsageError("--webhook-ca-file goes with --webhook-url") }
+        if webhookCaFile != nil && webhookUrl == nil { throw ValidationError("--webhook-ca-file goes with --webhook-url") }
         if let tlsSecret, tlsCertFile != nil {
-            throw UsageError("--tls-secret \(tlsSecret) and --tls-cert-file are two sources of the serving certificate; give one")
+            throw ValidationError("--tls-secret \(tlsSecret) and --tls-cert-file are two sources of the serving certificate; give one")
         }
         if tlsCertFile != nil, webhookUrl != nil, webhookCaFile == nil {
-            throw UsageError("--webhook-url with --tls-cert-file needs --webhook-ca-file: the CA bundle the API server verifies that certificate with")
+            throw ValidationError("--webhook-url with --tls-cert-file needs --webhook-ca-file: the CA bundle the API server verifies that certificate with")
         }
         if webhookUrl != nil || tlsSecret != nil, webhookConfiguration.isEmpty {
-            throw UsageError("--webhook-configuration names no ValidatingWebhookConfiguration")
+            throw ValidationError("--webhook-configuration names no ValidatingWebhookConfiguration")
         }
         if isSelfManaged(tlsCertFile: tlsCertFile) {
             if clientCaFile != nil {
-                throw UsageError("--client-ca-file needs --tls-cert-file: the self-managed serving certificate does not take a client CA")
+                throw ValidationError("--client-ca-file needs --tls-cert-file: the self-managed serving certificate does not take a client CA")
             }
             _ = try selfManagedHosts()
         }
@@ -93,7 +79,7 @@ struct WebhookSetupOptions {
     func selfManagedHosts() throws -> [String] {
         if let tlsHosts { return try parseHosts(tlsHosts, flag: "--tls-hosts") }
         if let host = try webhookHost() { return [host] }
-        throw UsageError("--tls-secret needs --tls-hosts: the names the API server calls the webhook by (such as certgate.certgate.svc)")
+        throw ValidationError("--tls-secret needs --tls-hosts: the names the API server calls the webhook by (such as certgate.certgate.svc)")
     }
 
     /// The registration --webhook-url asks for, with `caBundle` (PEM).

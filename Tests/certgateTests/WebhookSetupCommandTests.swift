@@ -82,7 +82,7 @@ import Testing
             (["--webhook-url", "http://127.0.0.1:8443/validate"], "must start with https://"),
             (["--webhook-url", "https://127.0.0.1:8443/validate", "--tls-cert-file", "a", "--tls-key-file", "b"], "needs --webhook-ca-file"),
             (["--tls-secret", "x"], "--tls-secret needs --tls-hosts"),
-            (["--webhook-url", "https://127.0.0.1:8443/validate", "--webhook-failure-policy", "fail"], "--webhook-failure-policy: \"fail\" is not Fail or Ignore"),
+            (["--webhook-url", "https://127.0.0.1:8443/validate", "--webhook-failure-policy", "fail"], "The value 'fail' is invalid for '--webhook-failure-policy <webhook-failure-policy>'. Please provide one of 'Fail' and 'Ignore'."),
         ]
         for (arguments, message) in cases {
             let result = try runProcess(certgateBinary, ["serve"] + arguments, timeout: 20)
