@@ -137,8 +137,10 @@ import Testing
     }
 
     /// zsh offers completions only inside its line editor: an interactive zsh on a
-    /// pseudo-terminal (zsh/zpty) is typed each line and a Tab, and a compadd wrapper prints
-    /// what the script offered.
+    /// pseudo-terminal (zsh/zpty) is typed each line and a key bound to complete-word, and a
+    /// compadd wrapper prints what the script offered. The widget prints a marker once the
+    /// completion is done, and the next keys wait for it: zsh skips completing when more
+    /// input is already waiting.
     @Test func zshCompletesSubcommandsOptionsAndTheirValuesInItsLineEditor() throws {
         let directory = TemporaryDirectory()
         let script = try runProcess(certgateBinary, ["completion", "zsh"])
@@ -149,17 +151,16 @@ import Testing
             zpty z zsh -f -i
             zpty -w z "PS1=''; bindkey -e; fpath=(\(directory.path) \\$fpath); autoload -U compinit; compinit -u -D; PATH=\(binDirectory):\\$PATH"
             zpty -w z 'compadd () { local -a hits; builtin compadd -O hits "$@"; (( $#hits )) && print -r -- "<<${hits[*]}>>" }'
+            zpty -w z 'probe () { zle complete-word; print -r -- "@@""completed" }; zle -N probe; bindkey "^T" probe'
             zpty -w z "print -r -- @@\\$((100+0))"
             zpty -r z out "*@@100*"
 
             """
-        for (index, probe) in Self.probes.enumerated() {
-            let marker = 101 + index
+        for probe in Self.probes {
             program += """
-                zpty -w -n z '\(probe.line)'$'\\t'
+                zpty -w -n z '\(probe.line)'$'\\x14'
+                zpty -r z out "*@@completed*"
                 zpty -w -n z $'\\C-u'
-                zpty -w z "print -r -- @@\\$((\(marker)+0))"
-                zpty -r z out "*@@\(marker)*"
                 print -r -- "== ${(j: :)${(M)${(f)out}:#*<<*>>*}}"
 
                 """
@@ -167,7 +168,7 @@ import Testing
         program += "zpty -d z\n"
         let result = try runProcess("zsh", ["-f", "-c", program], timeout: 60)
         let offered = result.stdout.split(separator: "\n").filter { $0.hasPrefix("== ") }.map { line in
-            // The first offer of each Tab: zsh's completion may call compadd more than once.
+            // The first offer of each completion: zsh's completion may call compadd more than once.
             line.firstMatch(of: /<<([^>]*)>>/).map { String($0.1) } ?? ""
         }
         #expect(offered.count == Self.probes.count, "\(result.output)")
