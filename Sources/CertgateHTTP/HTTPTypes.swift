@@ -119,8 +119,13 @@ public struct HTTPResponse: Sendable {
     public static func error(_ status: Int, _ message: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
         var headers = headers
         headers.add("content-type", "application/json")
-        let body = "{\"code\":\(status),\"reason\":\"\(jsonEscape(reasonPhrase(status)))\",\"message\":\"\(jsonEscape(message))\"}\n"
-        return HTTPResponse(status: status, headers: headers, body: Array(body.utf8))
+        var body = JSONWriter()
+        body.object { object in
+            object.member("code", int: status)
+            object.member("reason", string: reasonPhrase(status))
+            object.member("message", string: message)
+        }
+        return HTTPResponse(status: status, headers: headers, body: body.bytes + [UInt8(ascii: "\n")])
     }
 }
 
@@ -149,24 +154,4 @@ public func reasonPhrase(_ status: Int) -> String {
     case 505: "HTTP Version Not Supported"
     default: "Status \(status)"
     }
-}
-
-/// Escapes a string for a JSON string literal.
-public func jsonEscape(_ text: String) -> String {
-    var out = ""
-    out.reserveCapacity(text.utf8.count)
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
 }

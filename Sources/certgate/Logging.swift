@@ -1,6 +1,6 @@
 import ArgumentParser
 import CertgateLocking
-import CertgateHTTP
+import CertgateJSON
 import CertgateNet
 import Logging
 import Synchronization
@@ -53,18 +53,28 @@ struct CertgateLogHandler: LogHandler {
             for key in merged.keys.sorted() { line += " \(key)=\(quoteIfNeeded("\(merged[key]!)"))" }
             LogSink.standardError.write(line)
         case .json:
-            var line = "{\"ts\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"logger\":\"\(jsonEscape(label))\",\"msg\":\"\(jsonEscape("\(event.message)"))\""
-            for key in merged.keys.sorted() { line += ",\"\(jsonEscape(key))\":\"\(jsonEscape("\(merged[key]!)"))\"" }
-            line += "}"
-            LogSink.standardError.write(line)
+            var line = JSONWriter()
+            line.object { object in
+                object.member("ts", string: time)
+                object.member("level", string: event.level.rawValue)
+                object.member("logger", string: label)
+                object.member("msg", string: "\(event.message)")
+                for key in merged.keys.sorted() { object.member(key, string: "\(merged[key]!)") }
+            }
+            LogSink.standardError.write(String(decoding: line.bytes, as: UTF8.self))
         }
     }
 }
 
 private func timestamp() -> String { utcTimestampNow(fractionDigits: 3) }
 
+/// A value as logfmt writes it: bare, or quoted and escaped as a JSON string when it has a
+/// space, a quote or an equals sign, or is empty.
 private func quoteIfNeeded(_ value: String) -> String {
-    value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty ? "\"\(jsonEscape(value))\"" : value
+    guard value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty else { return value }
+    var quoted = JSONWriter(capacity: value.utf8.count + 2)
+    quoted.string(value)
+    return String(decoding: quoted.bytes, as: UTF8.self)
 }
 
 private extension String {
