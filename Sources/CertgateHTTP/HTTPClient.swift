@@ -193,8 +193,8 @@ public final class HTTPClient: Sendable {
         if let query = request.query { target += "?" + query }
         var text = "\(request.method) \(target) HTTP/1.1\r\n"
         let defaultPort: UInt16 = configuration.tls == nil ? 80 : 443
-        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
-        text += "Host: \(configuration.port == defaultPort ? host : "\(host):\(configuration.port)")\r\n"
+        let authority = HostPort(host: configuration.host, port: configuration.port)
+        text += "Host: \(configuration.port == defaultPort ? authority.bracketedHost : authority.description)\r\n"
         text += "User-Agent: \(configuration.userAgent)\r\n"
         for (name, value) in request.headers where name != "host" && name != "content-length" && name != "user-agent" {
             text += "\(canonicalHeaderName(name)): \(value)\r\n"

@@ -151,7 +151,7 @@ public enum ClusterConfigurationLoader {
         let cluster = try named(document, "clusters", clusterName, "cluster", path)
         let user = try contextEntry["user"]?.string.map { try named(document, "users", $0, "user", path) }
 
-        guard let server = cluster["server"]?.string, let (host, port) = parseServer(server) else {
+        guard let server = cluster["server"]?.string, let address = HostPort(httpsURL: server) else {
             throw ClusterConfigurationError("cluster \(clusterName) in \(path) has no https server URL (got \(cluster["server"]?.string ?? "none"))")
         }
         var tls = TLSClientConfiguration()
@@ -181,27 +181,8 @@ public enum ClusterConfigurationLoader {
                 token = TokenSource(file: file.hasPrefix("/") ? file : "\(directory)/\(file)")
             }
         }
-        return ClusterConfiguration(host: host, port: port, tls: tls, token: token, source: "kubeconfig \(path), context \(contextName)")
-    }
-
-    /// "https://host:port" (IPv6 in brackets); the port defaults to 443.
-    static func parseServer(_ url: String) -> (String, UInt16)? {
-        guard url.hasPrefix("https://") else { return nil }
-        var rest = url.dropFirst("https://".count)
-        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
-        if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { return nil }
-            let host = String(rest[rest.index(after: rest.startIndex)..<close])
-            let after = rest[rest.index(after: close)...]
-            if after.isEmpty { return (host, 443) }
-            guard after.hasPrefix(":"), let port = UInt16(after.dropFirst()) else { return nil }
-            return (host, port)
-        }
-        let parts = rest.split(separator: ":")
-        guard let host = parts.first, !host.isEmpty, parts.count <= 2 else { return nil }
-        if parts.count == 1 { return (String(host), 443) }
-        guard let port = UInt16(parts[1]) else { return nil }
-        return (String(host), port)
+        return ClusterConfiguration(host: address.host, port: address.port, tls: tls, token: token,
+                                    source: "kubeconfig \(path), context \(contextName)")
     }
 
     /// The entry called `name` in the list `list` (kubeconfig's `- name: x; cluster: {...}` form).

@@ -21,8 +21,7 @@ public enum ClientSocket {
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
-        let literal = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        let status = getaddrinfo(literal, String(port), &hints, &list)
+        let status = getaddrinfo(host, String(port), &hints, &list)
         guard status == 0, let list else {
             throw ResolveError(host: host, reason: String(cString: gai_strerror(status)))
         }

@@ -11,12 +11,8 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
     public let host: String
     public let port: UInt16
 
-    /// Parses a numeric IPv4 or IPv6 literal; brackets around IPv6 are accepted (`[::1]`).
-    public init(host: String, port: UInt16) throws {
-        var literal = host
-        if literal.hasPrefix("["), literal.hasSuffix("]") {
-            literal = String(literal.dropFirst().dropLast())
-        }
+    /// Parses a numeric IPv4 or IPv6 literal, without brackets (``HostPort`` reads them).
+    public init(host literal: String, port: UInt16) throws {
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, literal, &v4) == 1 {
@@ -24,15 +20,13 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
         } else if inet_pton(AF_INET6, literal, &v6) == 1 {
             family = .ipv6
         } else {
-            throw AddressError(text: host)
+            throw AddressError(text: literal)
         }
         self.host = literal
         self.port = port
     }
 
-    public var description: String {
-        family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
-    }
+    public var description: String { HostPort(host: host, port: port).description }
 
     /// Calls `body` with this address as a `sockaddr` of the right length.
     func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {

@@ -350,11 +350,11 @@ struct Serve: ParsableCommand {
 
     private func metricsListenAddress() throws -> SocketAddress? {
         if metricsAddress == "0" || metricsAddress.isEmpty { return nil }
-        guard let colon = metricsAddress.lastIndex(of: ":"), let port = UInt16(metricsAddress[metricsAddress.index(after: colon)...]) else {
+        guard let address = HostPort(metricsAddress) else {
             throw ValidationError("--metrics-address must be HOST:PORT (such as 127.0.0.1:9090 or [::1]:9090), or 0")
         }
         do {
-            return try SocketAddress(host: String(metricsAddress[..<colon]), port: port)
+            return try SocketAddress(host: address.host, port: address.port)
         } catch {
             throw ValidationError("--metrics-address: \(error)")
         }

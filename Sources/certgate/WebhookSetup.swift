@@ -1,6 +1,7 @@
 import ArgumentParser
 import CertgateCrypto
 import CertgateKube
+import CertgateNet
 import CertgateTLS
 import CertgateWebhookSetup
 import Logging
@@ -40,15 +41,10 @@ struct WebhookSetupOptions: ParsableArguments {
         guard webhookUrl.hasPrefix("https://") else {
             throw ValidationError("--webhook-url must start with https:// (the API server calls webhooks over TLS only), not \"\(webhookUrl)\"")
         }
-        let authority = webhookUrl.dropFirst("https://".count).prefix { $0 != "/" && $0 != "?" }
-        let host: Substring
-        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
-            host = authority[authority.index(after: authority.startIndex)..<close]
-        } else {
-            host = authority.prefix { $0 != ":" }
+        guard let address = HostPort(httpsURL: webhookUrl) else {
+            throw ValidationError("--webhook-url \"\(webhookUrl)\" is not https://HOST[:PORT]/PATH (an IPv6 host in brackets)")
         }
-        guard !host.isEmpty else { throw ValidationError("--webhook-url \"\(webhookUrl)\" names no host") }
-        return String(host)
+        return address.host
     }
 
     /// Checks the flags against each other and against the serving certificate files.

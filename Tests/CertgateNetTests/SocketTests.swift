@@ -8,7 +8,26 @@ import Testing
     @Test func parsesIPv4AndIPv6Literals() throws {
         #expect(try SocketAddress(host: "127.0.0.1", port: 8443).description == "127.0.0.1:8443")
         #expect(try SocketAddress(host: "::1", port: 8443).description == "[::1]:8443")
-        #expect(try SocketAddress(host: "[::1]", port: 1).family == .ipv6)
+        #expect(try SocketAddress(host: "::1", port: 1).family == .ipv6)
+        #expect(throws: AddressError.self, "brackets are HostPort's to read") { try SocketAddress(host: "[::1]", port: 1) }
+    }
+
+    @Test func hostPortReadsWhatFlagsAndURLsWrite() {
+        #expect(HostPort("127.0.0.1:9090") == HostPort(host: "127.0.0.1", port: 9090))
+        #expect(HostPort("[::1]:9090") == HostPort(host: "::1", port: 9090))
+        #expect(HostPort("example.com", defaultPort: 443) == HostPort(host: "example.com", port: 443))
+        #expect(HostPort("[fd00::1]", defaultPort: 443) == HostPort(host: "fd00::1", port: 443))
+        for refused in ["example.com", "::1:9090", "[::1:9090", "[::1]9090", ":9090", "host:", "host:70000", "host:x", "[]:1"] {
+            #expect(HostPort(refused) == nil, "\(refused)")
+        }
+        #expect(HostPort(httpsURL: "https://[::1]:6443/api?x=1") == HostPort(host: "::1", port: 6443))
+        #expect(HostPort(httpsURL: "https://kubernetes.default.svc/") == HostPort(host: "kubernetes.default.svc", port: 443))
+        #expect(HostPort(httpsURL: "https://10.0.0.1:8443#frag") == HostPort(host: "10.0.0.1", port: 8443))
+        #expect(HostPort(httpsURL: "http://10.0.0.1:8443") == nil)
+        #expect(HostPort(httpsURL: "https://:8443/validate") == nil)
+        #expect(HostPort(host: "::1", port: 443).description == "[::1]:443")
+        #expect(HostPort(host: "::1", port: 443).bracketedHost == "[::1]")
+        #expect(HostPort(host: "example.com", port: 80).description == "example.com:80")
     }
 
     @Test func rejectsHostNamesWithAClearMessage() {
