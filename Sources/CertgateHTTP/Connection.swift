@@ -35,8 +35,6 @@ final class Connection: EventHandler {
     let descriptor: Int32
     unowned let context: LoopContext
     let peer: SocketAddress?
-    /// When the connection was accepted (monotonic ns), for how long connections live.
-    let openedAt: UInt64
     private(set) var phase: Phase
     private var tls: TLSSession?
     private var handler: ProtocolHandler?
@@ -69,7 +67,6 @@ final class Connection: EventHandler {
         self.tls = tls
         self.context = context
         let now = monotonicNanoseconds()
-        openedAt = now
         if tls != nil {
             phase = .handshaking
             deadline = now + context.server.timeouts.handshake

@@ -75,8 +75,6 @@ public final class HTTPServer: Sendable {
     private let contexts: [LoopContext]
     private let listeners = Locked<[ListeningSocket]>([])
     private let connectionCount = Atomic<Int>(0)
-    /// How long each client's connections have been living lately.
-    private let lifetimes = PeerLifetimes()
     private let stopping = Atomic<Bool>(false)
     /// Broadcast when a connection closes during shutdown, which waits for the last one.
     private let connectionsClosed = ConditionVariable()
@@ -147,57 +145,13 @@ public final class HTTPServer: Sendable {
             return
         }
         let context = contexts[0]
-        context.load.wrappingAdd(1, ordering: .relaxed)
         context.loop.execute { [context] in
             context.serve(descriptor: descriptor, peer: nil, tls: nil, cleartext: `protocol`)
         }
     }
 
-    /// Connections that live this long on average (µs) are a pool worth packing.
-    static let longLivedMicroseconds = 100_000
-    /// A loop busy this share of its last window (thousandths) takes no new connections.
-    static let saturatedPermille = 900
-
-    /// The loop a newly accepted connection goes to. While the client's connections live long
-    /// (keep-alive pools, the API server's included), a loop that serves none, or is saturated
-    /// (busy nine tenths of its last window, about 100 ms), passes what it accepts to the loop
-    /// that is not saturated and serves the most; otherwise the accepting loop keeps it.
-    ///
-    /// A pool is packed, not spread: over two loops, the pool's requests had both loops sleep
-    /// and wake for each one. On this 2-core machine, with the load client on the same cores,
-    /// 16 keep-alive connections split over two loops cost 0.3 to 0.47 context switches and 14
-    /// to 17 µs of server CPU per request, against none and 11 to 12 µs on one loop, which
-    /// answered 82,000 to 88,000 allowed reviews a second instead of 55,000 to 65,000 (nginx,
-    /// whose busiest worker takes most connections, 76,000 to 82,000). The kernel splits a
-    /// pool whatever the acceptor does, waking whichever loop is waiting while the first is
-    /// busy with handshakes, so the loop without connections hands them over.
-    ///
-    /// Short-lived connections (a storm of full handshakes) are left where the kernel woke a
-    /// loop for them, so that every idle loop takes a share: packed onto one loop, they made
-    /// 11% fewer handshakes (3,600 to 3,700 a second against 4,100).
-    func loopForNewConnection(from peer: SocketAddress?, acceptedOn context: LoopContext) -> LoopContext {
-        guard lifetimes.typicalMicroseconds(from: peer?.host) >= HTTPServer.longLivedMicroseconds else { return context }
-        let saturated = context.loop.busyPermille >= HTTPServer.saturatedPermille
-        guard saturated || context.load.load(ordering: .relaxed) == 0 else { return context }
-        // A loop serving none keeps the connection unless another serves some; a saturated
-        // one gives it to any loop that is not.
-        var chosen: LoopContext? = saturated ? nil : context
-        var most = saturated ? -1 : 0
-        for candidate in contexts where candidate !== context && candidate.loop.busyPermille < HTTPServer.saturatedPermille {
-            let load = candidate.load.load(ordering: .relaxed)
-            if load > most {
-                chosen = candidate
-                most = load
-            }
-        }
-        return chosen ?? context
-    }
-
     /// Connections open right now.
     public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
-
-    /// How many connections each loop serves, for tests of how they are spread.
-    package var connectionsPerLoop: [Int] { contexts.map { $0.load.load(ordering: .relaxed) } }
 
     /// True once ``shutdown(gracePeriod:)`` has begun.
     public var isShuttingDown: Bool { stopping.load(ordering: .relaxed) }
@@ -260,12 +214,6 @@ public final class HTTPServer: Sendable {
         connectionCount.wrappingSubtract(1, ordering: .relaxed)
         metrics.openConnections.add(-1)
         if stopping.load(ordering: .acquiring) { connectionsClosed.broadcast() }
-    }
-
-    /// Counts a closed connection's lifetime for its client.
-    func noteLifetime(of connection: Connection, closedAt now: UInt64) {
-        let lived = Int(min(now &- connection.openedAt, 3_600_000_000_000) / 1000)
-        lifetimes.note(microseconds: lived, from: connection.peer?.host)
     }
 
     /// Runs the router and counts the answer on the loop that serves it.
@@ -347,10 +295,6 @@ final class LoopContext: @unchecked Sendable {
     private var shuttingDown = false
     /// The acceptors of the server's listeners on this loop, until shutdown stops them.
     var acceptors: [Acceptor] = []
-    /// Connections this loop serves, or has been handed and not yet registered (read from
-    /// other threads, for ``HTTPServer/connectionsPerLoop``). Whoever hands a connection to
-    /// ``serve(descriptor:peer:tls:cleartext:)`` adds one first.
-    let load = Atomic<Int>(0)
     /// The request counter and duration histogram of each path and status, looked up once
     /// per loop: finding them by label values hashes and locks on every request. Bounded
     /// by the router's paths (others count as "other") times the status codes it answers.
@@ -376,9 +320,8 @@ final class LoopContext: @unchecked Sendable {
         }
     }
 
-    /// Gives back the slot and the load of a connection handed to this loop, and closes it.
+    /// Gives back the slot of a connection this loop accepted, and closes it.
     private func turnAway(_ descriptor: Int32) {
-        load.wrappingSubtract(1, ordering: .relaxed)
         server.releaseConnection()
         SocketIO.close(descriptor)
     }
@@ -386,11 +329,6 @@ final class LoopContext: @unchecked Sendable {
     /// Makes the TLS session of a connection accepted for this loop and serves it; gives the
     /// slot back and closes the socket when no certificate has loaded yet.
     func adopt(descriptor: Int32, peer: SocketAddress?) {
-        guard !shuttingDown else {
-            // Handed over as this loop began shutting down: the listeners are closing anyway.
-            turnAway(descriptor)
-            return
-        }
         var session: TLSSession?
         if let tls = server.configuration.tls {
             guard let tlsContext = tls.context, let made = try? tlsContext.makeServerSession(descriptor: descriptor) else {
@@ -432,9 +370,7 @@ final class LoopContext: @unchecked Sendable {
 
     func remove(_ connection: Connection) {
         if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
-            load.wrappingSubtract(1, ordering: .relaxed)
             server.releaseConnection()
-            server.noteLifetime(of: connection, closedAt: monotonicNanoseconds())
         }
     }
 
@@ -506,14 +442,7 @@ final class Acceptor: EventHandler {
                 SocketIO.close(accepted.descriptor)
                 continue
             }
-            let target = server.loopForNewConnection(from: accepted.peer, acceptedOn: context)
-            target.load.wrappingAdd(1, ordering: .relaxed)
-            if target === context {
-                context.adopt(descriptor: accepted.descriptor, peer: accepted.peer)
-            } else {
-                let (descriptor, peer) = (accepted.descriptor, accepted.peer)
-                target.loop.execute { [target] in target.adopt(descriptor: descriptor, peer: peer) }
-            }
+            context.adopt(descriptor: accepted.descriptor, peer: accepted.peer)
         }
     }
 

@@ -47,15 +47,6 @@ public final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     /// How often tick handlers run (timeouts are checked at this granularity).
     public let tickInterval: Int32 = 250
-    private let busy = Atomic<Int>(0)
-    /// How long the loop measures its busy share over, at least, in nanoseconds.
-    static let busyWindow: UInt64 = 100_000_000
-
-    /// The share of its last ``busyWindow`` (100 ms, or however long it then waited) the loop
-    /// spent handling events and tasks rather than waiting for them, in thousandths: how busy
-    /// it is, for choosing where new work goes. A window closes when the loop wakes, so the
-    /// wait that ends a burst of work counts against it at once.
-    public var busyPermille: Int { busy.load(ordering: .relaxed) }
 
     /// A read buffer shared by everything on this loop (one read is processed at a time).
     public let scratch: UnsafeMutableRawBufferPointer
@@ -133,19 +124,11 @@ public final class EventLoop: @unchecked Sendable {
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         var now = monotonicNanoseconds()
-        var windowStart = now
         var nextTick = now + UInt64(tickInterval) * 1_000_000
-        var busyNanoseconds: UInt64 = 0
         while !stopping.load(ordering: .acquiring) {
             let wait = now >= nextTick ? 0 : Int32((nextTick - now) / 1_000_000) + 1
             let count = epoll_wait(epollFD, events, Int32(capacity), wait)
             if count < 0 && errno != EINTR { break }
-            let woke = monotonicNanoseconds()
-            if woke - windowStart >= EventLoop.busyWindow {
-                busy.store(Int(busyNanoseconds * 1000 / (woke - windowStart)), ordering: .relaxed)
-                busyNanoseconds = 0
-                windowStart = woke
-            }
             for i in 0..<max(0, Int(count)) {
                 let event = events[i]
                 let fd = event.data.fd
@@ -158,7 +141,6 @@ public final class EventLoop: @unchecked Sendable {
             }
             runPendingTasks()
             now = monotonicNanoseconds()
-            busyNanoseconds += now - woke
             if now >= nextTick {
                 for body in Array(tickHandlers.values) { body() }
                 now = monotonicNanoseconds()
