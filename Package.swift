@@ -36,7 +36,11 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         // State shared between threads, behind a lock ThreadSanitizer understands.
         .target(name: "CertgateLocking"),
-        .target(name: "CertgateNet", dependencies: ["CLinux", "CertgateLocking"]),
+        // The process on Linux: threads, condition variables, clocks and UTC time, signals,
+        // files read and watched, errno errors. Everything but the network.
+        .target(name: "CertgateSystem", dependencies: ["CLinux", "CertgateLocking"]),
+        // Sockets, addresses and the epoll event loops.
+        .target(name: "CertgateNet", dependencies: ["CLinux", "CertgateLocking", "CertgateSystem"]),
         .target(name: "CertgateMetrics", dependencies: ["CertgateLocking"]),
         // Start in order, stop in reverse, join: the process's components and a leader's term.
         .target(name: "CertgateLifecycle", dependencies: ["CertgateLocking", .product(name: "Logging", package: "swift-log")]),
@@ -46,29 +50,29 @@ let package = Package(
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
         .target(
             name: "CertgateKube",
-            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateHTTP", "CertgateJSON", "CertgatePKI", "CertgateYAML",
+            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateSystem", "CertgateHTTP", "CertgateJSON", "CertgatePKI", "CertgateYAML",
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "CertgateReconciler", dependencies: ["CertgateNet", "CertgateJSON", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics",
+        .target(name: "CertgateReconciler", dependencies: ["CertgateSystem", "CertgateJSON", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics",
                                                           .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CertgateWebhookSetup",
-            dependencies: ["CertgateKube", "CertgateJSON", "CertgateTLS", "CertgateCrypto", "CertgateNet", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CertgateKube", "CertgateJSON", "CertgateTLS", "CertgateCrypto", "CertgateSystem", .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateNet", "CertgateYAML"]),
+        .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateSystem", "CertgateYAML"]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet"]),
+        .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet", "CertgateSystem"]),
         .target(
             name: "CertgateHTTP",
             dependencies: [
-                "CNGHTTP2", "CertgateNet", "CertgateTLS", "CertgateMetrics", "CertgateJSON",
+                "CNGHTTP2", "CertgateNet", "CertgateSystem", "CertgateTLS", "CertgateMetrics", "CertgateJSON",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "certgate",
             dependencies: [
-                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
+                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateSystem", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
                 "CertgateWebhookSetup", "CertgateLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,7 +84,7 @@ let package = Package(
         .target(
             name: "CertgateKubeTesting",
             dependencies: [
-                "CertgateKube", "CertgateHTTP", "CertgateTLS", "CertgateNet", "CertgateMetrics", "CertgateCrypto", "CertgateTestSupport",
+                "CertgateKube", "CertgateHTTP", "CertgateTLS", "CertgateNet", "CertgateSystem", "CertgateMetrics", "CertgateCrypto", "CertgateTestSupport",
                 "CertgateYAML", .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -90,18 +94,19 @@ let package = Package(
             name: "CertgateFuzzing",
             dependencies: [
                 "CertgateHTTP", "CertgateJSON", "CertgateWebhook", "CertgatePKI", "CertgateManifests", "CertgateKube", "CertgateCrypto",
-                "CertgateMetrics", "CertgateNet", .product(name: "Logging", package: "swift-log"),
+                "CertgateMetrics", "CertgateNet", "CertgateSystem", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // libFuzzer's entry points over CertgateFuzzing (scripts/fuzz); not shipped.
         .executableTarget(name: "certgate-fuzz", dependencies: ["CertgateFuzzing"]),
         // scripts/bench-admission: decode, judge and answer in a loop, no network; not shipped.
-        .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateNet"]),
+        .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateSystem"]),
         .executableTarget(
             name: "certgate-reconcile-bench",
             dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateTestSupport"]
         ),
-        .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet"]),
+        .testTarget(name: "CertgateSystemTests", dependencies: ["CertgateSystem", "CertgateLocking"]),
+        .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet", "CertgateSystem"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
         .testTarget(name: "CertgateLifecycleTests", dependencies: ["CertgateLifecycle", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
@@ -129,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "CertgateHTTPTests",
             dependencies: [
-                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateTestSupport",
+                "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateSystem", "CertgateTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,7 +1,8 @@
+import CertgateNet
+import CertgateSystem
 import CertgateHTTP
 import CertgateManifests
 import CertgateMetrics
-import CertgateNet
 import CertgateWebhook
 import Logging
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import CertgateSystem
 import CNGHTTP2
 import CertgateNet
 import Logging

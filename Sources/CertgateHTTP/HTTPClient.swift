@@ -1,3 +1,4 @@
+import CertgateSystem
 import CertgateLocking
 import CertgateNet
 import CertgateTLS

@@ -1,3 +1,4 @@
+import CertgateSystem
 import CertgateJSON
 import CertgateHTTP
 import CertgateNet

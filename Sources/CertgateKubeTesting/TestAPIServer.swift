@@ -1,3 +1,4 @@
+import CertgateSystem
 import CertgateCrypto
 import CertgateHTTP
 import CertgateKube

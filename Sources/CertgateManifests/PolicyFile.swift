@@ -1,4 +1,4 @@
-import CertgateNet
+import CertgateSystem
 import CertgatePKI
 import CertgateYAML
 

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CertgateSystem
 import Glibc
 #endif
 internal import CLinux

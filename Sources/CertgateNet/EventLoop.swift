@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CertgateSystem
 import CertgateLocking
 import Glibc
 #endif

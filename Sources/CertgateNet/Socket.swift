@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CertgateSystem
 import Glibc
 import Synchronization
 #endif

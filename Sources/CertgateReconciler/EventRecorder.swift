@@ -1,7 +1,7 @@
+import CertgateSystem
 import CertgateLocking
 import CertgateJSON
 import CertgateKube
-import CertgateNet
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,6 @@
+import CertgateSystem
 import CertgateLocking
 import CertgateKube
-import CertgateNet
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,6 @@
+import CertgateSystem
 import CertgateLocking
 import CertgateKube
-import CertgateNet
 import Synchronization
 
 /// Runs the reconcile step for every Pki: informers on pkis and Secrets feed a work queue,

@@ -1,8 +1,8 @@
+import CertgateSystem
 import CertgateJSON
 import CertgateLocking
 import CertgateCrypto
 import CertgateKube
-import CertgateNet
 import CertgatePKI
 import Synchronization
 #if canImport(Glibc)

@@ -1,6 +1,5 @@
 import CertgateLocking
 import CertgateMetrics
-import CertgateNet
 import Synchronization
 #if canImport(Glibc)
 import Glibc

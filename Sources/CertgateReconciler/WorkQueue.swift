@@ -1,5 +1,5 @@
+import CertgateSystem
 import CertgateLocking
-import CertgateNet
 import Synchronization
 #if canImport(Glibc)
 import Glibc

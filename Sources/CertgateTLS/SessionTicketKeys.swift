@@ -1,3 +1,4 @@
+import CertgateSystem
 import COpenSSL
 import CertgateLocking
 import CertgateNet

@@ -1,8 +1,8 @@
+import CertgateSystem
 import CertgateJSON
 import CertgateLocking
 import CertgateCrypto
 import CertgateKube
-import CertgateNet
 import CertgateTLS
 import Logging
 import Synchronization

@@ -4,9 +4,9 @@
 // The TLS and HTTP costs around it are measured by scripts/bench.
 //
 //   certgate-admission-bench POLICY_FILE PAYLOAD.json... [--reviews N]
+import CertgateSystem
 import CertgateHTTP
 import CertgateManifests
-import CertgateNet
 import CertgatePKI
 import CertgateWebhook
 #if canImport(Glibc)

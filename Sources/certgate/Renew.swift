@@ -1,3 +1,4 @@
+import CertgateSystem
 import ArgumentParser
 import CertgateKube
 import CertgateNet

@@ -1,3 +1,4 @@
+import CertgateSystem
 import ArgumentParser
 import CertgateJSON
 import CertgateManifests

@@ -1,3 +1,4 @@
+import CertgateSystem
 @testable import CertgateHTTP
 import CertgateCrypto
 import CertgateNet

@@ -1,5 +1,5 @@
 import CertgateLocking
-import CertgateNet
+import CertgateSystem
 import Foundation
 import Synchronization
 import Testing

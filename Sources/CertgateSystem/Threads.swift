@@ -5,7 +5,7 @@ import Synchronization
 
 /// Starts a named POSIX thread running `body` (Foundation's Thread would pull in all of
 /// Foundation and its ICU data for this one call).
-func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t? {
+package func startThread(name: String, _ body: @escaping () -> Void) -> Glibc.pthread_t? {
     final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
     let context = Unmanaged.passRetained(Box(body)).toOpaque()
     var thread = pthread_t()

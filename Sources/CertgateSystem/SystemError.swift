@@ -23,10 +23,10 @@ public enum IOResult<Value> {
     case wouldBlock
 }
 
-enum Syscall {
+package enum Syscall {
     /// Runs `body` until it does not fail with EINTR; throws ``SystemError`` on -1.
     @inline(__always)
-    static func call<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws -> T {
+    package static func call<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws -> T {
         while true {
             let result = body()
             if result == -1 {
@@ -40,7 +40,7 @@ enum Syscall {
 
     /// Like ``call(_:_:)`` but maps EAGAIN/EWOULDBLOCK to ``IOResult/wouldBlock``.
     @inline(__always)
-    static func nonBlocking<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws -> IOResult<T> {
+    package static func nonBlocking<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws -> IOResult<T> {
         while true {
             let result = body()
             if result == -1 {
