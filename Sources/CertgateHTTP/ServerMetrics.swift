@@ -50,3 +50,33 @@ public struct CertificateMetrics: Sendable {
                                 help: "When the serving certificate in use expires, in seconds since 1970.")
     }
 }
+
+/// The server's metric children for its own `server` label, looked up once.
+struct ResolvedServerMetrics: Sendable {
+    let server: String
+    let families: ServerMetrics
+    let openConnections: Gauge.Child
+    let inFlight: Gauge.Child
+    let rejected: Counter.Child
+    let handshakeFailures: Counter.Child
+    let acceptPauses: Counter.Child
+
+    init(_ families: ServerMetrics, server: String) {
+        self.server = server
+        self.families = families
+        openConnections = families.openConnections.labels(server)
+        inFlight = families.requestsInFlight.labels(server)
+        rejected = families.rejectedConnections.labels(server)
+        handshakeFailures = families.tlsHandshakeFailures.labels(server)
+        acceptPauses = families.acceptPauses.labels(server)
+    }
+
+    func handshakes(version: String) -> Counter.Child { families.tlsHandshakes.labels(server, version) }
+    func requests(path: String, code: String) -> Counter.Child { families.requests.labels(server, path, code) }
+    func duration(path: String, code: String) -> Histogram.Child { families.requestDuration.labels(server, path, code) }
+}
+
+struct RequestMetricsKey: Hashable {
+    let path: String
+    let status: Int
+}
