@@ -31,7 +31,7 @@ final class Acceptor: EventHandler {
     }
 
     func handle(_ readiness: Readiness) {
-        let server = context.server!
+        let server = context.server
         // A bounded batch, so one busy listener cannot starve this loop's connections.
         for _ in 0..<32 {
             let accepted: ConnectedSocket?
@@ -64,7 +64,7 @@ final class Acceptor: EventHandler {
 
     /// Stops watching the listener for ``descriptorBackoff`` (checked on the loop's ticks).
     /// The listener is deregistered, not modified: EPOLLEXCLUSIVE registrations cannot be.
-    private func pauseAccepting(_ server: HTTPServer, _ error: SystemError) {
+    private func pauseAccepting(_ server: ServerCore, _ error: SystemError) {
         let now = monotonicNanoseconds()
         if lastLogged.map({ now - $0 >= 60_000_000_000 }) ?? true {
             lastLogged = now

@@ -25,7 +25,7 @@ final class HTTP1Handler: ProtocolHandler {
         idleSince = now
     }
 
-    private var server: HTTPServer { connection.context.server }
+    private var server: ServerCore { connection.context.server }
 
     deinit { streaming?.stream.cancel() }
 

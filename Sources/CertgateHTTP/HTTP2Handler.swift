@@ -91,7 +91,7 @@ final class HTTP2Handler: ProtocolHandler {
         if let session { nghttp2_session_del(session) }
     }
 
-    private var server: HTTPServer { connection.context.server }
+    private var server: ServerCore { connection.context.server }
 
     // MARK: ProtocolHandler
 

@@ -12,36 +12,29 @@ import Glibc
 
 /// A server that owns its listeners and spreads their connections over an event-loop group.
 public final class HTTPServer: Sendable {
-    let configuration: HTTPServerConfiguration
-    let router: Router
-    let logger: Logger
-    let metrics: ResolvedServerMetrics
-    let timeouts: TimeoutNanos
+    /// What the loops share while serving; each holds it, so none outlives it.
+    private let core: ServerCore
     private let group: EventLoopGroup
     private let contexts: [LoopContext]
     private let listeners = Locked<[ListeningSocket]>([])
-    private let connectionCount = Atomic<Int>(0)
-    private let stopping = Atomic<Bool>(false)
-    /// Broadcast when a connection closes during shutdown, which waits for the last one.
-    private let connectionsClosed = ConditionVariable()
     private let started = Atomic<Bool>(false)
 
     public init(configuration: HTTPServerConfiguration, router: Router, group: EventLoopGroup,
                 metrics: ServerMetrics, logger: Logger) {
-        self.configuration = configuration
-        self.router = router
+        let core = ServerCore(configuration: configuration, router: router, metrics: ResolvedServerMetrics(metrics, server: configuration.name),
+                              logger: logger)
+        self.core = core
         self.group = group
-        self.logger = logger
-        self.metrics = ResolvedServerMetrics(metrics, server: configuration.name)
-        self.timeouts = TimeoutNanos(configuration.timeouts)
-        contexts = group.loops.map { LoopContext(loop: $0) }
-        for context in contexts { context.server = self }
+        contexts = group.loops.map { LoopContext(loop: $0, server: core) }
     }
 
-    /// The loops reach the server through unowned(unsafe) references: a started server
-    /// released before ``shutdown(gracePeriod:)`` would leave them pointing at freed memory.
+    private var configuration: HTTPServerConfiguration { core.configuration }
+    private var logger: Logger { core.logger }
+
+    /// A started server released before ``shutdown(gracePeriod:)`` would leave its loops
+    /// serving its listeners with nobody able to stop them.
     deinit {
-        assert(!started.load(ordering: .relaxed) || stopping.load(ordering: .relaxed),
+        assert(!started.load(ordering: .relaxed) || core.isShuttingDown,
                "HTTPServer \(configuration.name) released while serving: call shutdown(gracePeriod:) first")
     }
 
@@ -86,7 +79,7 @@ public final class HTTPServer: Sendable {
     /// this is for the fuzz targets, for which a handshake per input would cost more than
     /// the input, and which must still drive the connection code the listeners use.
     package func serveCleartext(descriptor: Int32, speaking protocol: CleartextProtocol) {
-        guard reserveConnection() else {
+        guard core.reserveConnection() else {
             SocketIO.close(descriptor)
             return
         }
@@ -97,15 +90,15 @@ public final class HTTPServer: Sendable {
     }
 
     /// Connections open right now.
-    public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
+    public var openConnections: Int { core.openConnections }
 
     /// True once ``shutdown(gracePeriod:)`` has begun.
-    public var isShuttingDown: Bool { stopping.load(ordering: .relaxed) }
+    public var isShuttingDown: Bool { core.isShuttingDown }
 
     /// Stops accepting, lets requests in flight finish for up to `gracePeriod` seconds, then
     /// closes whatever is still open. Blocks until done. The event loops keep running.
     public func shutdown(gracePeriod: Double) {
-        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard core.beginStopping() else { return }
         let sockets = listeners.withLock { $0 }
         onEveryLoop { context in
             // A paused acceptor's tick would otherwise watch the closed listener again.
@@ -119,10 +112,10 @@ public final class HTTPServer: Sendable {
         // Woken by every connection that closes from here on (releaseConnection).
         let deadline = monotonicNanoseconds() + UInt64(max(0, gracePeriod) * 1e9)
         while true {
-            let generation = connectionsClosed.generation
+            let generation = core.connectionsClosed.generation
             let now = monotonicNanoseconds()
             guard openConnections > 0, now < deadline else { break }
-            connectionsClosed.wait(unlessChangedSince: generation, seconds: Double(deadline - now) / 1e9)
+            core.connectionsClosed.wait(unlessChangedSince: generation, seconds: Double(deadline - now) / 1e9)
         }
         if openConnections > 0 {
             logger.warning("grace period over; closing connections", metadata: ["server": "\(configuration.name)", "open_connections": "\(openConnections)"])
@@ -144,28 +137,5 @@ public final class HTTPServer: Sendable {
             }
         }
         done.wait()
-    }
-
-    /// Takes a connection slot, or returns false at the limit.
-    func reserveConnection() -> Bool {
-        if connectionCount.wrappingAdd(1, ordering: .relaxed).newValue > configuration.maxConnections {
-            connectionCount.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
-        metrics.openConnections.add(1)
-        return true
-    }
-
-    func releaseConnection() {
-        connectionCount.wrappingSubtract(1, ordering: .relaxed)
-        metrics.openConnections.add(-1)
-        if stopping.load(ordering: .acquiring) { connectionsClosed.broadcast() }
-    }
-
-    /// Runs the router and counts the answer on the loop that serves it.
-    func respond(to request: HTTPRequest, startedAt start: UInt64, on context: LoopContext) -> HTTPResponse {
-        let response = router.respond(to: request)
-        context.record(path: router.metricsPath(for: request.path), status: response.status, startedAt: start)
-        return response
     }
 }

@@ -30,7 +30,7 @@ struct WeakLoopBox<Value: AnyObject>: @unchecked Sendable {
 /// pass the context to `loop.execute`.
 final class LoopContext: @unchecked Sendable {
     let loop: EventLoop
-    unowned(unsafe) var server: HTTPServer!
+    let server: ServerCore
     private var connections: [ObjectIdentifier: Connection] = [:]
     private(set) var dateHeader: String = httpDate()
     private var shuttingDown = false
@@ -43,8 +43,9 @@ final class LoopContext: @unchecked Sendable {
     /// The handshake counter of each TLS version, likewise.
     private var handshakeCounters: [String: Counter.Child] = [:]
 
-    init(loop: EventLoop) {
+    init(loop: EventLoop, server: ServerCore) {
         self.loop = loop
+        self.server = server
     }
 
     var isShuttingDown: Bool { shuttingDown }
