@@ -1,5 +1,4 @@
 import CertgateLocking
-import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -28,9 +27,8 @@ public final class FileReloader<Value: Sendable>: Sendable {
     private let onEvent: @Sendable (Event) -> Void
     private let current = Locked<Value?>(nil)
     private let lastSeen = Locked<[[UInt8]?]?>(nil)
-    // Set by startWatching and cleared by stopWatching, both called by the owner during
-    // start-up and shutdown, never concurrently.
-    private nonisolated(unsafe) var timer: DispatchSourceTimer?
+    /// The polling thread and what stops it, while watching.
+    private let watcher = Locked<(thread: JoinableThread, stop: StopSignal)?>(nil)
 
     /// - Parameter onEvent: called after every load attempt whose inputs changed (for logs and metrics).
     public init(paths: [String], build: @escaping Build, onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
@@ -64,25 +62,26 @@ public final class FileReloader<Value: Sendable>: Sendable {
         }
     }
 
-    /// Polls the files every `interval` seconds on a background queue until ``stopWatching()``.
-    public func startWatching(interval: Double = 1.0) {
-        let source = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "certgate.file-watch"))
-        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
-        source.setEventHandler { [weak self] in self?.reload() }
-        source.resume()
-        timer = source
+    /// Polls the files every `interval` seconds on a thread of its own until
+    /// ``stopWatching()``, as the control plane's other background loops do. Watching
+    /// already is a no-op; throws when the system refuses a thread.
+    public func startWatching(interval: Double = 1.0) throws {
+        try watcher.withLock { watcher in
+            guard watcher == nil else { return }
+            let stop = StopSignal()
+            let thread = try JoinableThread(name: "file-watch") { [weak self] in
+                while stop.sleep(interval) { self?.reload() }
+            }
+            watcher = (thread, stop)
+        }
     }
 
     /// Stops polling and returns once no poll runs: a reload in flight finishes first, and
     /// none starts after. Not to be called from `build` or `onEvent`, which it would wait for.
     public func stopWatching() {
-        guard let source = timer else { return }
-        // The cancel handler runs on the timer's serial queue after any event handler there.
-        let cancelled = DispatchSemaphore(value: 0)
-        source.setCancelHandler { cancelled.signal() }
-        source.cancel()
-        cancelled.wait()
-        timer = nil
+        guard let (thread, stop) = watcher.withLock({ watcher in defer { watcher = nil }; return watcher }) else { return }
+        stop.stop()
+        thread.join()
     }
 }
 

@@ -88,7 +88,7 @@ public final class ServingCertificate: Sendable {
     public func reload() -> Error? { reloader?.reload() }
 
     /// Polls the files every `interval` seconds on a background queue until ``stopWatching()``.
-    public func startWatching(interval: Double = 1.0) { reloader?.startWatching(interval: interval) }
+    public func startWatching(interval: Double = 1.0) throws { try reloader?.startWatching(interval: interval) }
 
     public func stopWatching() { reloader?.stopWatching() }
 

@@ -191,7 +191,7 @@ struct Serve: ParsableCommand {
         let shutdownGrace = shutdownGracePeriod.seconds
         var components: [any Supervised] = [
             SupervisedCalls("event loops", start: {}, stop: { group.stopAndWait() }),
-            SupervisedCalls("policy watcher", start: { if policy != nil { policySource.startWatching(interval: policyInterval) } },
+            SupervisedCalls("policy watcher", start: { if policy != nil { try policySource.startWatching(interval: policyInterval) } },
                             stop: { policySource.stopWatching() }),
             SupervisedCalls("serving certificate", start: { try certificate.startKeeping() }, stop: { certificate.stopKeeping() }),
             SupervisedCalls("webhook server", start: { _ = try webhook.start() }, stop: { webhook.shutdown(gracePeriod: shutdownGrace) }),
@@ -319,7 +319,7 @@ struct Serve: ParsableCommand {
         })
         if let error = bundle.reload() { throw error }
         watching.store(true, ordering: .relaxed)
-        bundle.startWatching(interval: certificateCheckInterval.seconds)
+        try bundle.startWatching(interval: certificateCheckInterval.seconds)
         return bundle
     }
 
@@ -387,7 +387,7 @@ struct ServingCertificateSetup {
     /// Keeps the certificate current: renews the self-managed one, or watches the files.
     func startKeeping() throws {
         try selfManaged?.start()
-        if let watchInterval { serving.startWatching(interval: watchInterval) }
+        if let watchInterval { try serving.startWatching(interval: watchInterval) }
     }
 
     /// Stops watching files and renewing, and joins what did it; the certificate in use stays.

@@ -22,7 +22,7 @@ import Testing
             builds.increment(started: false)
             return String(decoding: contents[0] ?? [], as: UTF8.self)
         })
-        reloader.startWatching(interval: 0.01)
+        try reloader.startWatching(interval: 0.01)
         #expect(entered.wait(timeout: .now() + 10) == .success, "the first poll did not build")
         reloader.stopWatching()
         #expect(builds.running == 0, "stopWatching returned while a reload was still running")
