@@ -19,6 +19,21 @@ public protocol Supervised: AnyObject, Sendable {
 ///
 /// swift-service-lifecycle's ServiceGroup does this for async services; the control plane
 /// runs on threads, so this is its thread-based counterpart.
+///
+/// How `serve` runs, and why two models and not one:
+/// - the data plane (the webhook and metrics servers) runs on epoll event loops, one
+///   thread per core (CertgateNet's `EventLoop`): thousands of connections, each request
+///   a few microseconds of work that never blocks;
+/// - the control plane (informers, reconcile workers, leader election, the Event sender,
+///   the serving certificate's renewal, the file watchers) runs on `JoinableThread`s that
+///   block on the Kubernetes client's requests and sleep on a `StopSignal`: a few dozen
+///   long-lived loops whose work is waiting, which a thread states plainly and stops at
+///   once, and which an event loop would have to turn inside out;
+/// - Dispatch is left for the one thing it does that neither does: delivering SIGTERM and
+///   SIGINT (`Signals.observe`) as an ordinary callback.
+/// Swift concurrency (async/await) is not used: no part of the process needs to suspend
+/// where a thread can block, and a cooperative pool of one thread per core would be
+/// starved by the client's blocking I/O.
 public final class Supervisor: Sendable {
     private let components: [any Supervised]
     private let started = Locked<[any Supervised]>([])
