@@ -50,28 +50,28 @@ let package = Package(
         .target(name: "CertgateWebhook", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateHTTP"]),
         .target(
             name: "CertgateKube",
-            dependencies: ["CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateSystem", "CertgateHTTP", "CertgateJSON", "CertgatePKI", "CertgateYAML",
+            dependencies: ["CertgateLocking", "CertgateCrypto", "CertgateTLS", "CertgateNet", "CertgateSystem", "CertgateHTTP", "CertgateJSON", "CertgatePKI", "CertgateYAML",
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "CertgateReconciler", dependencies: ["CertgateSystem", "CertgateJSON", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics",
+        .target(name: "CertgateReconciler", dependencies: ["CertgateLocking", "CertgateSystem", "CertgateJSON", "CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateMetrics",
                                                           .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CertgateWebhookSetup",
-            dependencies: ["CertgateKube", "CertgateJSON", "CertgateTLS", "CertgateCrypto", "CertgateSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CertgateLocking", "CertgatePKI", "CertgateKube", "CertgateJSON", "CertgateTLS", "CertgateCrypto", "CertgateSystem", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateSystem", "CertgateYAML"]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "CertgateTLS", dependencies: ["COpenSSL", "CertgateCrypto", "CertgateNet", "CertgateSystem"]),
+        .target(name: "CertgateTLS", dependencies: ["CertgateLocking", "COpenSSL", "CertgateCrypto", "CertgateNet", "CertgateSystem"]),
         .target(
             name: "CertgateHTTP",
-            dependencies: [
+            dependencies: ["CertgateLocking", 
                 "CNGHTTP2", "CertgateNet", "CertgateSystem", "CertgateTLS", "CertgateMetrics", "CertgateJSON",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "certgate",
-            dependencies: [
+            dependencies: ["CertgateJSON", "CertgateLocking", 
                 "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateSystem", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
                 "CertgateWebhookSetup", "CertgateLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -108,32 +108,32 @@ let package = Package(
         .testTarget(name: "CertgateSystemTests", dependencies: ["CertgateSystem", "CertgateLocking"]),
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet", "CertgateSystem"]),
         .testTarget(name: "CertgateMetricsTests", dependencies: ["CertgateMetrics"]),
-        .testTarget(name: "CertgateLifecycleTests", dependencies: ["CertgateLifecycle", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CertgateLifecycleTests", dependencies: ["CertgateLocking", "CertgateLifecycle", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CertgateJSONTests", dependencies: ["CertgateJSON"]),
         .testTarget(name: "CertgateYAMLTests", dependencies: ["CertgateYAML"]),
         .testTarget(name: "CertgatePKITests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(name: "CertgateWebhookTests", dependencies: ["CertgateWebhook", "CertgatePKI", "CertgateHTTP"]),
         .testTarget(
             name: "CertgateKubeTests",
-            dependencies: [
+            dependencies: ["CertgateJSON", "CertgateLocking", "CertgatePKI", 
                 "CertgateKube", "CertgateKubeTesting", "CertgateHTTP", "CertgateTLS", "CertgateTestSupport", "CertgateMetrics", "CertgateNet",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport", "CertgateMetrics", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CertgateReconcilerTests", dependencies: ["CertgateLocking", "CertgateReconciler", "CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateCrypto", "CertgateTestSupport", "CertgateMetrics", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "CertgateWebhookSetupTests",
-            dependencies: [
+            dependencies: ["CertgateLocking", "CertgatePKI", 
                 "CertgateWebhookSetup", "CertgateKube", "CertgateKubeTesting", "CertgateTLS", "CertgateCrypto", "CertgateHTTP", "CertgateNet",
                 "CertgateMetrics", "CertgateTestSupport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CertgateManifestsTests", dependencies: ["CertgateManifests", "CertgatePKI"]),
+        .testTarget(name: "CertgateManifestsTests", dependencies: ["CertgateJSON", "CertgateManifests", "CertgatePKI"]),
         .testTarget(name: "CertgateCryptoTests", dependencies: ["CertgateCrypto", "CertgateTestSupport"]),
-        .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
+        .testTarget(name: "CertgateTLSTests", dependencies: ["CertgateLocking", "CertgateTLS", "CertgateCrypto", "CertgateTestSupport"]),
         .testTarget(
             name: "CertgateHTTPTests",
-            dependencies: [
+            dependencies: ["CertgateLocking", 
                 "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateSystem", "CertgateTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]

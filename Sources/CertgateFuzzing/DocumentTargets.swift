@@ -94,7 +94,7 @@ func fuzzAdmission(_ bytes: [UInt8]) {
 func fuzzPolicy(_ bytes: [UInt8]) {
     guard let policy = try? PolicyFile.parse(String(decoding: bytes, as: UTF8.self)) else { return }
     _ = policy.problems()
-    var pki = Pki(metadata: ObjectMetadata(name: "app1-pki", namespace: "app1"))
+    var pki = Pki(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"))
     pki.spec.serviceName = "app1"
     pki.spec.dnsNames = ["app1.app1.svc"]
     pki.spec.ipAddresses = ["10.0.0.1", "fd00::1"]
@@ -121,8 +121,8 @@ func fuzzKubeWire(_ bytes: [UInt8]) {
     guard let selector = bytes.first else { return }
     let body = Array(bytes.dropFirst())
     switch selector % 6 {
-    case 0: _ = try? JSONCoding.decode(ObjectList<PkiResource>.self, from: body)
-    case 1: _ = try? JSONCoding.decode(ObjectList<ObjectMetadataOnly>.self, from: body)
+    case 0: _ = try? JSONCoding.decode(ObjectList<Pki>.self, from: body)
+    case 1: _ = try? JSONCoding.decode(ObjectList<PartialObjectMetadata>.self, from: body)
     case 2: _ = try? JSONCoding.decode(ObjectList<Secret>.self, from: body)
     case 3: _ = try? JSONCoding.decode(APIStatus.self, from: body)
     case 4: _ = try? JSONCoding.decode(Lease.self, from: body)
@@ -135,7 +135,7 @@ func fuzzKubeWire(_ bytes: [UInt8]) {
 }
 
 private func watchEvents(_ pieces: [ArraySlice<UInt8>]) -> [String] {
-    var stream = WatchStreamDecoder<PkiResource>()
+    var stream = WatchStreamDecoder<Pki>()
     var events: [String] = []
     do {
         for piece in pieces {

@@ -414,3 +414,38 @@ private struct UnkeyedEncoder: UnkeyedEncodingContainer {
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { next().unkeyedContainer() }
     mutating func superEncoder() -> any Encoder { next() }
 }
+
+// MARK: A JSON value as a Decodable
+
+extension JSONValue: Decodable {
+    /// The value a decoder is at: JSONCoding's own as it is (for a type that reads its JSON
+    /// field by field, such as a Pki); any other decoder's rebuilt from its containers.
+    public init(from decoder: any Decoder) throws {
+        if let own = decoder as? ValueDecoder {
+            self = own.value
+            return
+        }
+        if let object = try? decoder.container(keyedBy: IndexKey.self) {
+            self = .object(try object.allKeys.map { ($0.stringValue, try object.decode(JSONValue.self, forKey: $0)) })
+            return
+        }
+        if var array = try? decoder.unkeyedContainer() {
+            var elements: [JSONValue] = []
+            while !array.isAtEnd { elements.append(try array.decode(JSONValue.self)) }
+            self = .array(elements)
+            return
+        }
+        let single = try decoder.singleValueContainer()
+        if single.decodeNil() {
+            self = .null
+        } else if let bool = try? single.decode(Bool.self) {
+            self = .bool(bool)
+        } else if let integer = try? single.decode(Int64.self) {
+            self = .number(String(integer))
+        } else if let number = try? single.decode(Double.self) {
+            self = .number("\(number)")
+        } else {
+            self = .string(try single.decode(String.self))
+        }
+    }
+}

@@ -15,6 +15,12 @@ public enum JSONValue: Equatable, Sendable {
         try JSONReader.read(document) { try read(&$0) }
     }
 
+    /// Reads the reader's next value whole (for a part of a document that a Codable type
+    /// decodes, inside one that is read field by field).
+    public init(reading reader: inout JSONReader) throws {
+        self = try JSONValue.read(&reader)
+    }
+
     private static func read(_ reader: inout JSONReader) throws -> JSONValue {
         switch try reader.peek() {
         case .null:

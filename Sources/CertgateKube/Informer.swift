@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateSystem
 import CertgateJSON
 import CertgateLocking
@@ -13,13 +14,14 @@ public protocol KubeObject: Codable, Sendable {
     var metadata: ObjectMeta { get }
 }
 
-/// Any object reduced to its metadata: an informer of these caches names, labels and
-/// owners without the data (a Secret informer need not hold every certificate and key).
-public struct ObjectMetadataOnly: KubeObject, Equatable {
+/// Any object reduced to its metadata, as the API server sends it when asked for
+/// PartialObjectMetadata: an informer of these caches names, labels and owners without the
+/// data (a Secret informer need not hold every certificate and key).
+public struct PartialObjectMetadata: KubeObject, Equatable {
     public var metadata: ObjectMeta
 }
 
-extension PkiResource: KubeObject {}
+extension Pki: KubeObject {}
 extension Secret: KubeObject {}
 extension Pod: KubeObject {}
 extension Lease: KubeObject {}

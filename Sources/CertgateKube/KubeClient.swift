@@ -112,7 +112,7 @@ public final class KubeClient: Sendable {
     public func list<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                                             of type: T.Type = T.self) throws -> ObjectList<T> {
         try decode(try call("GET", resource.path(namespace: namespace), query: options.queryItems,
-                            accept: T.self == ObjectMetadataOnly.self ? Self.metadataOnlyList : Self.json), ObjectList<T>.self)
+                            accept: T.self == PartialObjectMetadata.self ? Self.metadataOnlyList : Self.json), ObjectList<T>.self)
     }
 
     public func create<T: Codable>(_ resource: Resource, namespace: String?, _ object: T) throws -> T {
@@ -175,7 +175,7 @@ public final class KubeClient: Sendable {
         query.append(("allowWatchBookmarks", "true"))
         query.append(("timeoutSeconds", String(timeoutSeconds)))
         let request = try makeRequest("GET", resource.path(namespace: namespace), query: query, body: nil, contentType: nil,
-                                      accept: T.self == ObjectMetadataOnly.self ? Self.metadataOnlyWatch : Self.json)
+                                      accept: T.self == PartialObjectMetadata.self ? Self.metadataOnlyWatch : Self.json)
         var stream = WatchStreamDecoder<T>()
         var failureBody: [UInt8] = []
         var failure: APIStatus?
@@ -198,7 +198,7 @@ public final class KubeClient: Sendable {
     // MARK: Requests
 
     static let json = "application/json"
-    /// What client-go's metadata informers ask for: lists and watches of ObjectMetadataOnly
+    /// What client-go's metadata informers ask for: lists and watches of PartialObjectMetadata
     /// carry names, labels and owners without the objects' data (a Secret's certificates,
     /// a Helm release's megabytes), with plain JSON as the fallback of servers without it.
     static let metadataOnlyList = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"

@@ -5,44 +5,25 @@ import CertgatePKI
 // Optional fields stay optional: the API server omits what is unset, and a field Certgate
 // does not model is simply not sent back (use a merge patch to change part of an object).
 
-/// metadata of any object.
-public struct ObjectMeta: Codable, Sendable, Equatable {
-    public var name: String?
-    public var generateName: String?
-    public var namespace: String?
-    public var uid: String?
-    public var resourceVersion: String?
-    public var generation: Int64?
-    public var creationTimestamp: String?
-    public var deletionTimestamp: String?
-    public var labels: [String: String]?
-    public var annotations: [String: String]?
-    public var ownerReferences: [OwnerReference]?
-
-    public init(name: String? = nil, namespace: String? = nil, labels: [String: String]? = nil,
-                annotations: [String: String]? = nil, ownerReferences: [OwnerReference]? = nil) {
-        self.name = name
-        self.namespace = namespace
-        self.labels = labels
-        self.annotations = annotations
-        self.ownerReferences = ownerReferences
-    }
-}
-
 /// Only metadata.managedFields of an object, read when a question needs it (who set an
 /// annotation): ObjectMeta leaves them out, so informers neither decode nor keep them for
-/// every object, and an update never carries a client's copy back.
-public struct ManagedFieldsOnly: Decodable, Sendable, Equatable {
-    public struct Metadata: Decodable, Sendable, Equatable {
-        public var managedFields: [ManagedFieldsEntry]?
-    }
+/// every object, and an update never carries a client's copy back. Read straight from
+/// metadata, with no second metadata type.
+public struct ManagedFields: Decodable, Sendable, Equatable {
+    public var entries: [ManagedFieldsEntry]
 
-    public var metadata: Metadata
+    private enum ObjectKeys: String, CodingKey { case metadata }
+    private enum MetadataKeys: String, CodingKey { case managedFields }
+
+    public init(from decoder: any Decoder) throws {
+        let metadata = try decoder.container(keyedBy: ObjectKeys.self).nestedContainer(keyedBy: MetadataKeys.self, forKey: .metadata)
+        entries = try metadata.decodeIfPresent([ManagedFieldsEntry].self, forKey: .managedFields) ?? []
+    }
 
     /// The field manager that last wrote annotation `key` ("kubectl-annotate",
     /// "certgate-renew", a GitOps tool); nil when none is recorded.
     public func manager(ofAnnotation key: String) -> String? {
-        (metadata.managedFields ?? [])
+        entries
             .filter { $0.fieldsV1?.child("f:metadata")?.child("f:annotations")?.child("f:" + key) != nil }
             .max { ($0.time ?? "") < ($1.time ?? "") }?.manager
     }
@@ -71,24 +52,6 @@ public struct FieldSet: Codable, Sendable, Equatable {
     }
 
     public func child(_ name: String) -> FieldSet? { children[name] }
-}
-
-public struct OwnerReference: Codable, Sendable, Equatable {
-    public var apiVersion: String
-    public var kind: String
-    public var name: String
-    public var uid: String
-    public var controller: Bool?
-    public var blockOwnerDeletion: Bool?
-
-    public init(apiVersion: String, kind: String, name: String, uid: String, controller: Bool? = true, blockOwnerDeletion: Bool? = true) {
-        self.apiVersion = apiVersion
-        self.kind = kind
-        self.name = name
-        self.uid = uid
-        self.controller = controller
-        self.blockOwnerDeletion = blockOwnerDeletion
-    }
 }
 
 /// The API's error body (kind Status): what failed, why, and the HTTP code.
@@ -427,58 +390,6 @@ public struct ValidatingWebhookConfiguration: Codable, Sendable, Equatable {
 // apiVersion and kind are optional in the types below: list items of built-in kinds carry
 // neither (events-list-fieldselector.http), and a decoder that required them would fail on
 // the first list a real API server sends.
-
-/// certgate.dev/v1 Pki with its status, as the reconciler reads and writes it.
-public struct PkiResource: Codable, Sendable, Equatable {
-    public struct Condition: Codable, Sendable, Equatable {
-        public var type: String
-        /// True, False or Unknown.
-        public var status: String
-        public var reason: String?
-        public var message: String?
-        public var lastTransitionTime: String?
-        public var observedGeneration: Int64?
-
-        public init(type: String, status: String, reason: String?, message: String?, lastTransitionTime: String?, observedGeneration: Int64?) {
-            self.type = type
-            self.status = status
-            self.reason = reason
-            self.message = message
-            self.lastTransitionTime = lastTransitionTime
-            self.observedGeneration = observedGeneration
-        }
-    }
-
-    public struct Status: Codable, Sendable, Equatable {
-        public var conditions: [Condition]?
-        public var notBefore: String?
-        public var notAfter: String?
-        public var renewalTime: String?
-        public var serialNumber: String?
-        public var secretName: String?
-        public var observedGeneration: Int64?
-        /// The value of the certgate.dev/renew annotation last acted on: a new value
-        /// re-issues once; the same value again does nothing.
-        public var lastRenewRequest: String?
-
-        public init() {}
-    }
-
-    /// What every Pki is, whether or not a body said so.
-    public static let typeMeta = (apiVersion: "certgate.dev/v1", kind: "Pki")
-
-    public var apiVersion: String? = typeMeta.apiVersion
-    public var kind: String? = typeMeta.kind
-    public var metadata: ObjectMeta
-    public var spec: PkiSpec
-    public var status: Status?
-
-    public init(metadata: ObjectMeta, spec: PkiSpec, status: Status? = nil) {
-        self.metadata = metadata
-        self.spec = spec
-        self.status = status
-    }
-}
 
 /// A list envelope (PkiList, SecretList...) with its continue token for pagination.
 public struct ObjectList<Item: Codable & Sendable>: Codable, Sendable {

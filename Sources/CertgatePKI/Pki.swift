@@ -1,6 +1,8 @@
 import CertgateJSON
 
-/// The Pki custom resource (certgate.dev/v1): what an application owner asks for.
+/// The Pki custom resource (certgate.dev/v1): what an application owner asks for, and what
+/// the reconciler reports back in its status. One model for the webhook, `validate` and the
+/// reconciler, read by one decoder (``init(reading:wholeMetadata:)``).
 ///
 /// Every spec field is kept as written (durations as text, sizes as numbers) so that the
 /// rules can say exactly what was wrong with it; nothing is defaulted here.
@@ -20,7 +22,7 @@ public struct Pki: Sendable, Equatable {
         _read { yield storage.kind }
         _modify { makeUnique(); yield &storage.kind }
     }
-    public var metadata: ObjectMetadata {
+    public var metadata: ObjectMeta {
         _read { yield storage.metadata }
         _modify { makeUnique(); yield &storage.metadata }
     }
@@ -28,15 +30,20 @@ public struct Pki: Sendable, Equatable {
         _read { yield storage.spec }
         _modify { makeUnique(); yield &storage.spec }
     }
+    /// What the reconciler last reported; admission does not read it.
+    public var status: Status? {
+        _read { yield storage.status }
+        _modify { makeUnique(); yield &storage.status }
+    }
     /// Fields whose JSON type was wrong ("spec.privateKey.size: expected a number, found a string").
     public var problems: [FieldProblem] {
         _read { yield storage.problems }
         _modify { makeUnique(); yield &storage.problems }
     }
 
-    public init(apiVersion: String? = "certgate.dev/v1", kind: String? = "Pki", metadata: ObjectMetadata = ObjectMetadata(),
-                spec: PkiSpec = PkiSpec(), problems: [FieldProblem] = []) {
-        storage = Storage(apiVersion: apiVersion, kind: kind, metadata: metadata, spec: spec, problems: problems)
+    public init(apiVersion: String? = "certgate.dev/v1", kind: String? = "Pki", metadata: ObjectMeta = ObjectMeta(),
+                spec: PkiSpec = PkiSpec(), status: Status? = nil, problems: [FieldProblem] = []) {
+        storage = Storage(apiVersion: apiVersion, kind: kind, metadata: metadata, spec: spec, status: status, problems: problems)
     }
 
     /// The fields behind one reference, copied on write as Array's elements are: an
@@ -50,15 +57,17 @@ public struct Pki: Sendable, Equatable {
         // cost more than the field reads it guarded).
         @exclusivity(unchecked) var apiVersion: String?
         @exclusivity(unchecked) var kind: String?
-        @exclusivity(unchecked) var metadata: ObjectMetadata
+        @exclusivity(unchecked) var metadata: ObjectMeta
         @exclusivity(unchecked) var spec: PkiSpec
+        @exclusivity(unchecked) var status: Status?
         @exclusivity(unchecked) var problems: [FieldProblem]
 
-        init(apiVersion: String?, kind: String?, metadata: ObjectMetadata, spec: PkiSpec, problems: [FieldProblem]) {
+        init(apiVersion: String?, kind: String?, metadata: ObjectMeta, spec: PkiSpec, status: Status?, problems: [FieldProblem]) {
             self.apiVersion = apiVersion
             self.kind = kind
             self.metadata = metadata
             self.spec = spec
+            self.status = status
             self.problems = problems
         }
     }
@@ -66,35 +75,18 @@ public struct Pki: Sendable, Equatable {
     private mutating func makeUnique() {
         guard !isKnownUniquelyReferenced(&storage) else { return }
         storage = Storage(apiVersion: storage.apiVersion, kind: storage.kind, metadata: storage.metadata, spec: storage.spec,
-                          problems: storage.problems)
+                          status: storage.status, problems: storage.problems)
     }
 
     public static func == (lhs: Pki, rhs: Pki) -> Bool {
         lhs.storage === rhs.storage
             || (lhs.apiVersion == rhs.apiVersion && lhs.kind == rhs.kind && lhs.metadata == rhs.metadata && lhs.spec == rhs.spec
-                && lhs.problems == rhs.problems)
-    }
-}
-
-/// The parts of metadata that admission and reconciliation read.
-public struct ObjectMetadata: Sendable, Equatable {
-    public var name: String?
-    public var namespace: String?
-    public var uid: String?
-    public var generation: Int?
-    public var resourceVersion: String?
-
-    public init(name: String? = nil, namespace: String? = nil, uid: String? = nil, generation: Int? = nil, resourceVersion: String? = nil) {
-        self.name = name
-        self.namespace = namespace
-        self.uid = uid
-        self.generation = generation
-        self.resourceVersion = resourceVersion
+                && lhs.status == rhs.status && lhs.problems == rhs.problems)
     }
 }
 
 /// `spec` of a Pki, as written.
-public struct PkiSpec: Sendable, Equatable, Codable {
+public struct PkiSpec: Sendable, Equatable, Encodable {
     public var serviceName: String?
     public var secretName: String?
     public var commonName: String?
@@ -141,7 +133,7 @@ public struct PkiSpec: Sendable, Equatable, Codable {
 }
 
 /// `spec.subject`: the certificate subject's attributes besides its common name.
-public struct SubjectSpec: Sendable, Equatable, Codable {
+public struct SubjectSpec: Sendable, Equatable, Encodable {
     public var organizations: [String]?
     public var organizationalUnits: [String]?
     public var countries: [String]?
@@ -159,7 +151,7 @@ public struct SubjectSpec: Sendable, Equatable, Codable {
 }
 
 /// `spec.keystores`: the key and certificates in the forms other runtimes read.
-public struct KeystoresSpec: Sendable, Equatable, Codable {
+public struct KeystoresSpec: Sendable, Equatable, Encodable {
     /// keystore.p12 (key, leaf and chain) and truststore.p12 (the CA), for Java and .NET.
     public var pkcs12: PKCS12Spec?
     /// tls-combined.pem: the key, then the chain, for proxies that take one file.
@@ -182,7 +174,7 @@ public struct KeystoresSpec: Sendable, Equatable, Codable {
 }
 
 /// `spec.keystores.pkcs12`.
-public struct PKCS12Spec: Sendable, Equatable, Codable {
+public struct PKCS12Spec: Sendable, Equatable, Encodable {
     /// The Secret key (in the Pki's namespace) holding the keystore password.
     public var passwordSecretRef: SecretKeySelector?
     /// Modern2023 (AES-256-CBC, PBKDF2, SHA-256 MAC; the default) or LegacyRC2 (old Java only).
@@ -195,7 +187,7 @@ public struct PKCS12Spec: Sendable, Equatable, Codable {
 }
 
 /// A key of a Secret in the same namespace.
-public struct SecretKeySelector: Sendable, Equatable, Codable {
+public struct SecretKeySelector: Sendable, Equatable, Encodable {
     public var name: String?
     public var key: String?
 
@@ -206,13 +198,13 @@ public struct SecretKeySelector: Sendable, Equatable, Codable {
 }
 
 /// An option that is on when written as `{}`.
-public struct EmptySpec: Sendable, Equatable, Codable {
+public struct EmptySpec: Sendable, Equatable, Encodable {
     public init() {}
 }
 
 /// `spec.secretTemplate`: what tools that select Secrets by label, or read their
 /// annotations (reflectors, backup tools), need on the Secret.
-public struct SecretTemplate: Sendable, Equatable, Codable {
+public struct SecretTemplate: Sendable, Equatable, Encodable {
     public var labels: [String: String]?
     public var annotations: [String: String]?
 
@@ -229,7 +221,7 @@ public struct SecretTemplate: Sendable, Equatable, Codable {
 }
 
 /// `spec.privateKey`.
-public struct PrivateKeySpec: Sendable, Equatable, Codable {
+public struct PrivateKeySpec: Sendable, Equatable, Encodable {
     public var algorithm: String?
     public var size: Int?
 
@@ -292,10 +284,11 @@ public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Pki {
-    /// Reads a Pki object (as the API server sends it in an AdmissionReview or a list),
-    /// skipping everything admission does not need. Syntax errors throw; a field of the
-    /// wrong type is recorded in ``problems`` and the rest is still read.
-    public init(reading reader: inout JSONReader) throws {
+    /// Reads a Pki object (as the API server sends it in an AdmissionReview, a list or a
+    /// watch). Syntax errors throw; a field of the wrong type is recorded in ``problems`` and
+    /// the rest is still read. Admission reads the spec and what identifies the object;
+    /// `wholeMetadata` also reads the rest of metadata and the status, for the reconciler.
+    public init(reading reader: inout JSONReader, wholeMetadata: Bool = false) throws {
         // Filled in a local the closures capture, then moved (taken) into self, so that self
         // holds the only reference to the storage and a later write copies nothing.
         var pki: Pki? = Pki(apiVersion: nil, kind: nil)
@@ -303,8 +296,11 @@ extension Pki {
         try reader.readObject { reader, key in
             if key == "apiVersion" { pki!.apiVersion = try fields.string(&reader, "apiVersion", usuallyOneOf: Pki.commonAPIVersions) }
             else if key == "kind" { pki!.kind = try fields.string(&reader, "kind", usuallyOneOf: Pki.commonKinds) }
-            else if key == "metadata" { try fields.object(&reader, "metadata") { reader, key in try pki!.metadata.read(&reader, key, fields) } }
+            else if key == "metadata" {
+                try fields.object(&reader, "metadata") { reader, key in try pki!.metadata.read(&reader, key, fields, whole: wholeMetadata) }
+            }
             else if key == "spec" { try fields.object(&reader, "spec") { reader, key in try pki!.spec.read(&reader, key, fields) } }
+            else if key == "status" && wholeMetadata { pki!.status = try fields.decoded(Status.self, &reader, "status") }
             else { try reader.skipValue() }
         }
         pki!.problems = fields.problems
@@ -312,13 +308,23 @@ extension Pki {
     }
 }
 
-extension ObjectMetadata {
-    mutating func read(_ reader: inout JSONReader, _ key: JSONKey, _ fields: FieldReader) throws {
+extension ObjectMeta {
+    /// One member of metadata. Admission reads only what identifies the object; `whole`
+    /// reads every field (the reconciler's annotations, labels and owners), the rarely
+    /// present ones through their Codable form.
+    mutating func read(_ reader: inout JSONReader, _ key: JSONKey, _ fields: FieldReader, whole: Bool) throws {
         if key == "name" { name = try fields.string(&reader, "metadata.name") }
         else if key == "namespace" { namespace = try fields.string(&reader, "metadata.namespace") }
         else if key == "uid" { uid = try fields.string(&reader, "metadata.uid") }
-        else if key == "generation" { generation = try fields.int(&reader, "metadata.generation") }
+        else if key == "generation" { generation = try fields.int(&reader, "metadata.generation").map(Int64.init) }
         else if key == "resourceVersion" { resourceVersion = try fields.string(&reader, "metadata.resourceVersion") }
+        else if !whole { try reader.skipValue() }
+        else if key == "generateName" { generateName = try fields.string(&reader, "metadata.generateName") }
+        else if key == "creationTimestamp" { creationTimestamp = try fields.string(&reader, "metadata.creationTimestamp") }
+        else if key == "deletionTimestamp" { deletionTimestamp = try fields.string(&reader, "metadata.deletionTimestamp") }
+        else if key == "labels" { labels = try fields.stringMap(&reader, "metadata.labels") }
+        else if key == "annotations" { annotations = try fields.stringMap(&reader, "metadata.annotations") }
+        else if key == "ownerReferences" { ownerReferences = try fields.decoded([OwnerReference].self, &reader, "metadata.ownerReferences") }
         else { try reader.skipValue() }
     }
 }
@@ -468,6 +474,19 @@ final class FieldReader {
         }
         try reader.skipValue()
         return true
+    }
+
+    /// A value whose Codable form decodes it (a Pki's status, its owners); one that does not
+    /// decode is a problem at `path`.
+    func decoded<T: Decodable>(_ type: T.Type, _ reader: inout JSONReader, _ path: String) throws -> T? {
+        let value = try JSONValue(reading: &reader)
+        if value == .null { return nil }
+        do {
+            return try JSONCoding.decode(type, from: value)
+        } catch {
+            problems.append(FieldProblem(path: path, message: "\(error)"))
+            return nil
+        }
     }
 
     func object(_ reader: inout JSONReader, _ path: String, _ member: (inout JSONReader, JSONKey) throws -> Void) throws {

@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateSystem
 import CertgateLocking
 import CertgateKube
@@ -21,9 +22,9 @@ public final class PkiController: Sendable {
     private let queue: WorkQueue
     private let reconciler: PkiReconciler
     private let workers: Int
-    private let pkis: Informer<PkiResource>
+    private let pkis: Informer<Pki>
     /// Metadata only: owners and names are all the controller reads, and Secrets are large.
-    private let secrets: Informer<ObjectMetadataOnly>
+    private let secrets: Informer<PartialObjectMetadata>
     /// Pods, for the Events put on those that use a Pki's Secret.
     private let pods: Informer<Pod>
     private let reconciles = Atomic<Int>(0)
@@ -68,7 +69,7 @@ public final class PkiController: Sendable {
                             },
                             onDelete: { bundleKey($0.metadata.namespace) }))
         let pkiInformer = pkis
-        let secretChanged: @Sendable (ObjectMetadataOnly) -> Void = { secret in
+        let secretChanged: @Sendable (PartialObjectMetadata) -> Void = { secret in
             if let owner = secret.metadata.ownerReferences?.first(where: { $0.controller == true && $0.kind == "Pki" }) {
                 queue.add("\(secret.metadata.namespace ?? "")/\(owner.name)")
                 bundleKey(secret.metadata.namespace)

@@ -73,9 +73,9 @@ public final class PkiReconciler: Sendable {
     }
 
     private func reconcileOrThrow(namespace: String, name: String) throws -> Outcome {
-        let pki: PkiResource
+        let pki: Pki
         do {
-            pki = try client.get(.pkis, namespace: namespace, name: name, as: PkiResource.self)
+            pki = try client.get(.pkis, namespace: namespace, name: name, as: Pki.self)
         } catch let status as APIStatus where status.isNotFound {
             metrics?.certificates.remove("\(namespace)/\(name)")
             return .done(requeueAfter: nil)  // deleted; its Secret goes with it (ownerReference)
@@ -89,8 +89,9 @@ public final class PkiReconciler: Sendable {
         let reference = ObjectReference(apiVersion: pki.apiVersion, kind: pki.kind, namespace: namespace, name: name, uid: pki.metadata.uid)
         let secretName = pki.spec.secretName ?? name
 
-        // Objects admitted before the webhook existed, or before the policy changed.
-        let judgement = judge(Pki(metadata: ObjectMetadata(name: name, namespace: namespace), spec: pki.spec), namespace: namespace, policy: policy)
+        // Objects admitted before the webhook existed, or before the policy changed; a field
+        // of the wrong type, which the reader records rather than refuses, is a violation.
+        let judgement = judge(pki, namespace: namespace, policy: policy)
         guard judgement.isAllowed else {
             try fail(pki, reference, secretName, reason: "InvalidSpec", message: judgement.message)
             return .done(requeueAfter: nil)
@@ -201,7 +202,7 @@ public final class PkiReconciler: Sendable {
         if case .reissue(let why) = verdict, held != nil { message += ": the previous one no longer matched (\(why))" }
         if renewedOnRequest, let renewRequest {
             // Asked only now: managedFields are read for this question alone, not with every object.
-            let asker = (try? client.get(.pkis, namespace: namespace, name: name, as: ManagedFieldsOnly.self))?
+            let asker = (try? client.get(.pkis, namespace: namespace, name: name, as: ManagedFields.self))?
                 .manager(ofAnnotation: PkiReconciler.renewAnnotation) ?? "an unrecorded field manager"
             message += ", on request: \(PkiReconciler.renewAnnotation)=\(renewRequest) set by \(asker)"
         }
@@ -222,11 +223,11 @@ public final class PkiReconciler: Sendable {
     /// there (labels, annotations, finalizers, other owners and data keys) stays. The patch
     /// names the resourceVersion read, so a concurrent change is a conflict and the pass is
     /// retried, never a lost write.
-    private func writeSecret(_ issued: IssuedCertificate, for pki: PkiResource, name secretName: String, over existing: Secret?,
+    private func writeSecret(_ issued: IssuedCertificate, for pki: Pki, name secretName: String, over existing: Secret?,
                              renewRequest: String?, keystores: [String: [UInt8]]) throws {
         let name = pki.metadata.name ?? ""
         let namespace = pki.metadata.namespace ?? ""
-        let owner = OwnerReference(apiVersion: PkiResource.typeMeta.apiVersion, kind: PkiResource.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
+        let owner = OwnerReference(apiVersion: Pki.typeMeta.apiVersion, kind: Pki.typeMeta.kind, name: name, uid: pki.metadata.uid ?? "")
         var data = ["tls.crt": Array(issued.certificateChainPEM.utf8), "tls.key": Array(issued.privateKeyPEM.utf8), "ca.crt": Array(issued.caPEM.utf8)]
         data.merge(keystores) { current, _ in current }
         let metadata = SecretMetadata(pki: pki, renewRequest: renewRequest, existing: existing)
@@ -246,7 +247,7 @@ public final class PkiReconciler: Sendable {
 
     /// Brings the Secret's template labels and annotations, and the keystores in `data`, up
     /// to date when the certificate in it is: neither needs a new certificate.
-    private func keepSecret(for pki: PkiResource, secret: Secret, name secretName: String, data: [String: [UInt8]]) throws {
+    private func keepSecret(for pki: Pki, secret: Secret, name secretName: String, data: [String: [UInt8]]) throws {
         let metadata = SecretMetadata(pki: pki, renewRequest: nil, existing: secret)
         guard !metadata.isApplied(to: secret) || !data.isEmpty else { return }
         try patchSecret(namespace: pki.metadata.namespace ?? "", name: secretName,
@@ -396,7 +397,7 @@ public final class PkiReconciler: Sendable {
         return CertificateAuthority(certificate: certificate, key: key)
     }
 
-    private func isOwned(_ secret: Secret, by pki: PkiResource) -> Bool {
+    private func isOwned(_ secret: Secret, by pki: Pki) -> Bool {
         secret.metadata.ownerReferences?.contains { $0.controller == true && $0.uid == pki.metadata.uid } ?? false
     }
 
@@ -405,7 +406,7 @@ public final class PkiReconciler: Sendable {
     }
 
     /// Ready=False with the reason, a Warning Event on the Pki and its pods.
-    private func fail(_ pki: PkiResource, _ reference: ObjectReference, _ secretName: String, reason: String, message: String) throws {
+    private func fail(_ pki: Pki, _ reference: ObjectReference, _ secretName: String, reason: String, message: String) throws {
         try writeStatus(pki, ready: false, reason: reason, message: message, certificate: nil, renewal: nil, secretName: nil)
         try announce(reference, namespace: reference.namespace ?? "default", secretName: secretName, .warning, reason: reason, message: message)
     }
@@ -451,20 +452,20 @@ public final class PkiReconciler: Sendable {
     }
 
     /// `renewRequest`: the certgate.dev/renew value now acted on, recorded so it is not again.
-    private func writeStatus(_ pki: PkiResource, ready: Bool, reason: String, message: String, certificate: Certificate?,
+    private func writeStatus(_ pki: Pki, ready: Bool, reason: String, message: String, certificate: Certificate?,
                              renewal: Int64?, secretName: String?, renewRequest: String? = nil) throws {
         let now = formatUTC(Int(clock()), "%Y-%m-%dT%H:%M:%SZ")
         var updated = pki
-        var status = pki.status ?? PkiResource.Status()
+        var status = pki.status ?? Pki.Status()
         let previous = status.conditions?.first { $0.type == "Ready" }
         let readyStatus = ready ? "True" : "False"
         let transition = previous?.status == readyStatus ? previous?.lastTransitionTime ?? now : now
         let issuingMessage = ready ? "Up to date" : message
         let previousIssuing = status.conditions?.first { $0.type == "Issuing" }
         status.conditions = [
-            PkiResource.Condition(type: "Ready", status: readyStatus, reason: reason, message: message,
+            Pki.Condition(type: "Ready", status: readyStatus, reason: reason, message: message,
                                   lastTransitionTime: transition, observedGeneration: pki.metadata.generation),
-            PkiResource.Condition(type: "Issuing", status: "False", reason: reason, message: issuingMessage,
+            Pki.Condition(type: "Issuing", status: "False", reason: reason, message: issuingMessage,
                                   lastTransitionTime: previousIssuing?.status == "False" ? previousIssuing?.lastTransitionTime ?? now : now,
                                   observedGeneration: pki.metadata.generation),
         ]

@@ -12,7 +12,7 @@ struct SecretMetadata: Equatable {
     static let templateAnnotation = "certgate.dev/secret-template"
 
     /// What the Secret of `pki` must carry, given what `existing` has now (nil: a new Secret).
-    init(pki: PkiResource, renewRequest: String?, existing: Secret?) {
+    init(pki: Pki, renewRequest: String?, existing: Secret?) {
         let template = pki.spec.secretTemplate
         let wantedLabels = (template?.labels ?? [:]).filter { !SecretTemplate.ownedLabels.contains($0.key) }
         let wantedAnnotations = (template?.annotations ?? [:]).filter { !SecretTemplate.ownedAnnotations.contains($0.key) }

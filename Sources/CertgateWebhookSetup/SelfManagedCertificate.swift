@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateSystem
 import CertgateJSON
 import CertgateLocking

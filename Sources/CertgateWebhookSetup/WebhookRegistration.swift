@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateJSON
 import CertgateKube
 

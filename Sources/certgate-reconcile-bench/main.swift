@@ -26,7 +26,7 @@ let directory = TemporaryDirectory()
 try api.writeKubeconfig(to: directory.file("kubeconfig"))
 
 for index in 0..<count {
-    _ = try client.create(.pkis, namespace: "app1", PkiResource(
+    _ = try client.create(.pkis, namespace: "app1", Pki(
         metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
         spec: PkiSpec(serviceName: "app1", dnsNames: ["pki-\(index).app1.svc"], privateKey: PrivateKeySpec(algorithm: "ECDSA", size: 256))))
 }

@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateSystem
 import ArgumentParser
 import CertgateKube
@@ -35,7 +36,7 @@ struct Renew: ParsableCommand {
         for name in names {
             let patch = #"{"metadata":{"annotations":{"\#(PkiReconciler.renewAnnotation)":"\#(value)"}}}"#
             do {
-                let _: PkiResource = try client.mergePatch(.pkis, namespace: namespace, name: name, patch: Array(patch.utf8),
+                let _: Pki = try client.mergePatch(.pkis, namespace: namespace, name: name, patch: Array(patch.utf8),
                                                            fieldManager: "certgate-renew")
                 printOutput("pki \(namespace)/\(name): renewal requested (\(PkiReconciler.renewAnnotation)=\(value))")
             } catch let status as APIStatus where status.isNotFound {

@@ -1,3 +1,4 @@
+import CertgatePKI
 import ArgumentParser
 import CertgateCrypto
 import CertgateKube

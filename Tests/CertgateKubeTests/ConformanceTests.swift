@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateKube
 import CertgateKubeTesting
 import CertgateTestSupport
@@ -42,14 +43,14 @@ struct RecordedBodyDecodingTests {
         let data = Data(answer.body)
         let decoded: any Encodable
         switch kind {
-        case "Pki": decoded = try decoder.decode(PkiResource.self, from: data)
-        case "PkiList": decoded = try decoder.decode(ObjectList<PkiResource>.self, from: data)
+        case "Pki": decoded = try decoder.decode(Pki.self, from: data)
+        case "PkiList": decoded = try decoder.decode(ObjectList<Pki>.self, from: data)
         case "Status": decoded = try decoder.decode(APIStatus.self, from: data)
         case "Event": decoded = try decoder.decode(Event.self, from: data)
         case "EventList": decoded = try decoder.decode(ObjectList<Event>.self, from: data)
         case "Secret": decoded = try decoder.decode(Secret.self, from: data)
         case "Lease": decoded = try decoder.decode(Lease.self, from: data)
-        case "PartialObjectMetadataList": decoded = try decoder.decode(ObjectList<ObjectMetadataOnly>.self, from: data)
+        case "PartialObjectMetadataList": decoded = try decoder.decode(ObjectList<PartialObjectMetadata>.self, from: data)
         default:
             Issue.record("\(file): no decoder for kind \(kind); add one, or say in `unread` why the client never reads it")
             return
@@ -62,7 +63,7 @@ struct RecordedBodyDecodingTests {
 
     /// Feeds the chunks as they came (events cut across chunks included) to the stream decoder.
     private func decodeWatch(_ answer: RecordedAnswer, _ file: String) throws {
-        var decoder = WatchStreamDecoder<PkiResource>()
+        var decoder = WatchStreamDecoder<Pki>()
         var types: [String] = []
         for chunk in answer.chunks ?? [] {
             _ = try decoder.append(chunk) { event in

@@ -9,7 +9,7 @@ final class HandlerLog: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [String] = []
 
-    var handlers: InformerHandlers<PkiResource> {
+    var handlers: InformerHandlers<Pki> {
         InformerHandlers(onAdd: { [self] in append("add \($0.metadata.name!)") },
                          onUpdate: { [self] old, new in append("update \(new.metadata.name!)\(old.metadata.resourceVersion == new.metadata.resourceVersion ? " (resync)" : "")") },
                          onDelete: { [self] in append("delete \($0.metadata.name!)") })
@@ -30,12 +30,12 @@ final class HandlerLog: @unchecked Sendable {
 
 /// A test API server holding one Pki "a", and an informer on app1's pkis that has told its
 /// handlers about it.
-func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Informer<PkiResource>) {
+func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Informer<Pki>) {
     let api = try TestAPIServer()
     let client = try KubeClient(configuration: api.clusterConfiguration())
     _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
     let log = HandlerLog()
-    let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+    let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
     try informer.start()
     #expect(log.wait(for: ["add a"]))
     return (api, client, log, informer)
@@ -48,7 +48,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let x = try client.create(.pkis, namespace: "app1", samplePki("x"))
         let log = HandlerLog()
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
         try informer.start()
         defer { informer.stop() }
         #expect(log.wait(for: ["add x"]))
@@ -109,7 +109,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
         api.failNext(3, status: 503, retryAfter: 1)
         let log = HandlerLog()
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
         try informer.start()
         defer { informer.stop() }
         #expect(log.wait(for: ["add a"], timeout: 15), "backs off and lists once the server answers")
@@ -120,7 +120,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let log = HandlerLog()
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", handlers: log.handlers)
         try informer.start()
         let deadline = Date().addingTimeInterval(10)
         while !informer.hasSynced && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
@@ -137,7 +137,7 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         let client = try KubeClient(configuration: api.clusterConfiguration())
         _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
         let log = HandlerLog()
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", resyncInterval: 0.5, handlers: log.handlers)
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", resyncInterval: 0.5, handlers: log.handlers)
         try informer.start()
         defer { informer.stop() }
         #expect(log.wait(for: ["add a"]))

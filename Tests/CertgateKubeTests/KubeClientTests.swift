@@ -39,22 +39,22 @@ func recorded(_ name: String, status: Int) throws -> HTTPResponse {
         defer { server.stop() }
         let client = try kubeClient(server, pki, tokenFile: directory.file("token"))
 
-        let pki1 = try client.get(.pkis, namespace: "app1", name: "app1-pki", as: PkiResource.self)
+        let pki1 = try client.get(.pkis, namespace: "app1", name: "app1-pki", as: Pki.self)
         #expect(pki1.spec.serviceName == "app1")
         #expect(log.all.last?.headers["authorization"] == "Bearer token-1")
         #expect(log.all.last?.headers["accept"] == "application/json")
 
-        #expect { try client.get(.pkis, namespace: "app1", name: "missing", as: PkiResource.self) } throws: { error in
+        #expect { try client.get(.pkis, namespace: "app1", name: "missing", as: Pki.self) } throws: { error in
             (error as? APIStatus)?.isNotFound == true && "\(error)" == "404 NotFound: pkis.certgate.dev \"missing\" not found"
         }
         #expect { try client.update(.pkis, namespace: "app1", name: "app1-pki", pki1) } throws: { ($0 as? APIStatus)?.isConflict == true }
         let put = log.all.last!
         #expect(put.headers["content-type"] == "application/json")
-        #expect(try JSONDecoder().decode(PkiResource.self, from: Data(put.body)).metadata.name == "app1-pki")
+        #expect(try JSONDecoder().decode(Pki.self, from: Data(put.body)).metadata.name == "app1-pki")
 
         let list = try client.list(.pkis, namespace: "app1", options: ListOptions(labelSelector: "app=app1,tier in (a b)",
                                                                                   fieldSelector: "metadata.name=app1-pki", limit: 1),
-                                   of: PkiResource.self)
+                                   of: Pki.self)
         #expect(list.items.count == 1)
         #expect(log.all.last?.query == "labelSelector=app%3Dapp1%2Ctier%20in%20%28a%20b%29&fieldSelector=metadata.name%3Dapp1-pki&limit=1")
     }
@@ -79,7 +79,7 @@ func recorded(_ name: String, status: Int) throws -> HTTPResponse {
         #expect(try client.create(.secrets, namespace: "app1", secret).bytes("tls.crt") == [1, 2, 3])
         #expect(log.all.last?.method == "POST")
         _ = try client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", subresource: "status",
-                                  patch: Array(#"{"status":{"secretName":"app1-tls"}}"#.utf8), as: PkiResource.self)
+                                  patch: Array(#"{"status":{"secretName":"app1-tls"}}"#.utf8), as: Pki.self)
         #expect(log.all.last?.headers["content-type"] == "application/merge-patch+json")
         _ = try client.mergePatch(.validatingWebhookConfigurations, namespace: "ignored", name: "certgate",
                                   patch: Array("{}".utf8), as: ValidatingWebhookConfiguration.self)
@@ -104,10 +104,10 @@ func recorded(_ name: String, status: Int) throws -> HTTPResponse {
         let server = try LoopbackServer(pki: pki, router: router)
         defer { server.stop() }
         let client = try kubeClient(server, pki, tokenFile: tokenFile)
-        #expect { try client.get(.pkis, namespace: "app1", name: "app1-pki", as: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 401 }
+        #expect { try client.get(.pkis, namespace: "app1", name: "app1-pki", as: Pki.self) } throws: { ($0 as? APIStatus)?.code == 401 }
         #expect(log.all.count == 2, "one retry with the token read again")
         try "new-token".write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        #expect(try client.get(.pkis, namespace: "app1", name: "app1-pki", as: PkiResource.self).metadata.name == "app1-pki")
+        #expect(try client.get(.pkis, namespace: "app1", name: "app1-pki", as: Pki.self).metadata.name == "app1-pki")
         #expect(log.all.map { $0.headers["authorization"] ?? "" } == ["Bearer old-token", "Bearer old-token", "Bearer old-token", "Bearer new-token"])
     }
 
@@ -128,7 +128,7 @@ func recorded(_ name: String, status: Int) throws -> HTTPResponse {
         let client = try kubeClient(server, pki, tokenFile: directory.file("token"))
 
         var seen: [String] = []
-        try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: "325"), of: PkiResource.self) { event in
+        try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: "325"), of: Pki.self) { event in
             switch event {
             case .added: seen.append("ADDED")
             case .modified: seen.append("MODIFIED")
@@ -142,13 +142,13 @@ func recorded(_ name: String, status: Int) throws -> HTTPResponse {
         #expect(log.all.last?.query == "resourceVersion=325&watch=true&allowWatchBookmarks=true&timeoutSeconds=300")
 
         var stoppedAfter = 0
-        try client.watch(.pkis, namespace: "app1", of: PkiResource.self) { _ in
+        try client.watch(.pkis, namespace: "app1", of: Pki.self) { _ in
             stoppedAfter += 1
             return false
         }
         #expect(stoppedAfter == 1, "returning false stops the watch")
 
-        #expect { try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: "1"), of: PkiResource.self) { _ in true } }
+        #expect { try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: "1"), of: Pki.self) { _ in true } }
             throws: { ($0 as? APIStatus)?.isGone == true }
     }
 

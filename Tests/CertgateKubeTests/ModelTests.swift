@@ -1,3 +1,4 @@
+import CertgateJSON
 import CertgateKube
 import CertgatePKI
 import Foundation
@@ -20,13 +21,37 @@ func recordedBody(_ name: String) throws -> Data {
     let decoder = JSONDecoder()
 
     @Test func decodesAPkiWithItsMetadataAndSpec() throws {
-        let pki = try decoder.decode(PkiResource.self, from: recordedBody("get-200.http"))
+        let pki = try decoder.decode(Pki.self, from: recordedBody("get-200.http"))
         #expect(pki.metadata.name == "app1-pki")
         #expect(pki.metadata.namespace == "app1")
         #expect(pki.metadata.generation != nil)
         #expect(pki.metadata.resourceVersion != nil)
         #expect(pki.spec.serviceName == "app1")
         #expect(pki.spec.privateKey == PrivateKeySpec(algorithm: "ECDSA", size: 256))
+    }
+
+    /// The client's decoder (JSONCoding, which hands the reader its value as it is) and any
+    /// other (Foundation's, whose containers the value is rebuilt from) read a Pki through
+    /// the one reader admission uses, with the whole of metadata and the status.
+    @Test func bothDecodersReadTheWholePkiThroughTheOneReader() throws {
+        let body = try recordedBody("update-status-200.http")
+        let throughClient = try JSONCoding.decode(Pki.self, from: Array(body))
+        let throughFoundation = try decoder.decode(Pki.self, from: body)
+        for pki in [throughClient, throughFoundation] {
+            #expect(pki.metadata.generation == 2)
+            #expect(pki.metadata.creationTimestamp == "2026-11-21T19:04:18Z")
+            #expect(pki.metadata.annotations?["kubectl.kubernetes.io/last-applied-configuration"]?.hasPrefix("{\"apiVersion\"") == true)
+            #expect(pki.status?.conditions?.first == Pki.Condition(type: "Ready", status: "True", reason: "Issued",
+                                                                     message: "Certificate issued, valid until 2027-01-20T19:00:00Z",
+                                                                     lastTransitionTime: "2026-11-21T19:00:00Z", observedGeneration: 2))
+            #expect(pki.status?.serialNumber == "5a3c9e01")
+            #expect(pki.spec.renewBefore == "240h")
+            #expect(pki.problems.isEmpty)
+        }
+        #expect(throughClient == throughFoundation)
+        // Written back, it is what the API server keeps: the reader's findings are no field.
+        let written = try JSONSerialization.jsonObject(with: Data(try JSONCoding.encode(throughClient))) as? [String: Any]
+        #expect(written.map { Set($0.keys) } == ["apiVersion", "kind", "metadata", "spec", "status"])
     }
 
     @Test func decodesTheAPIsErrorBodies() throws {
@@ -42,7 +67,7 @@ func recordedBody(_ name: String) throws -> Data {
     }
 
     @Test func decodesAListPageWithItsContinueToken() throws {
-        let page = try decoder.decode(ObjectList<PkiResource>.self, from: recordedBody("list-pkis-limit1.http"))
+        let page = try decoder.decode(ObjectList<Pki>.self, from: recordedBody("list-pkis-limit1.http"))
         #expect(page.items.count == 1)
         #expect(page.metadata.remainingItemCount == 1)
         #expect(page.metadata.continue?.hasPrefix("eyJ2Ijoi") == true)
@@ -64,7 +89,7 @@ func recordedBody(_ name: String) throws -> Data {
         let lines = try String(contentsOfFile: "\(recordings)/watch-pkis.jsonl", encoding: .utf8).split(separator: "\n")
         var kinds: [String] = []
         for line in lines {
-            switch try WatchEvent<PkiResource>.decode(Array(line.utf8)) {
+            switch try WatchEvent<Pki>.decode(Array(line.utf8)) {
             case .added(let pki): kinds.append("ADDED \(pki.metadata.name ?? "")")
             case .modified(let pki): kinds.append("MODIFIED \(pki.metadata.name ?? "")")
             case .deleted(let pki): kinds.append("DELETED \(pki.metadata.name ?? "")")
@@ -77,21 +102,21 @@ func recordedBody(_ name: String) throws -> Data {
         #expect(kinds.contains("BOOKMARK rv"))
         #expect(kinds.contains { $0.hasPrefix("DELETED ") })
         let gone = #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (325)","reason":"Expired","code":410}}"#
-        guard case .error(let status) = try WatchEvent<PkiResource>.decode(Array(gone.utf8)) else { Issue.record("not an error"); return }
+        guard case .error(let status) = try WatchEvent<Pki>.decode(Array(gone.utf8)) else { Issue.record("not an error"); return }
         #expect(status.code == 410 && status.reason == "Expired")
     }
 
     @Test func aWatchStreamCutAnywhereGivesTheSameEventsAndALineWithoutEndIsRefused() throws {
         let wire = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(recordings)/watch-pkis.jsonl")))
         for size in [1, 7, 4096, wire.count] {
-            var stream = WatchStreamDecoder<PkiResource>()
+            var stream = WatchStreamDecoder<Pki>()
             var events = 0
             for start in stride(from: 0, to: wire.count, by: size) {
                 _ = try stream.append(Array(wire[start..<min(wire.count, start + size)])) { _ in events += 1; return true }
             }
             #expect(events == 5, "pieces of \(size) bytes")
         }
-        var endless = WatchStreamDecoder<PkiResource>()
+        var endless = WatchStreamDecoder<Pki>()
         let piece = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         let error = #expect(throws: APIStatus.self) {
             for _ in 0...16 { _ = try endless.append(piece) { _ in true } }

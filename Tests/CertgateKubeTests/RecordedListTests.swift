@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateHTTP
 import CertgateKube
 import CertgateKubeTesting
@@ -132,7 +133,7 @@ private final class RecordedListServer: Sendable {
     private func expectOnePass(firstPage: String, nextPage: String?, pages: Int) throws {
         let api = try RecordedListServer(firstPage: firstPage, nextPage: nextPage)
         defer { api.stop() }
-        let informer = try startInformer(api, .pkis, PkiResource.self)
+        let informer = try startInformer(api, .pkis, Pki.self)
         defer { informer.stop() }
         waitUntil { informer.hasSynced }
         #expect(informer.hasSynced, "not synced after \(api.lists.value) list requests")
@@ -166,7 +167,7 @@ private final class RecordedListServer: Sendable {
     @Test func watchesThatEndAtOnceAreRetriedWithGrowingPauses() throws {
         let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil, watchesEndAtOnce: true)
         defer { api.stop() }
-        let informer = try startInformer(api, .pkis, PkiResource.self)
+        let informer = try startInformer(api, .pkis, Pki.self)
         Thread.sleep(forTimeInterval: 3)
         informer.stop()
         #expect(informer.hasSynced)
@@ -195,7 +196,7 @@ private final class RecordedListServer: Sendable {
             #expect((ours[field] == nil) == (theirs[field] == nil), "\(field): \(ours)")
         }
         #expect(ours["finalizers"] as? [String] == theirs["finalizers"] as? [String])
-        #expect(try client.get(.pkis, namespace: "app1", name: "a", as: PkiResource.self).metadata.deletionTimestamp != nil)
+        #expect(try client.get(.pkis, namespace: "app1", name: "a", as: Pki.self).metadata.deletionTimestamp != nil)
     }
 
     /// Secrets are watched for their names and owners only: asking for PartialObjectMetadata
@@ -204,7 +205,7 @@ private final class RecordedListServer: Sendable {
     @Test func theSecretInformerAsksForMetadataOnly() throws {
         let api = try RecordedListServer(firstPage: "list-secrets-metadata-only-200.http", nextPage: nil)
         defer { api.stop() }
-        let informer = try startInformer(api, .secrets, ObjectMetadataOnly.self)
+        let informer = try startInformer(api, .secrets, PartialObjectMetadata.self)
         defer { informer.stop() }
         waitUntil { informer.hasSynced && api.watchRequests.value > 0 }
         #expect(informer.get(namespace: "app1", name: "s1") != nil)
@@ -240,7 +241,7 @@ private final class RecordedListServer: Sendable {
     @Test func aSilentWatchIsAbandonedAndTheInformerListsAgain() throws {
         let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil)
         defer { api.stop() }
-        let informer = try startInformer(api, .pkis, PkiResource.self, watchTimeouts: 1...1, watchSilenceGrace: 1)
+        let informer = try startInformer(api, .pkis, Pki.self, watchTimeouts: 1...1, watchSilenceGrace: 1)
         defer { informer.stop() }
         waitUntil { api.lists.value >= 2 }
         #expect(api.lists.value >= 2, "\(api.lists.value) lists, \(api.watchRequests.value) watches")
@@ -252,7 +253,7 @@ private final class RecordedListServer: Sendable {
         let api = try RecordedListServer(firstPage: "list-pkis.http", nextPage: nil)
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration)
-        _ = try client.list(.pkis, namespace: "app1", of: PkiResource.self)
+        _ = try client.list(.pkis, namespace: "app1", of: Pki.self)
         // The connection waits in the client's pool; ss shows its keepalive timer.
         let sockets = try runProcess("ss", ["-tnoH", "state", "established", "( dport = :\(api.port) )"])
         #expect(sockets.stdout.contains("keepalive"), "\(sockets.output)")

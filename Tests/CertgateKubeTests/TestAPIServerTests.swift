@@ -7,8 +7,8 @@ import Foundation
 import Synchronization
 import Testing
 
-func samplePki(_ name: String, labels: [String: String]? = nil) -> PkiResource {
-    PkiResource(metadata: ObjectMeta(name: name, namespace: "app1", labels: labels),
+func samplePki(_ name: String, labels: [String: String]? = nil) -> Pki {
+    Pki(metadata: ObjectMeta(name: name, namespace: "app1", labels: labels),
                 spec: PkiSpec(serviceName: "app1", dnsNames: ["\(name).app1.svc"], duration: "2160h"))
 }
 
@@ -23,7 +23,7 @@ final class WatchRecorder: @unchecked Sendable {
     init(_ client: KubeClient, resourceVersion: String?) {
         DispatchQueue.global().async { [self] in
             do {
-                try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: resourceVersion), of: PkiResource.self) { event in
+                try client.watch(.pkis, namespace: "app1", options: ListOptions(resourceVersion: resourceVersion), of: Pki.self) { event in
                     let text: String
                     switch event {
                     case .added(let pki): text = "ADDED \(pki.metadata.name!)"
@@ -82,7 +82,7 @@ final class WatchRecorder: @unchecked Sendable {
         #expect { try client.update(.pkis, namespace: "app1", name: "app1-pki", changed) } throws: { ($0 as? APIStatus)?.isConflict == true }
 
         var withStatus = updated
-        withStatus.status = PkiResource.Status()
+        withStatus.status = Pki.Status()
         withStatus.status?.secretName = "app1-tls"
         withStatus.spec.duration = "1h"  // ignored through /status
         let statusUpdated = try client.updateStatus(.pkis, namespace: "app1", name: "app1-pki", withStatus)
@@ -92,12 +92,12 @@ final class WatchRecorder: @unchecked Sendable {
 
         let patched = try client.mergePatch(.pkis, namespace: "app1", name: "app1-pki",
                                             patch: Array(#"{"metadata":{"labels":{"team":"payments"}},"status":{"secretName":"ignored"}}"#.utf8),
-                                            as: PkiResource.self)
+                                            as: Pki.self)
         #expect(patched.metadata.labels == ["team": "payments"])
         #expect(patched.status?.secretName == "app1-tls", "status is not patched through the main resource")
 
         try client.delete(.pkis, namespace: "app1", name: "app1-pki")
-        #expect { try client.get(.pkis, namespace: "app1", name: "app1-pki", as: PkiResource.self) } throws: { error in
+        #expect { try client.get(.pkis, namespace: "app1", name: "app1-pki", as: Pki.self) } throws: { error in
             "\(error)" == "404 NotFound: pkis.certgate.dev \"app1-pki\" not found"
         }
     }
@@ -110,7 +110,7 @@ final class WatchRecorder: @unchecked Sendable {
         pki.metadata.resourceVersion = nil
         #expect { try client.update(.pkis, namespace: "app1", name: "a", pki) } throws: { ($0 as? APIStatus)?.code == 422 }
         let stranger = try KubeClient(configuration: api.clusterConfiguration(token: "wrong"))
-        #expect { try stranger.get(.pkis, namespace: "app1", name: "a", as: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 401 }
+        #expect { try stranger.get(.pkis, namespace: "app1", name: "a", as: Pki.self) } throws: { ($0 as? APIStatus)?.code == 401 }
     }
 
     @Test func aClientThatTrustsAnotherCAIsRefusedBeforeSendingAnything() throws {
@@ -121,7 +121,7 @@ final class WatchRecorder: @unchecked Sendable {
         defer { other.stop() }
         configuration.tls = other.clusterConfiguration().tls
         let client = try KubeClient(configuration: configuration)
-        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { error in
+        #expect { try client.list(.pkis, namespace: "app1", of: Pki.self) } throws: { error in
             "\(error)".contains("(unable to get local issuer certificate)")
         }
         #expect(api.requests.isEmpty, "the token never reached a server it could not verify")
@@ -135,13 +135,13 @@ final class WatchRecorder: @unchecked Sendable {
             _ = try client.create(.pkis, namespace: "app1", samplePki(name, labels: ["team": team]))
         }
         _ = try client.create(.secrets, namespace: "app1", Secret(metadata: ObjectMeta(name: "s", namespace: "app1")))
-        let team = try client.list(.pkis, namespace: "app1", options: ListOptions(labelSelector: "team=x"), of: PkiResource.self)
+        let team = try client.list(.pkis, namespace: "app1", options: ListOptions(labelSelector: "team=x"), of: Pki.self)
         #expect(team.items.map { $0.metadata.name! } == ["a", "c"])
-        let byName = try client.list(.pkis, namespace: "app1", options: ListOptions(fieldSelector: "metadata.name=b"), of: PkiResource.self)
+        let byName = try client.list(.pkis, namespace: "app1", options: ListOptions(fieldSelector: "metadata.name=b"), of: Pki.self)
         #expect(byName.items.map { $0.metadata.name! } == ["b"])
-        let first = try client.list(.pkis, namespace: "app1", options: ListOptions(limit: 2), of: PkiResource.self)
+        let first = try client.list(.pkis, namespace: "app1", options: ListOptions(limit: 2), of: Pki.self)
         #expect(first.items.count == 2 && first.metadata.remainingItemCount == 1)
-        let rest = try client.list(.pkis, namespace: "app1", options: ListOptions(limit: 2, continueToken: first.metadata.continue), of: PkiResource.self)
+        let rest = try client.list(.pkis, namespace: "app1", options: ListOptions(limit: 2, continueToken: first.metadata.continue), of: Pki.self)
         #expect(rest.items.map { $0.metadata.name! } == ["c"])
         // An empty token, not an absent one, as kube-apiserver writes a custom resource's last page.
         #expect(rest.metadata.continue == "")
@@ -151,7 +151,7 @@ final class WatchRecorder: @unchecked Sendable {
         let api = try TestAPIServer(bookmarkInterval: 0.5)
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration())
-        let start = try client.list(.pkis, namespace: "app1", of: PkiResource.self).metadata.resourceVersion
+        let start = try client.list(.pkis, namespace: "app1", of: Pki.self).metadata.resourceVersion
         let created = try client.create(.pkis, namespace: "app1", samplePki("w"))
         let watch = WatchRecorder(client, resourceVersion: start)
         #expect(watch.wait { $0 == ["ADDED w"] }, "\(watch.seen)")
@@ -182,7 +182,7 @@ final class WatchRecorder: @unchecked Sendable {
         #expect(watch.seen == ["ERROR 410"])
         // A list from that version is "not older than" it, served from the watch cache
         // (list-compacted-rv-notolderthan-200.http); only resourceVersionMatch=Exact gets 410.
-        let list = try client.list(.pkis, namespace: "app1", options: ListOptions(resourceVersion: old), of: PkiResource.self)
+        let list = try client.list(.pkis, namespace: "app1", options: ListOptions(resourceVersion: old), of: Pki.self)
         #expect(list.items.count == 2)
     }
 
@@ -193,9 +193,9 @@ final class WatchRecorder: @unchecked Sendable {
         let client = KubeClient(http: try configuration.makeHTTPClient(requestTimeout: 0.5), token: configuration.token)
         api.stallNext(seconds: 2)
         let started = Date()
-        #expect(throws: TimeoutError.self) { try client.list(.pkis, namespace: "app1", of: PkiResource.self) }
+        #expect(throws: TimeoutError.self) { try client.list(.pkis, namespace: "app1", of: Pki.self) }
         #expect(Date().timeIntervalSince(started) < 1.5)
-        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty)
+        #expect(try client.list(.pkis, namespace: "app1", of: Pki.self).items.isEmpty)
     }
 
     @Test func injectedFailuresCarryRetryAfter() throws {
@@ -204,11 +204,11 @@ final class WatchRecorder: @unchecked Sendable {
         // No retries: the client sees the 429 and its Retry-After.
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(maxRetries: 0))
         api.failNext(1, status: 429, retryAfter: 2)
-        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { error in
+        #expect { try client.list(.pkis, namespace: "app1", of: Pki.self) } throws: { error in
             let status = error as? APIStatus
             return status?.code == 429 && status?.details?.retryAfterSeconds == 2
         }
-        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty, "only the next request fails")
+        #expect(try client.list(.pkis, namespace: "app1", of: Pki.self).items.isEmpty, "only the next request fails")
     }
 }
 
@@ -221,19 +221,19 @@ final class WatchRecorder: @unchecked Sendable {
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(maxRetries: 2))
         api.failNext(2, status: 503, retryAfter: 1)
         let started = Date()
-        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty)
+        #expect(try client.list(.pkis, namespace: "app1", of: Pki.self).items.isEmpty)
         #expect(Date().timeIntervalSince(started) >= 1.9, "waited each Retry-After")
 
         api.failNext(3, status: 429, retryAfter: 0)
-        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 429 }
-        #expect(try client.list(.pkis, namespace: "app1", of: PkiResource.self).items.isEmpty)
+        #expect { try client.list(.pkis, namespace: "app1", of: Pki.self) } throws: { ($0 as? APIStatus)?.code == 429 }
+        #expect(try client.list(.pkis, namespace: "app1", of: Pki.self).items.isEmpty)
 
         api.failNext(1, status: 429, retryAfter: 0)
         #expect(try client.create(.pkis, namespace: "app1", samplePki("a")).metadata.name == "a")
         api.failNext(1, status: 503, retryAfter: 0)
         #expect { try client.create(.pkis, namespace: "app1", samplePki("b")) } throws: { ($0 as? APIStatus)?.code == 503 }
         api.failNext(1, status: 500)
-        #expect { try client.list(.pkis, namespace: "app1", of: PkiResource.self) } throws: { ($0 as? APIStatus)?.code == 500 }
+        #expect { try client.list(.pkis, namespace: "app1", of: Pki.self) } throws: { ($0 as? APIStatus)?.code == 500 }
     }
 
     /// A burst goes at once; after it, requests are paced at the rate.
@@ -242,7 +242,7 @@ final class WatchRecorder: @unchecked Sendable {
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 10, burst: 2))
         let started = Date()
-        for _ in 0..<6 { _ = try client.list(.pkis, namespace: "app1", of: PkiResource.self) }
+        for _ in 0..<6 { _ = try client.list(.pkis, namespace: "app1", of: Pki.self) }
         // Two at once, then four at 10 a second: not sooner than 0.4 s.
         #expect(Date().timeIntervalSince(started) >= 0.35)
     }

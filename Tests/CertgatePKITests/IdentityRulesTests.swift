@@ -7,7 +7,7 @@ import Testing
                                 organizations: ["Example GmbH"])
 
     private func violations(_ spec: PkiSpec) -> [String] {
-        judge(Pki(metadata: ObjectMetadata(name: "web", namespace: "app1"), spec: spec), namespace: "app1", policy: policy)
+        judge(Pki(metadata: ObjectMeta(name: "web", namespace: "app1"), spec: spec), namespace: "app1", policy: policy)
             .violations.map(\.description)
     }
 

@@ -15,7 +15,7 @@ import Testing
          "status":{"conditions":[]}}
         """#
         let pki = try JSONReader.read(Array(json.utf8)) { try Pki(reading: &$0) }
-        #expect(pki.metadata == ObjectMetadata(name: "app1-pki", namespace: "app1", uid: "u-1", generation: 3, resourceVersion: "310"))
+        #expect(pki.metadata == ObjectMeta(name: "app1-pki", namespace: "app1", uid: "u-1", generation: 3, resourceVersion: "310"))
         #expect(pki.spec == PkiSpec(serviceName: "app1", secretName: "app1-tls", commonName: "app1.app1.svc",
                                     dnsNames: ["app1.app1.svc", "app1.app1.svc.cluster.local"], ipAddresses: ["10.0.0.1"],
                                     duration: "2160h", renewBefore: "720h", privateKey: PrivateKeySpec(algorithm: "ECDSA", size: 256),

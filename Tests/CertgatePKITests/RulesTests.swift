@@ -17,7 +17,7 @@ func goodSpec() -> PkiSpec {
 func judged(_ change: (inout PkiSpec) -> Void, namespace: String = "app1") -> Judgement {
     var spec = goodSpec()
     change(&spec)
-    return judge(Pki(metadata: ObjectMetadata(name: "app1-pki", namespace: namespace), spec: spec), namespace: namespace, policy: policy)
+    return judge(Pki(metadata: ObjectMeta(name: "app1-pki", namespace: namespace), spec: spec), namespace: namespace, policy: policy)
 }
 
 struct RuleCase: Sendable, CustomTestStringConvertible {
@@ -141,7 +141,7 @@ let denials: [RuleCase] = [
     }
 
     @Test func updatesThatMoveTheSecretOrIssuerAreWarned() {
-        let before = Pki(metadata: ObjectMetadata(name: "app1-pki"), spec: goodSpec())
+        let before = Pki(metadata: ObjectMeta(name: "app1-pki"), spec: goodSpec())
         var after = before
         after.spec.secretName = "app1-tls-v2"
         after.spec.issuer = "internal"

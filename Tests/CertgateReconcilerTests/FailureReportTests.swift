@@ -38,7 +38,7 @@ struct MemoryLogHandler: LogHandler {
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
         let reconciler = PkiReconciler(client: client, events: EventRecorder(client: client), policy: { examplePolicy },
                                        bootstrapCA: true, failures: reporter)
-        _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
+        _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"])))
         api.failNext(3, status: 500)
         for _ in 0..<3 { #expect(reconciler.reconcile(namespace: "app1", name: "app1-pki") != .done(requeueAfter: nil)) }
@@ -61,7 +61,7 @@ struct MemoryLogHandler: LogHandler {
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration())
         api.failNext(2, status: 500)
-        let informer = Informer<PkiResource>(client: client, resource: .pkis, namespace: "app1", failures: reporter,
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", failures: reporter,
                                              handlers: InformerHandlers(onAdd: { _ in }, onUpdate: { _, _ in }, onDelete: { _ in }))
         try informer.start()
         defer { informer.stop() }

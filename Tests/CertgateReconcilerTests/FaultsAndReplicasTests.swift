@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 func readyCount(_ client: KubeClient) throws -> Int {
-    try client.list(.pkis, namespace: "app1", of: PkiResource.self).items
+    try client.list(.pkis, namespace: "app1", of: Pki.self).items
         .filter { $0.status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true }.count
 }
 

@@ -12,7 +12,7 @@ import Testing
     @Test func urisEmailsAndSubjectAreIssuedAndAChangeReissues() throws {
         let rig = try Rig()
         defer { rig.api.stop() }
-        _ = try rig.client.create(.pkis, namespace: "app1", PkiResource(
+        _ = try rig.client.create(.pkis, namespace: "app1", Pki(
             metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
             spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"], uris: ["spiffe://cluster.local/ns/app1/sa/app1"],
                           emailAddresses: ["ops@example.com"], subject: SubjectSpec(organizationalUnits: ["Platform"], countries: ["DE"]))))
@@ -26,7 +26,7 @@ import Testing
         #expect(try rig.pki().status?.serialNumber == serial, "the same spec issues nothing")
 
         let patch = #"{"spec":{"uris":["spiffe://cluster.local/ns/app1/sa/app1/v2"]}}"#
-        let _: PkiResource = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
+        let _: Pki = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
         _ = rig.reconcile()
         leaf = try Certificate(pem: try #require(try rig.secret().bytes("tls.crt")))
         #expect(leaf.serialNumberHex != serial)

@@ -13,7 +13,7 @@ import Testing
     private func askForKeystores(_ rig: Rig, profile: String = "Modern2023") throws {
         let patch = #"{"spec":{"keystores":{"pkcs12":{"passwordSecretRef":{"name":"app1-keystore","key":"password"},"profile":"\#(profile)"},"#
             + #""combinedPEM":{},"der":{}}}}"#
-        let _: PkiResource = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
+        let _: Pki = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
     }
 
     private func setPassword(_ rig: Rig, _ password: String) throws {
@@ -75,7 +75,7 @@ import Testing
     }
 
     @Test func theWebhookSaysWhatAKeystoreLacks() {
-        let pki = Pki(metadata: ObjectMetadata(name: "web", namespace: "app1"), spec: PkiSpec(
+        let pki = Pki(metadata: ObjectMeta(name: "web", namespace: "app1"), spec: PkiSpec(
             serviceName: "app1", dnsNames: ["app1.app1.svc"],
             keystores: KeystoresSpec(pkcs12: PKCS12Spec(passwordSecretRef: SecretKeySelector(name: "Bad_Name"), profile: "LegacyRC"))))
         #expect(judge(pki, namespace: "app1", policy: Policy(namespaces: ["app1": ["app1"]])).violations.map(\.description) == [

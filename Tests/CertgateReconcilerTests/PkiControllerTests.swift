@@ -18,7 +18,7 @@ import Testing
         defer { controller.stop() }
 
         func readyCount() throws -> Int {
-            try rig.client.list(.pkis, namespace: "app1", of: PkiResource.self).items
+            try rig.client.list(.pkis, namespace: "app1", of: Pki.self).items
                 .filter { $0.status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true }.count
         }
         var deadline = Date().addingTimeInterval(60)

@@ -28,14 +28,14 @@ struct Rig {
     }
 
     @discardableResult
-    func createPki(_ name: String = "app1-pki", serviceName: String = "app1", secretName: String? = nil) throws -> PkiResource {
-        try client.create(.pkis, namespace: "app1", PkiResource(
+    func createPki(_ name: String = "app1-pki", serviceName: String = "app1", secretName: String? = nil) throws -> Pki {
+        try client.create(.pkis, namespace: "app1", Pki(
             metadata: ObjectMeta(name: name, namespace: "app1"),
             spec: PkiSpec(serviceName: serviceName, secretName: secretName, dnsNames: ["\(serviceName).app1.svc"], duration: "2160h",
                           privateKey: PrivateKeySpec(algorithm: "ECDSA", size: 256), usages: ["server auth"])))
     }
 
-    func pki(_ name: String = "app1-pki") throws -> PkiResource { try client.get(.pkis, namespace: "app1", name: name, as: PkiResource.self) }
+    func pki(_ name: String = "app1-pki") throws -> Pki { try client.get(.pkis, namespace: "app1", name: name, as: Pki.self) }
     func secret(_ name: String = "app1-pki") throws -> Secret { try client.get(.secrets, namespace: "app1", name: name, as: Secret.self) }
     func reconcile(_ name: String = "app1-pki") -> PkiReconciler.Outcome { reconciler.reconcile(namespace: "app1", name: name) }
 
@@ -46,7 +46,7 @@ struct Rig {
             .map { "\($0.type ?? "") \($0.reason ?? ""): \($0.message ?? "")" }
     }
 
-    func ready(_ name: String = "app1-pki") throws -> PkiResource.Condition? {
+    func ready(_ name: String = "app1-pki") throws -> Pki.Condition? {
         try pki(name).status?.conditions?.first { $0.type == "Ready" }
     }
 }
@@ -107,7 +107,7 @@ struct Rig {
         let metrics = ReconcilerMetrics(registry: registry) { 7 }
         let reconciler = PkiReconciler(client: client, events: EventRecorder(client: client), policy: { examplePolicy },
                                        bootstrapCA: true, metrics: metrics)
-        _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
+        _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"], duration: "2160h")))
         _ = reconciler.reconcile(namespace: "app1", name: "app1-pki")
         let text = registry.exposition()
@@ -162,6 +162,25 @@ struct Rig {
         #expect(rig.reconcile() == .done(requeueAfter: nil))
         let message = "spec.serviceName: \"appp1\" is not in the allowed names [app1 app2] for namespace app1 (did you mean \"app1\"?)"
         #expect(try rig.ready()?.status == "False")
+        #expect(try rig.ready()?.reason == "InvalidSpec")
+        #expect(try rig.ready()?.message == message)
+        #expect(try rig.events(about: "Pki", "app1-pki") == ["Warning InvalidSpec: \(message)"])
+        #expect(rig.api.object(.secrets, namespace: "app1", name: "app1-pki") == nil)
+    }
+
+    /// A Pki stored with a field of the wrong type (no webhook, or one that failed open) is
+    /// read by the same reader as admission's: the field is named and the rest is read, so
+    /// the owner learns what to fix instead of the Pki failing to decode at all.
+    @Test func aWronglyTypedFieldStoredWithoutTheWebhookIsReportedByItsPath() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        rig.api.seed(["apiVersion": "certgate.dev/v1", "kind": "Pki", "metadata": ["name": "app1-pki", "namespace": "app1", "generation": 1],
+                      "spec": ["serviceName": "app1", "dnsNames": ["app1.app1.svc"], "duration": 2160]])
+        let stored = try rig.pki()
+        #expect(stored.spec.serviceName == "app1", "the rest of the spec is read")
+        #expect(stored.problems.map(\.path) == ["spec.duration"])
+        #expect(rig.reconcile() == .done(requeueAfter: nil))
+        let message = "spec.duration: expected a string, found a number"
         #expect(try rig.ready()?.reason == "InvalidSpec")
         #expect(try rig.ready()?.message == message)
         #expect(try rig.events(about: "Pki", "app1-pki") == ["Warning InvalidSpec: \(message)"])
@@ -278,7 +297,7 @@ struct Rig {
         _ = rig.reconcile()
         let serial = try rig.pki().status?.serialNumber
         var pki = try rig.pki()
-        pki.status = PkiResource.Status()
+        pki.status = Pki.Status()
         _ = try rig.client.updateStatus(.pkis, namespace: "app1", name: "app1-pki", pki)
         _ = rig.reconcile()
         #expect(try rig.pki().status?.serialNumber == serial)
@@ -384,7 +403,7 @@ struct Rig {
     @Test func rsaWithoutASizeIsIssuedAtTheSizeAdmissionJudged() throws {
         let policy = Policy(namespaces: ["app1": ["app1"]], minimumRSASize: 3072)
         let spec = PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"], privateKey: PrivateKeySpec(algorithm: "RSA"))
-        let judgement = judge(Pki(metadata: ObjectMetadata(name: "x", namespace: "app1"), spec: spec), namespace: "app1", policy: policy)
+        let judgement = judge(Pki(metadata: ObjectMeta(name: "x", namespace: "app1"), spec: spec), namespace: "app1", policy: policy)
         #expect(judgement.isAllowed, "\(judgement.message)")
         #expect(judgement.warnings.contains { $0.contains("RSA 3072") })
         #expect(Issuance.keyAlgorithm(spec.privateKey, policy: policy) == .rsa(bits: 3072))

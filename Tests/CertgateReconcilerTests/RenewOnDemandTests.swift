@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateCrypto
 import CertgateKube
 import CertgateKubeTesting
@@ -10,7 +11,7 @@ import Testing
 @Suite struct RenewOnDemandTests {
     private func annotate(_ rig: Rig, _ value: String, manager: String = "kubectl-annotate") throws {
         let patch = #"{"metadata":{"annotations":{"certgate.dev/renew":"\#(value)"}}}"#
-        let _: PkiResource = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8), fieldManager: manager)
+        let _: Pki = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8), fieldManager: manager)
     }
 
     @Test func aNewValueRenewsOnceAndSaysWhoAsked() throws {

@@ -10,7 +10,7 @@ import Testing
 @Suite struct SecretTemplateTests {
     private func setTemplate(_ rig: Rig, _ template: String) throws {
         let patch = #"{"spec":{"secretTemplate":"# + template + "}}"
-        let _: PkiResource = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
+        let _: Pki = try rig.client.mergePatch(.pkis, namespace: "app1", name: "app1-pki", patch: Array(patch.utf8))
     }
 
     @Test func theTemplateIsCopiedAndKeptCurrent() throws {
@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func theWebhookJudgesKeysAndValuesAndWarnsOnCertgatesOwn() {
-        let pki = Pki(metadata: ObjectMetadata(name: "web", namespace: "app1"), spec: PkiSpec(
+        let pki = Pki(metadata: ObjectMeta(name: "web", namespace: "app1"), spec: PkiSpec(
             serviceName: "app1", dnsNames: ["app1.app1.svc"],
             secretTemplate: SecretTemplate(labels: ["Team Name": "x", "tier": "-web", "certgate.dev/pki": "other"],
                                            annotations: ["example.com/ok": "any text at all", "bad/key/x": "v"])))

@@ -30,10 +30,10 @@ import Testing
         defer { rig.api.stop() }
         let directory = TemporaryDirectory()
         try rig.createPki()
-        _ = try rig.client.create(.pkis, namespace: "app2", PkiResource(metadata: ObjectMeta(name: "web", namespace: "app2"),
+        _ = try rig.client.create(.pkis, namespace: "app2", Pki(metadata: ObjectMeta(name: "web", namespace: "app2"),
                                                                         spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app2.svc"])))
         // Someone else's ConfigMap of that name in app3 stays as it is.
-        _ = try rig.client.create(.pkis, namespace: "app3", PkiResource(metadata: ObjectMeta(name: "x", namespace: "app3"),
+        _ = try rig.client.create(.pkis, namespace: "app3", Pki(metadata: ObjectMeta(name: "x", namespace: "app3"),
                                                                         spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app3.svc"])))
         _ = try rig.client.create(.configMaps, namespace: "app3", ConfigMap(metadata: ObjectMeta(name: "certgate-ca", namespace: "app3"),
                                                                             data: ["ca.crt": "mine"]))

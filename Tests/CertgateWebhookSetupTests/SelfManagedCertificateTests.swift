@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateLocking
 import CertgateCrypto
 import CertgateHTTP

@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateKube
 import CertgateKubeTesting
 import CertgateWebhookSetup

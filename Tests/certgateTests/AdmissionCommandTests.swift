@@ -1,3 +1,4 @@
+import CertgatePKI
 import CertgateTestSupport
 import Foundation
 import Testing

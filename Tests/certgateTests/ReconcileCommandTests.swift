@@ -13,7 +13,7 @@ import Testing
         let directory = TemporaryDirectory()
         try api.writeKubeconfig(to: directory.file("kubeconfig"))
         let client = try KubeClient(configuration: api.clusterConfiguration())
-        _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
+        _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"])))
 
         let server = Process()
@@ -31,7 +31,7 @@ import Testing
         let deadline = Date().addingTimeInterval(30)
         var ready = false
         while !ready && Date() < deadline {
-            ready = (try? client.get(.pkis, namespace: "app1", name: "app1-pki", as: PkiResource.self))?
+            ready = (try? client.get(.pkis, namespace: "app1", name: "app1-pki", as: Pki.self))?
                 .status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true
             if !ready { Thread.sleep(forTimeInterval: 0.1) }
         }
@@ -95,10 +95,10 @@ import Testing
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
         let count = 200
         for index in 0..<count {
-            _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
+            _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
                                                                         spec: PkiSpec(serviceName: "app2", dnsNames: ["app2.app1.svc"])))
         }
-        _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "waiting", namespace: "app1"),
+        _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "waiting", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app3", dnsNames: ["app3.app1.svc"])))
         let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
                                              "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
@@ -150,7 +150,7 @@ import Testing
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
         let count = 150
         for index in 0..<count {
-            _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
+            _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "pki-\(index)", namespace: "app1"),
                                                                         spec: PkiSpec(serviceName: "app1", dnsNames: ["pki-\(index).app1.svc"])))
         }
         func replica(_ name: String) throws -> (process: Process, log: Pipe) {
@@ -178,7 +178,7 @@ import Testing
         #expect(first.terminationStatus == 0, "\(firstLines.suffix(30000))")
 
         deadline = Date().addingTimeInterval(90)
-        func ready() -> Int { (try? client.list(.pkis, namespace: "app1", of: PkiResource.self).items
+        func ready() -> Int { (try? client.list(.pkis, namespace: "app1", of: Pki.self).items
             .filter { $0.status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true }.count) ?? 0 }
         while ready() < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
         #expect(ready() == count, "the second replica finished the work")

@@ -15,17 +15,17 @@ import Testing
         try api.writeKubeconfig(to: directory.file("kubeconfig"), token: api.addClient("someone"))
         let client = try KubeClient(configuration: api.clusterConfiguration())
         for name in ["a", "b"] {
-            _ = try client.create(.pkis, namespace: "app1", PkiResource(metadata: ObjectMeta(name: name, namespace: "app1"),
+            _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: name, namespace: "app1"),
                                                                         spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"])))
         }
         let result = try runProcess(certgateBinary, ["renew", "-n", "app1", "a", "b", "--kubeconfig", directory.file("kubeconfig")])
         #expect(result.status == 0, "\(result.output)")
         for name in ["a", "b"] {
-            let pki = try client.get(.pkis, namespace: "app1", name: name, as: PkiResource.self)
+            let pki = try client.get(.pkis, namespace: "app1", name: name, as: Pki.self)
             let value = try #require(pki.metadata.annotations?["certgate.dev/renew"])
             #expect(result.stdout.contains("pki app1/\(name): renewal requested (certgate.dev/renew=\(value))"))
             #expect(value.hasPrefix("20") && value.hasSuffix("Z"))
-            let fields = try client.get(.pkis, namespace: "app1", name: name, as: ManagedFieldsOnly.self)
+            let fields = try client.get(.pkis, namespace: "app1", name: name, as: ManagedFields.self)
             #expect(fields.manager(ofAnnotation: "certgate.dev/renew") == "certgate-renew")
         }
 
