@@ -31,30 +31,52 @@ package enum CleartextProtocol: Sendable {
 /// each read. When the peer does not read its answers, reading stops until the queue drains,
 /// so a client cannot make the server buffer without bound.
 final class Connection: EventHandler {
-    enum Phase { case handshaking, open, lingering, closed }
+    /// Where the connection is, with what each stage needs and nothing the others do.
+    enum State {
+        /// The TLS handshake, until `deadline`. OpenSSL may ask to write before it reads on.
+        case handshaking(deadline: UInt64, waitsForWritable: Bool)
+        /// Serving requests.
+        case open(Open)
+        /// Answered and our side shut: what the peer still sends is read and dropped until it
+        /// closes or `deadline` passes, so that our close is not a reset.
+        case lingering(deadline: UInt64)
+        case closed
+    }
+
+    /// How a connection closes once its last answer is written.
+    enum DrainedClose {
+        /// The peer may still be sending (a body not read, pipelined requests): read and drop
+        /// what comes for a while, or our close would be a reset.
+        case lingerFirst
+        /// The whole request was read: close at once unless something unread is found.
+        case atOnce
+    }
+
+    /// What an open connection tracks.
+    struct Open {
+        /// Queued output passed ``Connection/maxQueuedOutput``: no reading until it drains.
+        var readPaused = false
+        /// The peer's FIN arrived; nothing more will be read.
+        var peerHasClosed = false
+        /// OpenSSL asked for the opposite direction to finish a read or a write.
+        var readWaitsForWritable = false
+        var writeWaitsForReadable = false
+        /// Set by ``Connection/close(afterDrain:linger:)``: close once the queue drains.
+        var closeAfterDrain: DrainedClose?
+        /// Queued output must move by then; .max while nothing waits for the socket.
+        var writeDeadline: UInt64 = .max
+    }
 
     let descriptor: Int32
     unowned let context: LoopContext
     let peer: SocketAddress?
-    private(set) var phase: Phase
+    private(set) var state: State
     private var tls: TLSSession?
     private var handler: ProtocolHandler?
 
     private var output: [UInt8] = []
     private var outputOffset = 0
-    /// Close (after a lingering read) once the queue drains.
-    private var closeWhenDrained = false
-    /// Whether the peer may still be sending when we close (see ``close(afterDrain:linger:)``).
-    private var lingerOnClose = true
-    private var peerHasClosed = false
-    private var readPaused = false
-    /// OpenSSL asked for the opposite direction to finish a read, a write or the handshake.
-    private var readWaitsForWritable = false
-    private var writeWaitsForReadable = false
-    private var handshakeWaitsForWritable = false
     private var interest: Interest = .readable
-    /// Deadline for the handshake, for queued output to move, or for lingering.
-    private var deadline: UInt64 = .max
 
     /// Past this many queued bytes the connection stops reading until its peer catches up.
     static let maxQueuedOutput = 1 << 20
@@ -69,10 +91,9 @@ final class Connection: EventHandler {
         self.context = context
         let now = monotonicNanoseconds()
         if tls != nil {
-            phase = .handshaking
-            deadline = now + context.server.timeouts.handshake
+            state = .handshaking(deadline: now + context.server.timeouts.handshake, waitsForWritable: false)
         } else {
-            phase = .open
+            state = .open(Open())
         }
         if tls == nil {
             switch cleartext {
@@ -92,17 +113,34 @@ final class Connection: EventHandler {
 
     var peerDescription: String { peer.map { "\($0)" } ?? "unknown" }
 
+    private var isOpen: Bool {
+        if case .open = state { return true }
+        return false
+    }
+
+    /// The open state, read and changed in place; only while open.
+    private var opened: Open {
+        get {
+            guard case .open(let open) = state else { preconditionFailure("connection state \(state) is not open") }
+            return open
+        }
+        set {
+            guard case .open = state else { preconditionFailure("connection state \(state) is not open") }
+            state = .open(newValue)
+        }
+    }
+
     // MARK: Events
 
     func handle(_ readiness: Readiness) {
-        switch phase {
+        switch state {
         case .handshaking:
             if sendCollectedTLSOutput() { continueHandshake() }
-        case .open:
-            if readiness.isWritable || (writeWaitsForReadable && readiness.isReadable) {
+        case .open(let open):
+            if readiness.isWritable || (open.writeWaitsForReadable && readiness.isReadable) {
                 flush()
             }
-            if phase == .open, readiness.isReadable || (readWaitsForWritable && readiness.isWritable) {
+            if case .open(let open) = state, readiness.isReadable || (open.readWaitsForWritable && readiness.isWritable) {
                 readAvailable()
             }
         case .lingering:
@@ -114,17 +152,17 @@ final class Connection: EventHandler {
     }
 
     func tick(now: UInt64) {
-        switch phase {
-        case .handshaking:
+        switch state {
+        case .handshaking(let deadline, _):
             if now >= deadline {
                 context.server.metrics.handshakeFailures.increment()
                 context.server.logger.debug("TLS handshake timed out", metadata: ["peer": "\(peerDescription)"])
                 close()
             }
-        case .lingering:
+        case .lingering(let deadline):
             if now >= deadline { close() }
-        case .open:
-            if hasQueuedOutput && now >= deadline {
+        case .open(let open):
+            if hasQueuedOutput && now >= open.writeDeadline {
                 context.server.logger.debug("closing a connection whose peer stopped reading", metadata: ["peer": "\(peerDescription)"])
                 close()
                 return
@@ -137,7 +175,7 @@ final class Connection: EventHandler {
     }
 
     func beginShutdown() {
-        switch phase {
+        switch state {
         case .handshaking: close()
         case .open: handler?.beginShutdown(); updateInterest()
         case .lingering, .closed: break
@@ -149,10 +187,10 @@ final class Connection: EventHandler {
     private func continueHandshake() {
         guard let tls else { return }
         do {
-            switch try tls.handshake() {
+            let result = try tls.handshake()
+            switch result {
             case .done:
-                phase = .open
-                deadline = .max
+                state = .open(Open())
                 context.recordHandshake(version: tls.protocolVersion)
                 let now = monotonicNanoseconds()
                 if tls.negotiatedProtocol == "h2" {
@@ -163,11 +201,10 @@ final class Connection: EventHandler {
                 // The client's first request may have arrived with its Finished message and sit
                 // decrypted inside OpenSSL already, where epoll cannot see it.
                 readAvailable()
-            case .wantRead:
-                handshakeWaitsForWritable = false
-                sendCollectedTLSOutput()
-            case .wantWrite:
-                handshakeWaitsForWritable = true
+            case .wantRead, .wantWrite:
+                if case .handshaking(let deadline, _) = state {
+                    state = .handshaking(deadline: deadline, waitsForWritable: result == .wantWrite)
+                }
                 sendCollectedTLSOutput()
             case .closed:
                 context.server.metrics.handshakeFailures.increment()
@@ -187,7 +224,7 @@ final class Connection: EventHandler {
     func readAvailable() {
         let scratch = context.loop.scratch
         var rounds = 0
-        while phase == .open && !readPaused && !peerHasClosed {
+        while case .open(let open) = state, !open.readPaused, !open.peerHasClosed {
             rounds += 1
             if rounds > 64 {
                 // Let other connections on this loop run; come back for what OpenSSL may hold.
@@ -201,10 +238,10 @@ final class Connection: EventHandler {
                     case .done(let n): count = n
                     case .closed: count = 0
                     case .wantRead:
-                        readWaitsForWritable = false
+                        opened.readWaitsForWritable = false
                         count = -1
                     case .wantWrite:
-                        readWaitsForWritable = true
+                        opened.readWaitsForWritable = true
                         count = -1
                     }
                 } else {
@@ -220,14 +257,14 @@ final class Connection: EventHandler {
             }
             if count < 0 { break }
             if count == 0 {
-                peerHasClosed = true
+                opened.peerHasClosed = true
                 handler?.peerClosed()
                 break
             }
             handler?.received(UnsafeRawBufferPointer(rebasing: scratch[0..<count]))
             if output.count - outputOffset > Connection.maxQueuedOutput {
                 flush()
-                if output.count - outputOffset > Connection.maxQueuedOutput { readPaused = true }
+                if isOpen, output.count - outputOffset > Connection.maxQueuedOutput { opened.readPaused = true }
             }
             // A short plain read means the socket is empty. Over TLS, what OpenSSL has not
             // buffered is still in the socket, and the level-triggered loop reports it: asking
@@ -243,14 +280,14 @@ final class Connection: EventHandler {
 
     /// Sends what was queued outside a read (a streamed response's next piece).
     func sendQueued() {
-        guard phase == .open else { return }
+        guard isOpen else { return }
         flush()
         updateInterest()
     }
 
     /// Continues reading after a pause (output drained, or a bounded read pass ended).
     func resumeReading() {
-        guard phase == .open else { return }
+        guard isOpen else { return }
         readAvailable()
         updateInterest()
     }
@@ -292,8 +329,8 @@ final class Connection: EventHandler {
 
     /// Writes as much queued output as the socket takes.
     func flush() {
-        guard phase == .open else { return }
-        writeWaitsForReadable = false
+        guard isOpen else { return }
+        opened.writeWaitsForReadable = false
         while outputOffset < output.count {
             // Encrypting runs ahead of the socket only so far.
             if let tls, tls.collectedOutputCount >= Connection.maxCollectedTLSOutput, !sendCollectedTLSOutput() {
@@ -309,7 +346,7 @@ final class Connection: EventHandler {
                         case .done(let n): return .done(n)
                         case .wantWrite: return .wouldBlock
                         case .wantRead:
-                            writeWaitsForReadable = true
+                            opened.writeWaitsForReadable = true
                             return .wouldBlock
                         case .closed: return .done(0)
                         }
@@ -327,7 +364,7 @@ final class Connection: EventHandler {
                 return
             case .done(let n):
                 outputOffset += n
-                deadline = monotonicNanoseconds() + context.server.timeouts.write
+                opened.writeDeadline = monotonicNanoseconds() + context.server.timeouts.write
             case .wouldBlock:
                 waitForWritable()
                 return
@@ -336,18 +373,18 @@ final class Connection: EventHandler {
         output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
         outputOffset = 0
         // Closing after this answer: close_notify leaves in the same write.
-        if closeWhenDrained { tls?.close() }
+        if opened.closeAfterDrain != nil { tls?.close() }
         guard sendCollectedTLSOutput() else {
             waitForWritable()
             return
         }
-        deadline = .max
-        if closeWhenDrained {
+        opened.writeDeadline = .max
+        if opened.closeAfterDrain != nil {
             startLingering()
             return
         }
-        if readPaused {
-            readPaused = false
+        if opened.readPaused {
+            opened.readPaused = false
             context.resumeReadingSoon(self)
         }
         handler?.outputDrained()
@@ -356,8 +393,8 @@ final class Connection: EventHandler {
 
     /// Output waits for the socket: the write deadline runs from the first wait.
     private func waitForWritable() {
-        guard phase == .open else { return }
-        if deadline == .max { deadline = monotonicNanoseconds() + context.server.timeouts.write }
+        guard isOpen else { return }
+        if opened.writeDeadline == .max { opened.writeDeadline = monotonicNanoseconds() + context.server.timeouts.write }
         updateInterest()
     }
 
@@ -400,15 +437,16 @@ final class Connection: EventHandler {
     /// whole request was read, as nginx decides), the close follows the answer at once,
     /// saving the half-close, the wait for the peer's FIN and its system calls.
     func close(afterDrain: Bool, linger: Bool = true) {
-        guard afterDrain, phase == .open else { close(); return }
-        closeWhenDrained = true
-        lingerOnClose = linger
+        guard afterDrain, isOpen else { close(); return }
+        opened.closeAfterDrain = linger ? .lingerFirst : .atOnce
         if !hasQueuedOutput { startLingering() }
     }
 
+    /// Once an open connection's last answer is written (``close(afterDrain:linger:)``).
     private func startLingering() {
+        let open = opened
         // A peer that has closed its side reads nothing more: no close_notify, no FIN first.
-        if peerHasClosed {
+        if open.peerHasClosed {
             close()
             return
         }
@@ -423,7 +461,7 @@ final class Connection: EventHandler {
         // one read makes sure, and anything found means the peer is still talking. Finding
         // its FIN instead (a client that closed after reading the answer, the usual end of a
         // connection per request) is as good as finding nothing.
-        if !lingerOnClose {
+        if open.closeAfterDrain == .atOnce {
             switch try? SocketIO.read(descriptor, into: context.loop.scratch) {
             case .wouldBlock?, .done(0)?:
                 close()
@@ -433,18 +471,20 @@ final class Connection: EventHandler {
             }
         }
         SocketIO.shutdownWrite(descriptor)
-        phase = .lingering
-        deadline = monotonicNanoseconds() + context.server.timeouts.linger
+        state = .lingering(deadline: monotonicNanoseconds() + context.server.timeouts.linger)
         updateInterest()
     }
 
     /// Closes at once.
     func close() {
-        guard phase != .closed else { return }
-        if phase == .open, !closeWhenDrained, !hasQueuedOutput { tls?.close() }
+        switch state {
+        case .closed: return
+        case .open(let open) where open.closeAfterDrain == nil && !hasQueuedOutput: tls?.close()
+        case .handshaking, .open, .lingering: break
+        }
         // What TLS still holds (close_notify, an alert) goes if the socket takes it now.
         if let tls { _ = try? writeCollectedTLSOutput(tls) }
-        phase = .closed
+        state = .closed
         handler = nil
         // The loop's table holds this connection, its TLS session and buffers until told:
         // closing the descriptor alone takes it out of the epoll set but not out of the table.
@@ -455,12 +495,12 @@ final class Connection: EventHandler {
 
     private func updateInterest() {
         var wanted: Interest = []
-        switch phase {
-        case .handshaking:
-            wanted = handshakeWaitsForWritable || hasCollectedTLSOutput ? .writable : .readable
-        case .open:
-            if (!readPaused && !peerHasClosed) || writeWaitsForReadable { wanted.insert(.readable) }
-            if (hasQueuedOutput && !writeWaitsForReadable) || readWaitsForWritable { wanted.insert(.writable) }
+        switch state {
+        case .handshaking(_, let waitsForWritable):
+            wanted = waitsForWritable || hasCollectedTLSOutput ? .writable : .readable
+        case .open(let open):
+            if (!open.readPaused && !open.peerHasClosed) || open.writeWaitsForReadable { wanted.insert(.readable) }
+            if (hasQueuedOutput && !open.writeWaitsForReadable) || open.readWaitsForWritable { wanted.insert(.writable) }
         case .lingering:
             wanted = .readable
         case .closed:
