@@ -97,10 +97,13 @@ public func runProcess(_ executable: String, _ arguments: [String], input: Strin
     process.standardInput = stdin
     let outBox = DataBox()
     let errBox = DataBox()
+    // Read on threads of their own, not Dispatch's pool: its few threads are shared with
+    // every test that blocks, and a reader queued behind them returned a poll's answer
+    // seconds late.
     let readers = DispatchGroup()
     for (pipe, box) in [(stdout, outBox), (stderr, errBox)] {
         readers.enter()
-        DispatchQueue.global().async {
+        Thread.detachNewThread {
             box.data = pipe.fileHandleForReading.readDataToEndOfFile()
             readers.leave()
         }
