@@ -111,11 +111,14 @@ func chartAppVersion() throws -> String {
         let done = DispatchSemaphore(value: 0)
         let arguments = ["h1", "--port", String(port), "--ca", pki.caFile,
                          "send:GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 4\\r\\n\\r\\nab", "sleep:1.5", "send:cd", "recvclose"]
-        DispatchQueue.global().async {
+        Thread.detachNewThread {
             box.value = try? rawClient(arguments)
             done.signal()
         }
-        Thread.sleep(forTimeInterval: 0.7)
+        // SIGTERM once the server holds the request: its head read, its body not yet.
+        _ = try waitForHTTP("http://127.0.0.1:\(metricsPort)/metrics") {
+            $0.contains("certgate_http_requests_in_flight{server=\"webhook\"} 1\n")
+        }
         kill(server.processIdentifier, SIGTERM)
         #expect(done.wait(timeout: .now() + 20) == .success)
         let responses = box.value?["responses"] as? String ?? ""
