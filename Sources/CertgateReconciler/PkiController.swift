@@ -137,6 +137,20 @@ public final class PkiController: Sendable {
     /// Reconcile steps run so far.
     public var reconcileCount: Int { reconciles.load(ordering: .relaxed) }
 
+    /// Nothing queued and no worker busy, and the caches hold these resourceVersions (for
+    /// tests: with every write of the reconciler seen again by its informers and nothing
+    /// left to do, the controller has settled and only a new event wakes it).
+    package func isSettled(pkis pkiVersions: [String: String], secrets secretVersions: [String: String]) -> Bool {
+        guard queue.count == 0, queue.inProgress == 0 else { return false }
+        func current<Object: KubeObject>(_ informer: Informer<Object>, _ versions: [String: String]) -> Bool {
+            versions.allSatisfy { key, version in
+                let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+                return informer.get(namespace: parts[0], name: parts[1])?.metadata.resourceVersion == version
+            }
+        }
+        return current(pkis, pkiVersions) && current(secrets, secretVersions)
+    }
+
     private func work() {
         while let key = queue.next() {
             let outcome: PkiReconciler.Outcome

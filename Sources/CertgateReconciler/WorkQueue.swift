@@ -177,4 +177,7 @@ public final class WorkQueue: Sendable {
 
     /// Keys queued now (not delayed, not in progress).
     public var count: Int { state.withLock { $0.queue.count } }
+
+    /// Keys a worker has taken and not yet marked done.
+    public var inProgress: Int { state.withLock { $0.processing.count } }
 }

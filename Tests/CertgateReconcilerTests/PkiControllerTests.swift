@@ -33,10 +33,25 @@ import Testing
         while rig.api.object(.secrets, namespace: "app1", name: "pki-7") == nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         #expect(rig.api.object(.secrets, namespace: "app1", name: "pki-7") != nil, "restored")
 
-        // Settled: the reconciler's own status writes do not queue the Pki again.
-        Thread.sleep(forTimeInterval: 0.5)
+        // Settled: every Pki and Secret as the API server holds them is in the caches and
+        // nothing is queued or running. A reconciler that queued a Pki again after its own
+        // status write would keep moving the versions and never get here.
+        func storedVersions(_ resource: Resource) -> [String: String] {
+            Dictionary(uniqueKeysWithValues: (0..<count).compactMap { index -> (String, String)? in
+                let metadata = rig.api.object(resource, namespace: "app1", name: "pki-\(index)")?["metadata"] as? [String: Any]
+                return (metadata?["resourceVersion"] as? String).map { ("app1/pki-\(index)", $0) }
+            })
+        }
+        deadline = Date().addingTimeInterval(20)
+        while !controller.isSettled(pkis: storedVersions(.pkis), secrets: storedVersions(.secrets)) && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(controller.isSettled(pkis: storedVersions(.pkis), secrets: storedVersions(.secrets)), "the controller settles")
+        // Then nothing is left to wake it, but for an event whose handler runs just after the
+        // informer caches it (at most a pass or two): a second look, after a pause that is an
+        // observation window and not a wait for anything, finds no loop.
         let settled = controller.reconcileCount
-        Thread.sleep(forTimeInterval: 1)
+        Thread.sleep(forTimeInterval: 0.5)
         #expect(controller.reconcileCount - settled <= 2, "no reconcile loop: \(controller.reconcileCount - settled) more")
     }
 
