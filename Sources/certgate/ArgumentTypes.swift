@@ -18,8 +18,6 @@ struct GoDuration: ExpressibleByArgument, CustomStringConvertible, Sendable {
     init(_ literal: StaticString) {
         self.init(argument: "\(literal)")!
     }
-
-    static var defaultCompletionKind: CompletionKind { .default }
 }
 
 /// `--log-level` reads swift-log's level names; completion offers them all.
