@@ -80,16 +80,20 @@ public final class KubeClient: Sendable {
     /// Seconds each request may take, retries included; nil: the HTTP client's own timeout.
     private let requestTimeout: Double?
 
-    public convenience init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits = KubeClientLimits()) {
-        self.init(http: http, token: token, limits: limits, requestTimeout: nil)
+    /// - Parameter onPacingDetection: told once what the first answers said about API
+    ///   Priority and Fairness (automatic pacing only), for the log.
+    public convenience init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits = KubeClientLimits(),
+                            onPacingDetection: (@Sendable (PacingDetection) -> Void)? = nil) {
+        self.init(http: http, token: token, limits: limits, requestTimeout: nil,
+                  pacer: RequestPacer(limits.pacing, onDetection: onPacingDetection))
     }
 
-    private init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits, requestTimeout: Double?) {
+    private init(http: HTTPClient, token: TokenSource?, limits: KubeClientLimits, requestTimeout: Double?, pacer: RequestPacer) {
         self.http = http
         self.token = token
         self.limits = limits
         self.requestTimeout = requestTimeout
-        pacer = RequestPacer(qps: limits.qps, burst: limits.burst)
+        self.pacer = pacer
     }
 
     /// The same cluster and connections, with a pacer of its own and every request ending
@@ -97,13 +101,18 @@ public final class KubeClient: Sendable {
     /// before renewDeadline however busy the reconciler keeps the shared pacer (client-go
     /// gives leader election a client of its own too).
     public func bounded(requestTimeout seconds: Double) -> KubeClient {
-        KubeClient(http: http, token: token, limits: limits, requestTimeout: seconds)
+        KubeClient(http: http, token: token, limits: limits, requestTimeout: seconds, pacer: RequestPacer(limits.pacing))
     }
 
     public convenience init(configuration: ClusterConfiguration, limits: KubeClientLimits = KubeClientLimits(),
-                            userAgent: String = "certgate") throws {
-        self.init(http: try configuration.makeHTTPClient(userAgent: userAgent), token: configuration.token, limits: limits)
+                            userAgent: String = "certgate", onPacingDetection: (@Sendable (PacingDetection) -> Void)? = nil) throws {
+        self.init(http: try configuration.makeHTTPClient(userAgent: userAgent), token: configuration.token, limits: limits,
+                  onPacingDetection: onPacingDetection)
     }
+
+    /// Whether the client paces its requests now (automatic pacing turns this off once the
+    /// API server reports API Priority and Fairness).
+    public var isPacing: Bool { pacer.isLimiting }
 
     public func get<T: Decodable>(_ resource: Resource, namespace: String?, name: String, as type: T.Type = T.self) throws -> T {
         try decode(try call("GET", resource.path(namespace: namespace, name: name)), T.self)
@@ -220,6 +229,7 @@ public final class KubeClient: Sendable {
                                           refreshToken: refreshed)
             pacer.wait()
             let response = try http.send(request, timeout: try remaining())
+            pacer.observe(response.headers)
             if response.status == 401, token != nil, !refreshed {
                 refreshed = true  // the token may have rotated since it was read
                 continue

@@ -78,6 +78,8 @@ public final class TestAPIServer: @unchecked Sendable {
         public var isWrite: Bool { ["POST", "PUT", "PATCH", "DELETE"].contains(method) }
     }
 
+    private let reportsPriorityAndFairness: Bool
+
     struct Watcher {
         let kind: ResourceKind
         let namespace: String?
@@ -92,7 +94,11 @@ public final class TestAPIServer: @unchecked Sendable {
 
     /// `bookmarkInterval`: the real server's is a minute; tests of bookmarks shorten it.
     /// `pkiCRD`: the CustomResourceDefinition of pkis to serve (the chart's by default).
-    public init(token: String = "test-token", bookmarkInterval: Double = 60, pkiCRD: String = TestAPIServer.chartCRD) throws {
+    /// `reportsPriorityAndFairness`: answer with API Priority and Fairness's headers, as a
+    /// real 1.28 server does; false plays a server without it.
+    public init(token: String = "test-token", bookmarkInterval: Double = 60, pkiCRD: String = TestAPIServer.chartCRD,
+                reportsPriorityAndFairness: Bool = true) throws {
+        self.reportsPriorityAndFairness = reportsPriorityAndFairness
         self.bookmarkInterval = bookmarkInterval
         pkiSchema = TestAPIServer.openAPISchema(crdFile: pkiCRD)
         directory = TemporaryDirectory()
@@ -296,6 +302,18 @@ public final class TestAPIServer: @unchecked Sendable {
             guard let user = locked({ ungrantedUsers[authorization] }) else { return status(401, "Unauthorized", "Unauthorized") }
             return forbidden(request, user: user)
         }
+        var response = admittedResponse(request)
+        if reportsPriorityAndFairness {
+            // As recorded (list-pkis.http): API Priority and Fairness names the flow schema
+            // and priority level that handled every authenticated request.
+            response.headers.add("X-Kubernetes-Pf-Flowschema-Uid", "ba218881-fabe-482a-a236-ef11d6edbd0a")
+            response.headers.add("X-Kubernetes-Pf-Prioritylevel-Uid", "114d1a67-c317-4b55-a869-f0696e2b5262")
+        }
+        return response
+    }
+
+    /// The answer to an authenticated request: an injected failure or delay, or the route's.
+    private func admittedResponse(_ request: HTTPRequest) -> HTTPResponse {
         let line = "\(request.method) \(request.path)"
         if let failure = locked({ () -> (status: Int, retryAfter: Int?, only: String?)? in
             guard let index = failures.firstIndex(where: { $0.only.map { line.hasSuffix($0) } ?? true }) else { return nil }

@@ -62,11 +62,14 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(help: "Namespace Certgate runs in (its Lease and self-managed serving certificate). Default: $POD_NAMESPACE, the pod's service account namespace, then default.")
     var namespace: String?
 
-    @Option(help: "Requests a second to the Kubernetes API once the burst is spent (controller-runtime's default).")
-    var kubeApiQps = 20.0
+    @Option(help: ArgumentHelp("Requests a second to the Kubernetes API once the burst is spent. Not given: no client-side limit "
+                                   + "when the API server reports API Priority and Fairness (as controller-runtime and cert-manager do), "
+                                   + "else 20. A negative value turns the limit off.", valueName: "qps"))
+    var kubeApiQps: Double?
 
-    @Option(help: "Requests to the Kubernetes API that may go at once before --kube-api-qps paces them.")
-    var kubeApiBurst = 30
+    @Option(help: ArgumentHelp("Requests to the Kubernetes API that may go at once before --kube-api-qps paces them. "
+                                   + "Not given: as --kube-api-qps, else 30. A negative value turns the limit off.", valueName: "count"))
+    var kubeApiBurst: Int?
 
     @Option(help: ArgumentHelp("How long a Lease stays valid without renewal, as a Go duration (500ms, 10s, 1m30s).", valueName: "duration"))
     var leaseDuration = GoDuration("15s")
@@ -79,8 +82,12 @@ struct ReconcilerOptions: ParsableArguments {
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-        guard kubeApiQps > 0, kubeApiQps.isFinite else { throw ValidationError("--kube-api-qps must be more than 0") }
-        guard kubeApiBurst >= 1 else { throw ValidationError("--kube-api-burst must be at least 1") }
+        if let kubeApiQps, kubeApiQps == 0 || !kubeApiQps.isFinite {
+            throw ValidationError("--kube-api-qps must be a number other than 0 (a negative value turns the client-side limit off)")
+        }
+        if kubeApiBurst == 0 {
+            throw ValidationError("--kube-api-burst must be a number other than 0 (a negative value turns the client-side limit off)")
+        }
         if let trustBundleConfigmap, !isValidObjectName(trustBundleConfigmap) {
             throw ValidationError("--trust-bundle-configmap: \"\(trustBundleConfigmap)\" is not a valid ConfigMap name "
                 + "(lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
@@ -114,9 +121,17 @@ extension ReconcilerOptions {
             logger.warning("no cluster configuration found; serving the webhook only (pass --kubeconfig to reconcile)")
             return nil
         }
-        logger.info("cluster configured", metadata: ["cluster": "\(configuration.source)"])
-        return try KubeClient(configuration: configuration, limits: KubeClientLimits(qps: kubeApiQps, burst: kubeApiBurst),
-                              userAgent: Version.userAgent)
+        let limits = KubeClientLimits(pacing: KubeClientLimits.pacing(qps: kubeApiQps, burst: kubeApiBurst))
+        logger.info("cluster configured", metadata: ["cluster": "\(configuration.source)", "client_rate_limit": "\(limits.pacing)"])
+        return try KubeClient(configuration: configuration, limits: limits, userAgent: Version.userAgent) { detected in
+            switch detected {
+            case .priorityAndFairness:
+                logger.info("the API server reports API Priority and Fairness: no client-side rate limit")
+            case .noPriorityAndFairness:
+                logger.info("the API server does not report API Priority and Fairness (yet): client-side rate limit in force",
+                            metadata: ["qps": "\(KubeClientLimits.fallbackQPS)", "burst": "\(KubeClientLimits.fallbackBurst)"])
+            }
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import CertgateLocking
 import CertgateHTTP
 import CertgateKube
 import CertgateNet
@@ -234,6 +235,50 @@ final class WatchRecorder: @unchecked Sendable {
         #expect { try client.create(.pkis, namespace: "app1", samplePki("b")) } throws: { ($0 as? APIStatus)?.code == 503 }
         api.failNext(1, status: 500)
         #expect { try client.list(.pkis, namespace: "app1", of: Pki.self) } throws: { ($0 as? APIStatus)?.code == 500 }
+    }
+
+    /// As controller-runtime and cert-manager now do: no client-side limit once the API
+    /// server's answers carry API Priority and Fairness's headers; the fallback limit on a
+    /// server without them; an explicit limit or an explicit off whatever the server says.
+    @Test func automaticPacingTurnsOffWhereTheServerReportsPriorityAndFairness() throws {
+        let fair = try TestAPIServer()
+        defer { fair.stop() }
+        let told = Locked<[PacingDetection]>([])
+        let automatic = try KubeClient(configuration: fair.clusterConfiguration(),
+                                       limits: KubeClientLimits(pacing: .automatic(qps: 5, burst: 1))) { detected in told.withLock { $0.append(detected) } }
+        #expect(automatic.isPacing, "paced until the server has answered")
+        let started = Date()
+        for _ in 0..<10 { _ = try automatic.list(.pkis, namespace: "app1", of: Pki.self) }
+        #expect(Date().timeIntervalSince(started) < 1.0, "ten requests unpaced, where 5 a second would take 1.8 s")
+        #expect(!automatic.isPacing)
+        #expect(told.withLock { $0 } == [.priorityAndFairness], "told once")
+
+        let fixed = try KubeClient(configuration: fair.clusterConfiguration(), limits: KubeClientLimits(qps: 10, burst: 1))
+        _ = try fixed.list(.pkis, namespace: "app1", of: Pki.self)
+        #expect(fixed.isPacing, "an explicit limit wins over the server's fairness")
+
+        let unfair = try TestAPIServer(reportsPriorityAndFairness: false)
+        defer { unfair.stop() }
+        let toldUnfair = Locked<[PacingDetection]>([])
+        let fallback = try KubeClient(configuration: unfair.clusterConfiguration(),
+                                      limits: KubeClientLimits(pacing: .automatic(qps: 10, burst: 2))) { detected in toldUnfair.withLock { $0.append(detected) } }
+        let pacedStart = Date()
+        for _ in 0..<6 { _ = try fallback.list(.pkis, namespace: "app1", of: Pki.self) }
+        #expect(Date().timeIntervalSince(pacedStart) >= 0.35, "two at once, then four at 10 a second")
+        #expect(fallback.isPacing)
+        #expect(toldUnfair.withLock { $0 } == [.noPriorityAndFairness])
+
+        let off = try KubeClient(configuration: unfair.clusterConfiguration(), limits: KubeClientLimits(pacing: .off))
+        #expect(!off.isPacing)
+    }
+
+    /// What the --kube-api-qps and --kube-api-burst flags mean.
+    @Test func theFlagsChooseThePacing() {
+        #expect(KubeClientLimits.pacing(qps: nil, burst: nil) == .automatic(qps: 20, burst: 30))
+        #expect(KubeClientLimits.pacing(qps: 50, burst: nil) == .fixed(qps: 50, burst: 30))
+        #expect(KubeClientLimits.pacing(qps: nil, burst: 100) == .fixed(qps: 20, burst: 100))
+        #expect(KubeClientLimits.pacing(qps: -1, burst: nil) == .off)
+        #expect(KubeClientLimits.pacing(qps: 50, burst: -1) == .off)
     }
 
     /// A burst goes at once; after it, requests are paced at the rate.

@@ -44,7 +44,8 @@ import Testing
         #expect(text.hasPrefix("OVERVIEW: Serve the webhook over HTTPS"), "\(text)")
         #expect(text.contains("\nCLUSTER AND RECONCILER:\n"), "\(text)")
         #expect(text.contains("  --port <port>           Port of the webhook server. (default: 8443)\n"), "\(text)")
-        #expect(text.contains("  --kube-api-burst <kube-api-burst>\n"), "\(text)")
+        #expect(text.contains("  --kube-api-burst <count>"), "\(text)")
+        #expect(text.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("Not given: no client-side limit when the API server reports API Priority and Fairness"), "\(text)")
         let unwrapped = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(unwrapped.contains("(values: trace, debug, info, notice, warning, error, critical; default: info)"), "\(text)")
         #expect(text.contains("--leader-elect-resource-namespace, --leader-election-namespace <leader-elect-resource-namespace>"), "\(text)")
@@ -67,7 +68,9 @@ import Testing
         func option(_ name: String) -> [String: Any]? {
             arguments.first { ($0["names"] as? [[String: Any]])?.contains { $0["name"] as? String == name } == true }
         }
-        #expect(option("kube-api-qps")?["defaultValue"] as? String == "20.0", "\(arguments.count) arguments")
+        #expect(option("kube-api-qps")?["isOptional"] as? Bool == true, "\(arguments.count) arguments")
+        #expect((option("kube-api-qps")?["abstract"] as? String)?.contains("API Priority and Fairness") == true)
+        #expect(option("idle-timeout")?["defaultValue"] as? String == "120s")
         #expect(option("idle-timeout")?["defaultValue"] as? String == "120s")
         #expect(option("log-level")?["allValues"] as? [String] == ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         #expect(option("webhook-failure-policy")?["sectionTitle"] as? String == "Serving certificate and webhook registration")

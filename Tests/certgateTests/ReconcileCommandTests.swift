@@ -55,6 +55,11 @@ import Testing
         #expect(lines.contains("\"msg\":\"reconciler started (leader)\""), "\(lines)")
         let starting = lines.split(separator: "\n").first { $0.contains("\"msg\":\"starting\"") } ?? ""
         #expect(starting.contains("\"version\":\"\(release)\""), "\(lines)")
+        // Default flags against a server that reports API Priority and Fairness: the log says
+        // the limit is automatic, then that the server's fairness made it unnecessary.
+        let configured = lines.split(separator: "\n").first { $0.contains("\"msg\":\"cluster configured\"") } ?? ""
+        #expect(configured.contains("\"client_rate_limit\":\"automatic: none once the API server reports API Priority and Fairness"), "\(lines)")
+        #expect(lines.contains("\"msg\":\"the API server reports API Priority and Fairness: no client-side rate limit\""), "\(lines)")
     }
 
     @Test func withoutAClusterServeRunsTheWebhookAloneAndSaysSoOnce() throws {
@@ -103,8 +108,7 @@ import Testing
         let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()), "--metrics-address", "0",
                                              "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
                                              "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-elect=false",
-                                             "--policy", policy, "--certificate-check-interval", "200ms",
-                                             "--kube-api-qps", "1000", "--kube-api-burst", "1000"])
+                                             "--policy", policy, "--certificate-check-interval", "200ms"])
         defer { if server.isRunning { server.terminate() } }
 
         func reasons() -> [String: Int] {
