@@ -75,7 +75,7 @@ public final class PkiController: Sendable {
                 bundleKey(secret.metadata.namespace)
             }
             if isIssuerSecret(secret.metadata.namespace ?? "", secret.metadata.name ?? "") {
-                for pki in pkiInformer.objects { enqueue(pki.metadata) }
+                queue.addAll(pkiInformer.objects.map { "\($0.metadata.namespace ?? "")/\($0.metadata.name ?? "")" })
             }
         }
         secrets = Informer(client: client, resource: .secrets, namespace: nil, resyncInterval: resyncInterval, failures: failures,
@@ -119,13 +119,11 @@ public final class PkiController: Sendable {
         reconciler.endTerm()
     }
 
-    /// Queues every known Pki, paced by the queue's rate limiter: after the policy changed,
-    /// each is judged again (admitted ones it now refuses get InvalidSpec, refused ones it
-    /// now allows are issued) without waiting for the resync.
+    /// Queues every known Pki at once (each once, with no backoff): after the policy
+    /// changed, each is judged again (admitted ones it now refuses get InvalidSpec, refused
+    /// ones it now allows are issued) without waiting for the resync.
     public func requeueAll() {
-        for pki in pkis.objects {
-            queue.addRateLimited("\(pki.metadata.namespace ?? "")/\(pki.metadata.name ?? "")")
-        }
+        queue.addAll(pkis.objects.map { "\($0.metadata.namespace ?? "")/\($0.metadata.name ?? "")" })
     }
 
     /// True once the informers have listed (for /readyz).

@@ -52,20 +52,62 @@ public struct RetryRateLimiter: Sendable {
 
 /// A queue of object keys for reconcile workers, with client-go's workqueue semantics: a
 /// key is queued at most once; a key added while a worker holds it is queued again when
-/// the worker is done (never two workers on one key); keys can be added after a delay
-/// (renewals) or after a rate-limited delay (failures); nothing added is lost before
-/// ``shutDown()``.
+/// the worker is done (never two workers on one key); adding is immediate, and only a key
+/// whose reconcile failed waits, for its rate-limited backoff; keys can also be added after
+/// a delay (renewals), and delayed keys wait in a heap ordered by when they are due; nothing
+/// added is lost before ``shutDown()``.
 public final class WorkQueue: Sendable {
     private struct State {
-        var queue: [String] = []
+        /// Keys ready now, in order; `head` is the next one (the array is compacted as it drains).
+        var ready: [String] = []
+        var head = 0
         var queued: Set<String> = []
         var processing: Set<String> = []
         /// Added while processing: queued again on done.
         var dirty: Set<String> = []
-        /// Delayed keys and when they become ready (monotonic seconds).
-        var waiting: [String: Double] = [:]
+        /// When each delayed key is due (monotonic seconds): the earliest time asked for.
+        var due: [String: Double] = [:]
+        /// The delayed keys by due time; an entry whose time no longer matches `due` is stale
+        /// (the key was added sooner, or at once) and is skipped when it comes up.
+        var delayed = DueHeap()
         var limiter: RetryRateLimiter
         var shuttingDown = false
+
+        var readyCount: Int { ready.count - head }
+
+        mutating func enqueue(_ key: String) {
+            due[key] = nil
+            if processing.contains(key) {
+                dirty.insert(key)
+            } else if queued.insert(key).inserted {
+                ready.append(key)
+            }
+        }
+
+        mutating func dequeue() -> String? {
+            guard head < ready.count else { return nil }
+            let key = ready[head]
+            head += 1
+            if head > 1024 && head * 2 > ready.count {
+                ready.removeFirst(head)
+                head = 0
+            }
+            return key
+        }
+
+        /// Moves the delayed keys due by `now` to the ready queue; returns when the next is due.
+        mutating func promote(now: Double) -> Double? {
+            while let top = delayed.top {
+                guard due[top.key] == top.time else {
+                    delayed.pop()  // stale
+                    continue
+                }
+                guard top.time <= now else { return top.time }
+                delayed.pop()
+                enqueue(top.key)
+            }
+            return nil
+        }
     }
 
     private let state: Locked<State>
@@ -83,12 +125,17 @@ public final class WorkQueue: Sendable {
     public func add(_ key: String) {
         state.withLock { state in
             guard !state.shuttingDown else { return }
-            state.waiting[key] = nil
-            if state.processing.contains(key) {
-                state.dirty.insert(key)
-            } else if state.queued.insert(key).inserted {
-                state.queue.append(key)
-            }
+            state.enqueue(key)
+        }
+        signal.broadcast()
+    }
+
+    /// Queues every key now, each once: a policy change or a CA rotation, which concerns
+    /// every Pki at once and is not a failure to back off from.
+    public func addAll<Keys: Sequence<String>>(_ keys: Keys) {
+        state.withLock { state in
+            guard !state.shuttingDown else { return }
+            for key in keys { state.enqueue(key) }
         }
         signal.broadcast()
     }
@@ -96,15 +143,16 @@ public final class WorkQueue: Sendable {
     /// Queues `key` after `seconds`; an earlier pending time for it wins.
     public func add(_ key: String, after seconds: Double) {
         guard seconds > 0 else { return add(key) }
-        let ready = clock() + seconds
+        let time = clock() + seconds
         state.withLock { state in
-            guard !state.shuttingDown else { return }
-            state.waiting[key] = min(state.waiting[key] ?? .infinity, ready)
+            guard !state.shuttingDown, state.due[key].map({ time < $0 }) ?? true else { return }
+            state.due[key] = time
+            state.delayed.push(time: time, key: key)
         }
         signal.broadcast()
     }
 
-    /// Queues `key` after its rate-limited retry delay (it failed).
+    /// Queues `key` after its rate-limited retry delay (its reconcile failed).
     public func addRateLimited(_ key: String) {
         let delay = state.withLock { $0.limiter.delay(for: key, now: clock()) }
         add(key, after: delay)
@@ -126,24 +174,15 @@ public final class WorkQueue: Sendable {
             let generation = signal.generation
             let (key, wait) = state.withLock { state -> (String?, Double?) in
                 let now = clock()
-                for (key, ready) in state.waiting where ready <= now {
-                    state.waiting[key] = nil
-                    if state.processing.contains(key) {
-                        state.dirty.insert(key)
-                    } else if state.queued.insert(key).inserted {
-                        state.queue.append(key)
-                    }
-                }
+                let nextDue = state.promote(now: now)
                 // Shut down: what is still queued is dropped (the next leader lists anyway).
                 if state.shuttingDown { return (nil, nil) }
-                if !state.queue.isEmpty {
-                    let key = state.queue.removeFirst()
+                if let key = state.dequeue() {
                     state.queued.remove(key)
                     state.processing.insert(key)
                     return (key, nil)
                 }
-                let soonest = state.waiting.values.min().map { max(0.001, $0 - now) }
-                return (nil, soonest ?? 1)
+                return (nil, nextDue.map { max(0.001, $0 - now) } ?? 1)
             }
             if let key { return key }
             guard let wait else { return nil }
@@ -156,7 +195,7 @@ public final class WorkQueue: Sendable {
         state.withLock { state in
             state.processing.remove(key)
             if state.dirty.remove(key) != nil, !state.shuttingDown, state.queued.insert(key).inserted {
-                state.queue.append(key)
+                state.ready.append(key)
             }
         }
         signal.broadcast()
@@ -167,17 +206,58 @@ public final class WorkQueue: Sendable {
     public func shutDown() {
         state.withLock { state in
             state.shuttingDown = true
-            state.queue.removeAll()
+            state.ready.removeAll()
+            state.head = 0
             state.queued.removeAll()
-            state.waiting.removeAll()
+            state.due.removeAll()
+            state.delayed = DueHeap()
             state.dirty.removeAll()
         }
         signal.broadcast()
     }
 
     /// Keys queued now (not delayed, not in progress).
-    public var count: Int { state.withLock { $0.queue.count } }
+    public var count: Int { state.withLock { $0.readyCount } }
+
+    /// Keys waiting for a later time (renewals, retries).
+    public var delayedCount: Int { state.withLock { $0.due.count } }
 
     /// Keys a worker has taken and not yet marked done.
     public var inProgress: Int { state.withLock { $0.processing.count } }
+}
+
+/// A binary min-heap of (due time, key).
+struct DueHeap {
+    private var entries: [(time: Double, key: String)] = []
+
+    var top: (time: Double, key: String)? { entries.first }
+    var count: Int { entries.count }
+
+    mutating func push(time: Double, key: String) {
+        entries.append((time, key))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].time < entries[parent].time else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() {
+        guard !entries.isEmpty else { return }
+        entries.swapAt(0, entries.count - 1)
+        entries.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < entries.count && entries[left].time < entries[smallest].time { smallest = left }
+            if right < entries.count && entries[right].time < entries[smallest].time { smallest = right }
+            guard smallest != parent else { return }
+            entries.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
 }

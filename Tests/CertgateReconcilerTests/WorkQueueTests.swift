@@ -77,6 +77,48 @@ import Testing
         queue.done("app1/a")
     }
 
+    /// A policy change concerns every Pki at once: all are ready at once, each once, with
+    /// no failure backoff and no overall bucket in the way (the clock never moves here).
+    @Test func addingEveryKeyQueuesThemAllAtOnceEachOnce() {
+        let clock = ManualClock()
+        let queue = WorkQueue(rateLimiter: RetryRateLimiter(baseDelay: 1, maxDelay: 100, ratePerSecond: 10, burst: 100), clock: { clock.read() })
+        let keys = (0..<10_000).map { "ns\($0 % 10)/pki-\($0)" }
+        queue.add("ns0/pki-0")
+        queue.add("ns1/pki-1", after: 600)  // a renewal far off: now it is due at once
+        queue.addAll(keys + keys.prefix(100))
+        #expect(queue.count == 10_000, "deduplicated, and none waits")
+        #expect(queue.delayedCount == 0)
+        var taken = Set<String>()
+        while queue.count > 0, let key = queue.next() {
+            taken.insert(key)
+            queue.done(key)
+        }
+        #expect(taken.count == 10_000)
+        #expect(queue.failureCount("ns0/pki-0") == 0, "not counted as failures")
+    }
+
+    /// Delayed keys come out in the order they are due, whatever order they went in.
+    @Test func delayedKeysComeOutInTheOrderTheyAreDue() {
+        let clock = ManualClock()
+        let queue = WorkQueue(clock: { clock.read() })
+        var generator = SystemRandomNumberGenerator()
+        let delays = (0..<500).map { _ in Double.random(in: 1...10_000, using: &generator) }
+        for (index, delay) in delays.enumerated() { queue.add("k\(index)", after: delay) }
+        queue.add("k0", after: 0.5)  // sooner than asked before: the sooner time wins
+        #expect(queue.delayedCount == 500)
+        // All due at once: they are promoted from the heap in the order they fell due.
+        clock.advance(10_001)
+        var order: [String] = []
+        for _ in 0..<500 {
+            guard let key = queue.next() else { break }
+            order.append(key)
+            queue.done(key)
+        }
+        let expected = ["k0"] + delays.indices.dropFirst().sorted { delays[$0] < delays[$1] }.map { "k\($0)" }
+        #expect(order == expected)
+        #expect(queue.delayedCount == 0)
+    }
+
     @Test func waitingWorkersWakeForNewKeysAndForShutdown() {
         let queue = WorkQueue()
         let got = Locked<[String?]>([])
