@@ -56,7 +56,9 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     private let options: ListOptions
     private let handlers: InformerHandlers<Object>
     private let resyncInterval: Double
-    private let state = Locked<(cache: [String: Object], synced: Bool)>(([:], false))
+    private let state = Locked(CacheState<Object>())
+    /// The index keys of an object (for pods: the Secrets each uses), if the cache keeps an index.
+    private let indexKeys: (@Sendable (Object) -> [String])?
     private let stopSignal = StopSignal()
     private let cancellation = Locked<StreamCancellation?>(nil)
     /// The list-and-watch and resync threads, joined by ``stop()``.
@@ -78,7 +80,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                 resyncInterval: Double = 600, watchTimeouts: ClosedRange<Int> = 300...600,
                 watchSilenceGrace: Double = KubeClient.watchSilenceGraceSeconds, failures: FailureReporter? = nil,
-                handlers: InformerHandlers<Object>) {
+                indexKeys: (@Sendable (Object) -> [String])? = nil, handlers: InformerHandlers<Object>) {
+        self.indexKeys = indexKeys
         self.client = client
         self.failures = failures
         self.watchTimeouts = watchTimeouts
@@ -129,6 +132,28 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     }
 
     public var objects: [Object] { state.withLock { Array($0.cache.values) } }
+
+    /// The cached objects whose index keys include `key` (an informer made with `indexKeys`).
+    public func objects(indexedBy key: String) -> [Object] {
+        state.withLock { state in (state.index[key] ?? []).compactMap { state.cache[$0] } }
+    }
+
+    /// Puts what the caller itself just wrote (the API server's answer) into the cache, so
+    /// that its next read sees it before the watch brings it; when the watch does, the event
+    /// carries nothing new and is not handed to the handlers: a write of the owner's own does
+    /// not wake it again. An object older than the cached one is ignored.
+    public func assume(_ object: Object) {
+        let key = Informer.key(object.metadata.namespace, object.metadata.name ?? "")
+        state.withLock { state in
+            if let cached = state.cache[key], !isNewer(object, than: cached) { return }
+            state.store(key, object, indexKeys: indexKeys)
+        }
+    }
+
+    /// Removes what the caller itself just deleted, as ``assume(_:)`` adds what it wrote.
+    public func assumeDeleted(namespace: String?, name: String) {
+        _ = state.withLock { $0.store(Informer.key(namespace, name), nil, indexKeys: indexKeys) }
+    }
 
     private var isStopped: Bool { stopSignal.isStopped }
 
@@ -181,7 +206,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         for item in items { fresh[Informer.key(item.metadata.namespace, item.metadata.name ?? "")] = item }
         let old = state.withLock { state -> [String: Object] in
             let old = state.cache
-            state.cache = fresh
+            state.replace(with: fresh, indexKeys: indexKeys)
             state.synced = true
             return old
         }
@@ -216,15 +241,18 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
             switch event {
             case .added(let object), .modified(let object):
                 let key = Informer.key(object.metadata.namespace, object.metadata.name ?? "")
-                let before = state.withLock { state -> Object? in
+                let (before, isNew) = state.withLock { state -> (Object?, Bool) in
                     let before = state.cache[key]
-                    state.cache[key] = object
-                    return before
+                    // Already cached: the owner's own write, assumed when it was made (or
+                    // one older than it, which that write superseded).
+                    if let before, !isNewer(object, than: before) { return (before, false) }
+                    state.store(key, object, indexKeys: indexKeys)
+                    return (before, true)
                 }
-                deliver { if let before { handlers.onUpdate(before, object) } else { handlers.onAdd(object) } }
+                if isNew { deliver { if let before { handlers.onUpdate(before, object) } else { handlers.onAdd(object) } } }
                 version = object.metadata.resourceVersion ?? version
             case .deleted(let object):
-                _ = state.withLock { $0.cache.removeValue(forKey: Informer.key(object.metadata.namespace, object.metadata.name ?? "")) }
+                _ = state.withLock { $0.store(Informer.key(object.metadata.namespace, object.metadata.name ?? ""), nil, indexKeys: indexKeys) }
                 deliver { handlers.onDelete(object) }
                 version = object.metadata.resourceVersion ?? version
             case .bookmark(let resourceVersion):
@@ -239,6 +267,48 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
 
     private static func key(_ namespace: String?, _ name: String) -> String {
         "\(namespace ?? "")/\(name)"
+    }
+}
+
+/// Whether `object` is a later version than `cached`. resourceVersions are etcd revisions
+/// (client-go's mutation cache compares them as integers too); one that is not a number
+/// counts as newer unless it is the same.
+private func isNewer<Object: KubeObject>(_ object: Object, than cached: Object) -> Bool {
+    let new = object.metadata.resourceVersion
+    let old = cached.metadata.resourceVersion
+    if new == old { return false }
+    guard let newNumber = new.flatMap(UInt64.init), let oldNumber = old.flatMap(UInt64.init) else { return true }
+    return newNumber > oldNumber
+}
+
+/// An informer's cache: the objects by "namespace/name", and an optional index from keys of
+/// the owner's choosing to the objects that have them.
+struct CacheState<Object: KubeObject> {
+    var cache: [String: Object] = [:]
+    var synced = false
+    var index: [String: Set<String>] = [:]
+
+    /// Stores `object` under `key` (nil removes it), keeping the index in step.
+    mutating func store(_ key: String, _ object: Object?, indexKeys: ((Object) -> [String])?) {
+        let previous = object.map { cache.updateValue($0, forKey: key) } ?? cache.removeValue(forKey: key)
+        guard let indexKeys else { return }
+        let old = previous.map(indexKeys) ?? []
+        let new = object.map(indexKeys) ?? []
+        guard old != new else { return }
+        for indexKey in old {
+            index[indexKey]?.remove(key)
+            if index[indexKey]?.isEmpty == true { index[indexKey] = nil }
+        }
+        for indexKey in new { index[indexKey, default: []].insert(key) }
+    }
+
+    mutating func replace(with fresh: [String: Object], indexKeys: ((Object) -> [String])?) {
+        cache = fresh
+        index = [:]
+        guard let indexKeys else { return }
+        for (key, object) in fresh {
+            for indexKey in indexKeys(object) { index[indexKey, default: []].insert(key) }
+        }
     }
 }
 

@@ -38,7 +38,7 @@ public final class TestAPIServer: @unchecked Sendable {
     private var server: HTTPServer!
     private let lock = NSLock()
     private var objects: [String: [String: Any]] = [:]
-    private var history: [(version: Int, type: String, key: String, object: [String: Any])] = []
+    private var history: [(version: Int, type: String, key: String, object: [String: Any], previous: [String: Any]?)] = []
     private var resourceVersion = 100
     private var compactedBelow = 0
     private var watchers: [Watcher] = []
@@ -467,8 +467,10 @@ public final class TestAPIServer: @unchecked Sendable {
                 events = objects.filter { $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.value) }
                     .sorted { $0.key < $1.key }.map { ["type": "ADDED", "object": $0.value] as [String: Any] }
             } else {
-                events = history.filter { $0.version > since && $0.key.hasPrefix(prefix(target.kind, target.namespace)) && selector.matches($0.object) }
-                    .map { ["type": $0.type, "object": $0.object] as [String: Any] }
+                events = history.filter { $0.version > since && $0.key.hasPrefix(prefix(target.kind, target.namespace)) }
+                    .compactMap { entry in
+                        selector.eventType(entry.type, entry.object, previous: entry.previous).map { ["type": $0, "object": entry.object] as [String: Any] }
+                    }
             }
             watchers.append(watcher)
             return events
@@ -654,7 +656,7 @@ public final class TestAPIServer: @unchecked Sendable {
             next["apiVersion"] = target.kind.apiVersion
             next["kind"] = target.kind.kind
             objects[objectKey] = next
-            record("MODIFIED", objectKey, next)
+            record("MODIFIED", objectKey, next, previous: stored)
             var response = json(200, next)
             for warning in objectWarnings(next) { response.headers.add("warning", warning) }
             return response
@@ -679,8 +681,9 @@ public final class TestAPIServer: @unchecked Sendable {
                     metadata["finalizers"] = (metadata["finalizers"] as? [String] ?? []) + ["foregroundDeletion"]
                     metadata["resourceVersion"] = String(resourceVersion)
                     stored["metadata"] = metadata
+                    let previous = objects[objectKey]
                     objects[objectKey] = stored
-                    record("MODIFIED", objectKey, stored)
+                    record("MODIFIED", objectKey, stored, previous: previous)
                 }
                 return json(200, stored)
             }
@@ -695,14 +698,15 @@ public final class TestAPIServer: @unchecked Sendable {
         }
     }
 
-    /// Appends to history and tells matching watchers. Called with the lock held.
-    private func record(_ type: String, _ objectKey: String, _ object: [String: Any]) {
-        history.append((resourceVersion, type, objectKey, object))
-        let event = line(["type": type, "object": object])
-        for index in watchers.indices where objectKey.hasPrefix(prefix(watchers[index].kind, watchers[index].namespace))
-            && watchers[index].selector.matches(object) {
+    /// Appends to history and tells matching watchers. Called with the lock held. As the
+    /// watch cache does, a watch with a selector sees an object that stops matching as
+    /// DELETED and one that starts matching as ADDED.
+    private func record(_ type: String, _ objectKey: String, _ object: [String: Any], previous: [String: Any]? = nil) {
+        history.append((resourceVersion, type, objectKey, object, previous))
+        for index in watchers.indices where objectKey.hasPrefix(prefix(watchers[index].kind, watchers[index].namespace)) {
+            guard let seen = watchers[index].selector.eventType(type, object, previous: previous) else { continue }
             let watcher = watchers[index]
-            watcher.stream.write(watcher.metadataOnly ? line(["type": type, "object": partialObjectMetadata(object)]) : event)
+            watcher.stream.write(line(["type": seen, "object": watcher.metadataOnly ? partialObjectMetadata(object) : object]))
             watchers[index].changedSinceBookmark = true
         }
         watchers.removeAll { $0.stream.isCancelled }
@@ -942,6 +946,18 @@ struct Selector {
             let pieces = term.components(separatedBy: equal ? "=" : "!=").filter { !$0.isEmpty }
             guard pieces.count == 2 else { continue }
             fieldTerms.append((pieces[0].split(separator: ".").map(String.init), pieces[1], equal))
+        }
+    }
+
+    /// The event a watch with this selector sees for a change (nil: none).
+    func eventType(_ type: String, _ object: [String: Any], previous: [String: Any]?) -> String? {
+        let now = matches(object)
+        guard type == "MODIFIED", let previous else { return now ? type : nil }
+        switch (matches(previous), now) {
+        case (true, true): return "MODIFIED"
+        case (false, true): return "ADDED"
+        case (true, false): return "DELETED"
+        case (false, false): return nil
         }
     }
 

@@ -42,6 +42,82 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
 }
 
 @Suite struct InformerTests {
+    /// What the owner wrote itself is in the cache at once, and its watch event wakes no
+    /// handler; someone else's later write does.
+    @Test func anAssumedWriteIsReadAtOnceAndItsEventWakesNobody() throws {
+        let (api, client, log, informer) = try informerOverOnePki()
+        defer { api.stop(); informer.stop() }
+        var changed = try client.get(.pkis, namespace: "app1", name: "a", as: Pki.self)
+        changed.metadata.labels = ["written": "by-the-owner"]
+        let written = try client.update(.pkis, namespace: "app1", name: "a", changed)
+        informer.assume(written)
+        #expect(informer.get(namespace: "app1", name: "a")?.metadata.labels == ["written": "by-the-owner"])
+        _ = try client.create(.pkis, namespace: "app1", samplePki("b"))  // a later event, to know the first has come
+        #expect(log.wait(for: ["add a", "add b"]), "\(log.all)")
+        var again = written
+        again.metadata.labels = ["written": "by-someone-else"]
+        _ = try client.update(.pkis, namespace: "app1", name: "a", again)
+        #expect(log.wait(for: ["add a", "add b", "update a"]), "\(log.all)")
+        informer.assume(written)  // older than the cache: ignored
+        #expect(informer.get(namespace: "app1", name: "a")?.metadata.labels == ["written": "by-someone-else"])
+    }
+
+    /// An index of Secret names to the pods that use them follows the pods' changes.
+    @Test func theIndexFollowsAddsChangesAndDeletes() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        func pod(_ name: String, secret: String) throws -> Pod {
+            try JSONDecoder().decode(Pod.self, from: Data(
+                #"{"metadata":{"name":"\#(name)","namespace":"app1"},"spec":{"volumes":[{"name":"tls","secret":{"secretName":"\#(secret)"}}]}}"#.utf8))
+        }
+        _ = try client.create(.pods, namespace: "app1", try pod("p1", secret: "s1"))
+        let informer = Informer<Pod>(client: client, resource: .pods, namespace: nil,
+                                     indexKeys: { pod in pod.secretNames.map { "\(pod.metadata.namespace ?? "")/\($0)" } },
+                                     handlers: InformerHandlers())
+        try informer.start()
+        defer { informer.stop() }
+        func users(_ secret: String) -> [String] { informer.objects(indexedBy: "app1/\(secret)").compactMap(\.metadata.name).sorted() }
+        func settles(_ expected: [String: [String]]) -> Bool {
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline {
+                if expected.allSatisfy({ users($0.key) == $0.value }) { return true }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            return false
+        }
+        #expect(settles(["s1": ["p1"]]))
+        _ = try client.create(.pods, namespace: "app1", try pod("p2", secret: "s1"))
+        #expect(settles(["s1": ["p1", "p2"]]))
+        var moved = try pod("p1", secret: "s2")
+        moved.metadata.resourceVersion = try client.get(.pods, namespace: "app1", name: "p1", as: Pod.self).metadata.resourceVersion
+        _ = try client.update(.pods, namespace: "app1", name: "p1", moved)
+        #expect(settles(["s1": ["p2"], "s2": ["p1"]]))
+        try client.delete(.pods, namespace: "app1", name: "p2")
+        #expect(settles(["s1": [], "s2": ["p1"]]))
+    }
+
+    /// As the API server's watch cache does: an object that stops matching a watch's label
+    /// selector leaves its informer (DELETED), one that starts matching joins it (ADDED).
+    @Test func aLabelSelectedInformerSeesObjectsLeaveAndJoin() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        var labelled = samplePki("a")
+        labelled.metadata.labels = ["team": "one"]
+        _ = try client.create(.pkis, namespace: "app1", labelled)
+        let log = HandlerLog()
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", options: ListOptions(labelSelector: "team"),
+                                     handlers: log.handlers)
+        try informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add a"]))
+        _ = try client.mergePatch(.pkis, namespace: "app1", name: "a", patch: Array(#"{"metadata":{"labels":{"team":null}}}"#.utf8), as: Pki.self)
+        #expect(log.wait(for: ["add a", "delete a"]), "\(log.all)")
+        _ = try client.mergePatch(.pkis, namespace: "app1", name: "a", patch: Array(#"{"metadata":{"labels":{"team":"two"}}}"#.utf8), as: Pki.self)
+        #expect(log.wait(for: ["add a", "delete a", "add a"]), "\(log.all)")
+    }
+
     @Test func syncsThenFollowsAndSurvivesDroppedWatchesWithoutLosingOrRepeatingEvents() throws {
         let api = try TestAPIServer()
         defer { api.stop() }
