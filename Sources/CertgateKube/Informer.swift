@@ -19,6 +19,8 @@ public protocol KubeObject: Codable, Sendable {
 /// data (a Secret informer need not hold every certificate and key).
 public struct PartialObjectMetadata: KubeObject, Equatable {
     public var metadata: ObjectMeta
+
+    public init(metadata: ObjectMeta) { self.metadata = metadata }
 }
 
 extension Pki: KubeObject {}

@@ -22,28 +22,22 @@ public final class PkiReconciler: Sendable {
         case retry(String)
     }
 
-    private let client: KubeClient
-    private let events: EventRecorder
-    private let policy: @Sendable () -> Policy?
-    private let bootstrapCA: Bool
-    private let clock: @Sendable () -> Int64
-    private let metrics: ReconcilerMetrics?
+    let policy: @Sendable () -> Policy?
+    let bootstrapCA: Bool
+    let clock: @Sendable () -> Int64
+    let metrics: ReconcilerMetrics?
     /// Told of every pass that failed and will be retried, by the Pki's key.
     private let failures: FailureReporter?
-    /// The term of leadership running this reconciler: its pod informer, and whether it is
-    /// still current. Two terms never overlap in one process, so one slot serves.
-    private let term = Locked<(pods: Informer<Pod>?, isCurrent: (@Sendable () -> Bool)?)>((nil, nil))
 
     /// - Parameters:
-    ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent.
+    ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent
+    ///     (``bootstrapAuthorities(in:)``, once per term before any Pki is looked at).
     ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
-    public init(client: KubeClient, events: EventRecorder, policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false,
+    public init(policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false,
                 metrics: ReconcilerMetrics? = nil, failures: FailureReporter? = nil,
                 clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
         self.metrics = metrics
         self.failures = failures
-        self.client = client
-        self.events = events
         self.policy = policy
         self.bootstrapCA = bootstrapCA
         self.clock = clock
@@ -51,14 +45,23 @@ public final class PkiReconciler: Sendable {
 
     public static let issuerRetrySeconds = 30.0
 
-    public func reconcile(namespace: String, name: String) -> Outcome {
+    /// With --bootstrap-ca, creates the CA Secret of each issuer in the policy whose Secret
+    /// is absent: once when a term starts, before any Pki is looked at, and when the policy
+    /// changes, so that no reconcile races another to create it.
+    public func bootstrapAuthorities(in context: ReconcileContext) throws {
+        try Pass(reconciler: self, context: context).bootstrapAuthorities()
+    }
+
+    /// One pass over the Pki `namespace`/`name`, reading from and writing through `context`.
+    public func reconcile(namespace: String, name: String, in context: ReconcileContext) -> Outcome {
         let outcome: Outcome
         let key = "\(namespace)/\(name)"
         do {
-            outcome = try reconcileOrThrow(namespace: namespace, name: name)
+            outcome = try Pass(reconciler: self, context: context).run(namespace: namespace, name: name)
             failures?.recovered(key)
-        } catch let status as APIStatus where status.isConflict {
-            // Someone else wrote first: routine, retried at once with what they wrote.
+        } catch let status as APIStatus where status.isConflict || status.isAlreadyExists {
+            // Someone else wrote first (or the cache had not seen their write yet): routine,
+            // retried at once with what they wrote.
             outcome = .retry("conflict: \(status.message ?? "")")
         } catch is TermEnded {
             // The next leader lists every Pki and takes it from here.
@@ -72,11 +75,73 @@ public final class PkiReconciler: Sendable {
         return outcome
     }
 
-    private func reconcileOrThrow(namespace: String, name: String) throws -> Outcome {
-        let pki: Pki
+    /// The label certgate puts on the Secrets it writes: the Pki's name.
+    public static let pkiLabel = "certgate.dev/pki"
+    /// On a Pki, set to any new value to re-issue once (`certgate renew` sets a timestamp);
+    /// on its Secret, the value the certificate in it answered.
+    public static let renewAnnotation = "certgate.dev/renew"
+
+
+    // MARK: Trust bundle
+
+    /// The label on the trust bundle ConfigMaps certgate keeps (and the only ones it changes).
+    public static let trustBundleLabel = "certgate.dev/trust-bundle"
+
+    /// Keeps the ConfigMap `name` of `namespace`, as Kubernetes keeps kube-root-ca.crt: with
+    /// `ca.crt` holding the root of every issuer and the roots the namespace's certgate
+    /// Secrets still carry in their ca.crt (a CA's former root stays until the last leaf it
+    /// signed is renewed) while the namespace has a Pki, and gone once it has none. A
+    /// ConfigMap of that name that certgate did not make is left alone, and said so once.
+    public func reconcileTrustBundle(namespace: String, name: String, hasPkis: Bool, in context: ReconcileContext) -> Outcome {
+        let key = "\(namespace)/\(name) (trust bundle)"
         do {
-            pki = try client.get(.pkis, namespace: namespace, name: name, as: Pki.self)
-        } catch let status as APIStatus where status.isNotFound {
+            try Pass(reconciler: self, context: context).trustBundleOrThrow(namespace: namespace, name: name, hasPkis: hasPkis)
+            failures?.recovered(key)
+            return .done(requeueAfter: nil)
+        } catch let status as APIStatus where status.isConflict {
+            return .retry("conflict: \(status.message ?? "")")
+        } catch is TermEnded {
+            return .done(requeueAfter: nil)
+        } catch {
+            failures?.report(key, "keeping the trust bundle ConfigMap \(namespace)/\(name) failed; retrying with backoff", error: error,
+                             metadata: ["configmap": "\(namespace)/\(name)"])
+            return .retry("\(error)")
+        }
+    }
+
+    struct NotCertgates: Error, CustomStringConvertible {
+        let namespace: String
+        let name: String
+        var description: String { "ConfigMap \(namespace)/\(name) exists without the \(PkiReconciler.trustBundleLabel) label: certgate leaves it alone" }
+    }
+
+    /// Thrown before a write of a term that is no longer current.
+    public struct TermEnded: Error, CustomStringConvertible {
+        public var description: String { "the leadership term ended; the write was not sent" }
+    }
+
+}
+
+/// One reconcile pass: the reconciler's settings and the term's context it runs in.
+private struct Pass {
+    typealias Outcome = PkiReconciler.Outcome
+    typealias TermEnded = PkiReconciler.TermEnded
+    let reconciler: PkiReconciler
+    let context: ReconcileContext
+
+    private var client: KubeClient { context.client }
+    private var events: EventRecorder { context.events }
+    private var reads: any ClusterReads { context.reads }
+    private var metrics: ReconcilerMetrics? { reconciler.metrics }
+    private var clock: @Sendable () -> Int64 { reconciler.clock }
+    private var policy: @Sendable () -> Policy? { reconciler.policy }
+
+    func run(namespace: String, name: String) throws -> PkiReconciler.Outcome {
+        try reconcileOrThrow(namespace: namespace, name: name)
+    }
+
+    private func reconcileOrThrow(namespace: String, name: String) throws -> Outcome {
+        guard let pki = try reads.pki(namespace: namespace, name: name) else {
             metrics?.certificates.remove("\(namespace)/\(name)")
             return .done(requeueAfter: nil)  // deleted; its Secret goes with it (ownerReference)
         }
@@ -110,12 +175,7 @@ public final class PkiReconciler: Sendable {
             return .done(requeueAfter: PkiReconciler.issuerRetrySeconds)
         }
 
-        let existing: Secret?
-        do {
-            existing = try client.get(.secrets, namespace: namespace, name: secretName, as: Secret.self)
-        } catch let status as APIStatus where status.isNotFound {
-            existing = nil
-        }
+        let existing = try reads.secret(namespace: namespace, name: secretName)
         if let existing, !isOwned(existing, by: pki) {
             let owner = existing.metadata.ownerReferences?.first { $0.controller == true }.map { "\($0.kind) \($0.name)" } ?? "nobody"
             try fail(pki, reference, secretName, reason: "SecretConflict",
@@ -126,12 +186,7 @@ public final class PkiReconciler: Sendable {
         // The keystore password comes first: without it no Secret is written at all.
         var keystorePassword: String?
         if let selector = pki.spec.keystores?.pkcs12?.passwordSecretRef, let passwordSecret = selector.name, let passwordKey = selector.key {
-            let holder: Secret?
-            do {
-                holder = try client.get(.secrets, namespace: namespace, name: passwordSecret, as: Secret.self)
-            } catch let status as APIStatus where status.isNotFound {
-                holder = nil
-            }
+            let holder = try reads.secret(namespace: namespace, name: passwordSecret)
             guard let password = holder?.bytes(passwordKey) else {
                 try fail(pki, reference, secretName, reason: "KeystorePasswordNotFound",
                          message: "spec.keystores.pkcs12.passwordSecretRef: " + (holder == nil
@@ -236,7 +291,7 @@ public final class PkiReconciler: Sendable {
                                                      annotations: metadata.annotationsToSet, ownerReferences: [owner]),
                                 type: "kubernetes.io/tls", data: data)
             try requireCurrentTerm()
-            _ = try client.create(.secrets, namespace: namespace, secret)
+            reads.wrote(try client.create(.secrets, namespace: namespace, secret))
             return
         }
         var owners = (existing.metadata.ownerReferences ?? []).filter { $0.uid != owner.uid }
@@ -256,49 +311,11 @@ public final class PkiReconciler: Sendable {
 
     private func patchSecret(namespace: String, name: String, _ patch: SecretPatch) throws {
         try requireCurrentTerm()
-        let _: Secret = try client.mergePatch(.secrets, namespace: namespace, name: name, patch: try JSONCoding.encode(patch))
+        let patched: Secret = try client.mergePatch(.secrets, namespace: namespace, name: name, patch: try JSONCoding.encode(patch))
+        reads.wrote(patched)
     }
 
-    /// The label certgate puts on the Secrets it writes: the Pki's name.
-    public static let pkiLabel = "certgate.dev/pki"
-    /// On a Pki, set to any new value to re-issue once (`certgate renew` sets a timestamp);
-    /// on its Secret, the value the certificate in it answered.
-    public static let renewAnnotation = "certgate.dev/renew"
-
-    // MARK: Trust bundle
-
-    /// The label on the trust bundle ConfigMaps certgate keeps (and the only ones it changes).
-    public static let trustBundleLabel = "certgate.dev/trust-bundle"
-
-    /// Keeps the ConfigMap `name` of `namespace`, as Kubernetes keeps kube-root-ca.crt: with
-    /// `ca.crt` holding the root of every issuer and the roots the namespace's certgate
-    /// Secrets still carry in their ca.crt (a CA's former root stays until the last leaf it
-    /// signed is renewed) while the namespace has a Pki, and gone once it has none. A
-    /// ConfigMap of that name that certgate did not make is left alone, and said so once.
-    public func reconcileTrustBundle(namespace: String, name: String, hasPkis: Bool) -> Outcome {
-        let key = "\(namespace)/\(name) (trust bundle)"
-        do {
-            try trustBundleOrThrow(namespace: namespace, name: name, hasPkis: hasPkis)
-            failures?.recovered(key)
-            return .done(requeueAfter: nil)
-        } catch let status as APIStatus where status.isConflict {
-            return .retry("conflict: \(status.message ?? "")")
-        } catch is TermEnded {
-            return .done(requeueAfter: nil)
-        } catch {
-            failures?.report(key, "keeping the trust bundle ConfigMap \(namespace)/\(name) failed; retrying with backoff", error: error,
-                             metadata: ["configmap": "\(namespace)/\(name)"])
-            return .retry("\(error)")
-        }
-    }
-
-    private struct NotCertgates: Error, CustomStringConvertible {
-        let namespace: String
-        let name: String
-        var description: String { "ConfigMap \(namespace)/\(name) exists without the \(PkiReconciler.trustBundleLabel) label: certgate leaves it alone" }
-    }
-
-    private func trustBundleOrThrow(namespace: String, name: String, hasPkis: Bool) throws {
+    func trustBundleOrThrow(namespace: String, name: String, hasPkis: Bool) throws {
         var existing: ConfigMap?
         do {
             existing = try client.get(.configMaps, namespace: namespace, name: name, as: ConfigMap.self)
@@ -306,7 +323,7 @@ public final class PkiReconciler: Sendable {
             existing = nil
         }
         if let existing, existing.metadata.labels?[PkiReconciler.trustBundleLabel] != "true" {
-            throw NotCertgates(namespace: namespace, name: name)
+            throw PkiReconciler.NotCertgates(namespace: namespace, name: name)
         }
         guard hasPkis else {
             guard existing != nil else { return }
@@ -321,7 +338,7 @@ public final class PkiReconciler: Sendable {
             pems.append(pem)
         }
         for issuer in policy.issuers.keys.sorted() {
-            if case .success(let authority) = try loadAuthority(policy.issuers[issuer]!, bootstrap: false) { try add(authority.root) }
+            if case .success(let authority) = try loadAuthority(policy.issuers[issuer]!) { try add(authority.root) }
         }
         let secrets = try client.list(.secrets, namespace: namespace, options: ListOptions(labelSelector: PkiReconciler.pkiLabel), of: Secret.self)
         for secret in secrets.items {
@@ -349,52 +366,40 @@ public final class PkiReconciler: Sendable {
 
     // MARK: Pieces
 
-    private struct AuthorityProblem: Error { let message: String }
-
-    /// - Parameter bootstrap: create the CA when it is absent and --bootstrap-ca is on.
-    private func loadAuthority(_ reference: SecretReference, bootstrap mayBootstrap: Bool = true) throws -> Result<CertificateAuthority, AuthorityProblem> {
-        let secret: Secret
-        do {
-            secret = try client.get(.secrets, namespace: reference.namespace, name: reference.name, as: Secret.self)
-        } catch let status as APIStatus where status.isNotFound {
-            guard bootstrapCA && mayBootstrap else {
-                return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not exist"))
-            }
-            return .success(try bootstrap(reference))
+    /// The issuer's CA from its Secret, parsed once per resourceVersion.
+    private func loadAuthority(_ reference: SecretReference) throws -> Result<CertificateAuthority, AuthorityProblem> {
+        guard let secret = try reads.secret(namespace: reference.namespace, name: reference.name) else {
+            let hint = reconciler.bootstrapCA ? " (yet: --bootstrap-ca creates it when a leader starts or the policy changes)" : ""
+            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not exist\(hint)"))
         }
-        guard let certificatePEM = secret.bytes("tls.crt"), let keyPEM = secret.bytes("tls.key") else {
-            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) has no tls.crt and tls.key"))
-        }
-        do {
-            // tls.crt: the signing CA, then its chain when it is an intermediate.
-            let chain = try Certificate.chain(pem: certificatePEM)
-            let key = try PrivateKey(pem: keyPEM)
-            guard chain[0].matches(key) else {
-                return .failure(AuthorityProblem(message: "tls.key of \(reference.namespace)/\(reference.name) does not match its tls.crt"))
-            }
-            let root = chain.last { $0.isSelfIssued } ?? secret.bytes("ca.crt").flatMap { try? Certificate.chain(pem: $0).first }
-            return .success(CertificateAuthority(certificate: chain[0], key: key, chain: Array(chain.dropFirst()), root: root))
-        } catch {
-            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not parse: \(error)"))
-        }
+        return context.authorities.authority(in: secret, reference)
     }
 
-    /// A self-signed CA (ECDSA P-256, ten years) written to the issuer's Secret.
-    private func bootstrap(_ reference: SecretReference) throws -> CertificateAuthority {
-        let now = clock()
-        let (certificate, key) = try CertificateSigner.makeAuthority(commonName: "certgate \(reference.name)",
-                                                                     notBefore: now - Issuance.backdate, notAfter: now + 10 * 365 * 86400)
-        let secret = Secret(metadata: ObjectMeta(name: reference.name, namespace: reference.namespace, labels: ["app.kubernetes.io/name": "certgate"]),
-                            type: "kubernetes.io/tls",
-                            data: ["tls.crt": Array(try certificate.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)])
-        do {
-            try requireCurrentTerm()
-            _ = try client.create(.secrets, namespace: reference.namespace, secret)
-        } catch let status as APIStatus where status.isAlreadyExists {
-            // Another replica made it first: use theirs on the next pass.
-            throw status
+    /// With --bootstrap-ca, a self-signed CA (ECDSA P-256, ten years) written to the Secret
+    /// of each issuer in the policy whose Secret is absent. One that another replica made
+    /// first is theirs.
+    func bootstrapAuthorities() throws {
+        guard reconciler.bootstrapCA, let policy = policy() else { return }
+        for reference in Set(policy.issuers.values.map { "\($0.namespace)/\($0.name)" }).sorted() {
+            let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+            let reference = SecretReference(namespace: parts[0], name: parts[1])
+            guard try reads.secret(namespace: reference.namespace, name: reference.name) == nil else { continue }
+            let now = clock()
+            let (certificate, key) = try CertificateSigner.makeAuthority(commonName: "certgate \(reference.name)",
+                                                                         notBefore: now - Issuance.backdate, notAfter: now + 10 * 365 * 86400)
+            let secret = Secret(metadata: ObjectMeta(name: reference.name, namespace: reference.namespace, labels: ["app.kubernetes.io/name": "certgate"]),
+                                type: "kubernetes.io/tls",
+                                data: ["tls.crt": Array(try certificate.pem().utf8), "tls.key": Array(try key.pkcs8PEM().utf8)])
+            do {
+                try requireCurrentTerm()
+                let created = try client.create(.secrets, namespace: reference.namespace, secret)
+                reads.wrote(created)
+                context.authorities.store(CertificateAuthority(certificate: certificate, key: key), for: reference,
+                                          resourceVersion: created.metadata.resourceVersion)
+            } catch let status as APIStatus where status.isAlreadyExists {
+                continue  // another replica made it first; the watch brings theirs
+            }
         }
-        return CertificateAuthority(certificate: certificate, key: key)
     }
 
     private func isOwned(_ secret: Secret, by pki: Pki) -> Bool {
@@ -416,39 +421,14 @@ public final class PkiReconciler: Sendable {
         try requireCurrentTerm()
         events.record(reference, type, reason: reason, message: message)
         metrics?.events.labels(type.rawValue, reason).increment()
-        for pod in try pods(in: namespace) where !pod.hasFinished && pod.secretNames.contains(secretName) {
+        for pod in try reads.pods(namespace: namespace, usingSecret: secretName) where !pod.hasFinished {
             let podReference = ObjectReference(apiVersion: "v1", kind: "Pod", namespace: namespace, name: pod.metadata.name, uid: pod.metadata.uid)
             events.record(podReference, type, reason: reason, message: "Pki \(reference.name ?? ""): \(message)")
         }
     }
 
-    /// A controller's term begins: pods come from its informer's cache rather than a list
-    /// per Event, and every write first asks `isCurrent`, so a term that ended (its Lease
-    /// lost or given up) sends nothing more, even from a reconcile it was in the middle of.
-    public func beginTerm(pods: Informer<Pod>?, isCurrent: @escaping @Sendable () -> Bool) {
-        term.withLock { $0 = (pods, isCurrent) }
-    }
-
-    /// The term ended: writes are no longer refused for it (a reconciler run alone).
-    public func endTerm() {
-        term.withLock { $0 = (nil, nil) }
-    }
-
-    /// Thrown before a write of a term that is no longer current.
-    public struct TermEnded: Error, CustomStringConvertible {
-        public var description: String { "the leadership term ended; the write was not sent" }
-    }
-
     private func requireCurrentTerm() throws {
-        if let isCurrent = term.withLock({ $0.isCurrent }), !isCurrent() { throw TermEnded() }
-    }
-
-    private func pods(in namespace: String) throws -> [Pod] {
-        if let cache = term.withLock({ $0.pods }), cache.hasSynced {
-            return cache.objects.filter { $0.metadata.namespace == namespace }
-        }
-        // No controller (a reconciler run alone), or its cache has not listed yet.
-        return try client.list(.pods, namespace: namespace, of: Pod.self).items
+        if !context.isCurrent() { throw PkiReconciler.TermEnded() }
     }
 
     /// `renewRequest`: the certgate.dev/renew value now acted on, recorded so it is not again.
@@ -482,6 +462,6 @@ public final class PkiReconciler: Sendable {
         guard status != pki.status else { return }
         updated.status = status
         try requireCurrentTerm()
-        _ = try client.updateStatus(.pkis, namespace: pki.metadata.namespace, name: pki.metadata.name ?? "", updated)
+        reads.wrote(try client.updateStatus(.pkis, namespace: pki.metadata.namespace, name: pki.metadata.name ?? "", updated))
     }
 }

@@ -135,15 +135,8 @@ extension ReconcilerOptions {
     }
 }
 
-/// The reconciler as `serve` runs it: a controller per leadership term, each started when
-/// the Lease is won and stopped and joined before it is released or given up.
-final class ReconcilerRunner: Supervised {
-    let supervisionName = "reconciler"
-    private let controller = Locked<PkiController?>(nil)
-    private let elector: LeaderElector?
-    private let makeController: @Sendable (_ isLeading: @escaping @Sendable () -> Bool) -> PkiController
-    private let recorder: EventRecorder
-    private let logger: Logger
+extension ReconcilerRunner: Supervised {
+    public var supervisionName: String { "reconciler" }
 
     /// Returns nil (after one log line) when --reconcile=false or no cluster is configured.
     static func make(options: ReconcilerOptions, client: KubeClient?, policy: @escaping @Sendable () -> Policy?, registry: MetricsRegistry,
@@ -153,104 +146,32 @@ final class ReconcilerRunner: Supervised {
             return nil
         }
         guard let client else { return nil }
-        let recorder = EventRecorder(client: client, asynchronous: true)
         let current = WeakRunner()
         let metrics = ReconcilerMetrics(registry: registry) { current.runner?.queueDepth ?? 0 }
         let reconcileFailures = FailureReporter(logger: logger) { metrics.failures.labels("reconcile", $0).increment() }
         let informerFailures = FailureReporter(logger: logger) { metrics.failures.labels("informer", $0).increment() }
-        let reconciler = PkiReconciler(client: client, events: recorder, policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics,
-                                       failures: reconcileFailures)
-        let workers = options.workers
-        let trustBundle = options.trustBundleConfigmap
-        let makeController: @Sendable (@escaping @Sendable () -> Bool) -> PkiController = { isLeading in
-            PkiController(client: client, reconciler: reconciler, workers: workers, failures: informerFailures, isIssuerSecret: { namespace, name in
-                policy()?.issuers.values.contains { $0.namespace == namespace && $0.name == name } ?? false
-            }, isLeading: isLeading, trustBundle: trustBundle)
+        let reconciler = PkiReconciler(policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics, failures: reconcileFailures)
+        var election: ReconcilerRunner.Election?
+        if options.leaderElect {
+            var host = [CChar](repeating: 0, count: 256)
+            gethostname(&host, host.count)
+            let identity = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "_"
+                + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            election = ReconcilerRunner.Election(
+                namespace: options.leaderElectionNamespace ?? options.ownNamespace, name: options.leaderElectResourceName, identity: identity,
+                timing: LeaderElector.Timing(leaseDuration: options.leaseDuration.seconds, renewDeadline: options.renewDeadline.seconds,
+                                             retryPeriod: options.retryPeriod.seconds))
         }
-        logger.info("reconciling", metadata: ["leader_elect": "\(options.leaderElect)"])
-        let runner = ReconcilerRunner(client: client, options: options, recorder: recorder, makeController: makeController, logger: logger)
+        logger.info("reconciling", metadata: ["leader_elect": "\(options.leaderElect)", "workers": "\(options.workers)"])
+        let runner = ReconcilerRunner(client: client, reconciler: reconciler,
+                                      configuration: TermConfiguration(workers: options.workers, trustBundle: options.trustBundleConfigmap),
+                                      election: election, informerFailures: informerFailures, logger: logger)
         current.runner = runner
         return runner
     }
-
-    private init(client: KubeClient, options: ReconcilerOptions, recorder: EventRecorder,
-                 makeController: @escaping @Sendable (@escaping @Sendable () -> Bool) -> PkiController, logger: Logger) {
-        self.makeController = makeController
-        self.recorder = recorder
-        self.logger = logger
-        guard options.leaderElect else {
-            elector = nil
-            return
-        }
-        let namespace = options.leaderElectionNamespace ?? options.ownNamespace
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, host.count)
-        let identity = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let timing = LeaderElector.Timing(leaseDuration: options.leaseDuration.seconds, renewDeadline: options.renewDeadline.seconds,
-                                          retryPeriod: options.retryPeriod.seconds)
-        let box = WeakRunner()
-        elector = LeaderElector(client: client, namespace: namespace, name: options.leaderElectResourceName, identity: identity, timing: timing,
-                                onStartedLeading: { box.runner?.beginTerm() }, onStoppedLeading: { box.runner?.endTerm() })
-        box.runner = self
-    }
-
-    /// Campaigns for the Lease, or (without leader election) starts the one term at once.
-    func start() throws {
-        if let elector { try elector.start() } else { beginTerm() }
-    }
-
-    /// Ends the term (its workers joined), releases the Lease, and sends the Events still queued.
-    func stopAndJoin() {
-        if let elector { elector.stop() } else { endTerm() }
-        if !recorder.shutDown(flushSeconds: 5) { logger.warning("some Events were not sent before the deadline") }
-    }
-
-    var queueDepth: Int { controller.withLock { $0?.queueDepth ?? 0 } }
-
-    /// A new policy is in force: every Pki is judged again under it.
-    func policyChanged() {
-        let current = controller.withLock { $0 }
-        guard let current else { return }
-        current.requeueAll()
-        logger.info("policy changed; every Pki is queued to be judged again")
-    }
-
-    /// Ready when not leading (the webhook serves) or once the informers have listed.
-    var readinessProblem: String? {
-        guard let controller = controller.withLock({ $0 }) else { return nil }
-        return controller.hasSynced ? nil : "the reconciler's informers have not synced yet"
-    }
-
-    /// A fresh controller for a new term; the previous one, if any, was stopped and joined.
-    private func beginTerm() {
-        let elector = self.elector
-        let fresh = makeController { elector?.isLeader ?? true }
-        do {
-            try fresh.start()
-        } catch {
-            logger.error("the reconciler could not start; it waits for the next term", metadata: ["error": "\(error)"])
-            return
-        }
-        controller.withLock { $0 = fresh }
-        logger.info("reconciler started (leader)")
-    }
-
-    private func endTerm() {
-        let old = controller.withLock { controller -> PkiController? in
-            let old = controller
-            controller = nil
-            return old
-        }
-        guard let old else { return }
-        old.stop()
-        // The term's Events are its writes too: they go out before the Lease is released,
-        // as controller-runtime stops its recorder before it gives up leadership.
-        if !recorder.flush(seconds: 5) { logger.warning("some of the term's Events were not sent before the deadline") }
-        logger.info("reconciler stopped (not leader)")
-    }
 }
 
-/// Breaks the reference cycles between the runner and the callbacks that reach it.
+/// Breaks the reference cycle between the runner and the queue-depth gauge that reads it.
 private final class WeakRunner: @unchecked Sendable {
     // Set once while the runner is built, before anything reads it.
     weak var runner: ReconcilerRunner?

@@ -5,6 +5,7 @@ import CertgateLifecycle
 import CertgateCrypto
 import CertgateHTTP
 import CertgateKube
+import CertgateReconciler
 import CertgateMetrics
 import CertgateNet
 import CertgateManifests

@@ -36,19 +36,20 @@ struct MemoryLogHandler: LogHandler {
         let api = try TestAPIServer()
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
-        let reconciler = PkiReconciler(client: client, events: EventRecorder(client: client), policy: { examplePolicy },
-                                       bootstrapCA: true, failures: reporter)
+        let reconciler = PkiReconciler(policy: { examplePolicy }, bootstrapCA: true, failures: reporter)
+        let context = ReconcileContext.live(client: client, events: EventRecorder(client: client))
+        try reconciler.bootstrapAuthorities(in: context)
         _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"])))
         api.failNext(3, status: 500)
-        for _ in 0..<3 { #expect(reconciler.reconcile(namespace: "app1", name: "app1-pki") != .done(requeueAfter: nil)) }
+        for _ in 0..<3 { #expect(reconciler.reconcile(namespace: "app1", name: "app1-pki", in: context) != .done(requeueAfter: nil)) }
         #expect(counted.value == ["InternalError", "InternalError", "InternalError"])
         let warnings = lines.value.filter { $0.hasPrefix("warning") }
         #expect(warnings == ["warning: reconcile of Pki app1/app1-pki failed; retrying with backoff reason=InternalError"], "\(lines.value)")
 
-        if case .retry = reconciler.reconcile(namespace: "app1", name: "app1-pki") { Issue.record("still failing") }
+        if case .retry = reconciler.reconcile(namespace: "app1", name: "app1-pki", in: context) { Issue.record("still failing") }
         api.failNext(1, status: 500)
-        _ = reconciler.reconcile(namespace: "app1", name: "app1-pki")
+        _ = reconciler.reconcile(namespace: "app1", name: "app1-pki", in: context)
         #expect(lines.value.filter { $0.hasPrefix("warning") }.count == 2, "news again after it had worked: \(lines.value)")
     }
 

@@ -20,9 +20,7 @@ func ownedSecrets(_ client: KubeClient) throws -> [Secret] {
         let rig = try Rig()
         defer { rig.api.stop() }
         let count = 20
-        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 4,
-                                       rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 0.5),
-                                       isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
+        let controller = LeadershipTerm(client: rig.client, reconciler: rig.reconciler, configuration: TermConfiguration(workers: 4, rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 0.5), asynchronousEvents: false))
         try controller.start()
         defer { controller.stop() }
         for index in 0..<count {

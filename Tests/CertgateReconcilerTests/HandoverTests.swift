@@ -13,19 +13,17 @@ import Testing
 final class Replica: @unchecked Sendable {
     let name: String
     let elector: LeaderElector
-    private let controller = Locked<PkiController?>(nil)
+    private let controller = Locked<LeadershipTerm?>(nil)
 
     init(_ api: TestAPIServer, _ name: String, timing: LeaderElector.Timing, workers: Int = 2) throws {
         self.name = name
         let client = try KubeClient(configuration: api.clusterConfiguration(token: api.addClient(name)),
                                     limits: KubeClientLimits(qps: 100_000, burst: 100_000))
-        let reconciler = PkiReconciler(client: client, events: EventRecorder(client: client), policy: { examplePolicy }, bootstrapCA: false)
+        let reconciler = PkiReconciler(policy: { examplePolicy }, bootstrapCA: false)
         let box = WeakBox<Replica>()
         elector = LeaderElector(client: client, namespace: "certgate", identity: name, timing: timing, onStartedLeading: {
             guard let replica = box.value, let elector = Optional(replica.elector) else { return }
-            let fresh = PkiController(client: client, reconciler: reconciler, workers: workers,
-                                      rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 0.5),
-                                      isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" }, isLeading: { elector.isLeader })
+            let fresh = LeadershipTerm(client: client, reconciler: reconciler, configuration: TermConfiguration(workers: workers, rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 0.5)), isLeading: { elector.isLeader })
             try? fresh.start()
             replica.controller.withLock { $0 = fresh }
         }, onStoppedLeading: {

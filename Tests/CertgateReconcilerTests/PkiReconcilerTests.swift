@@ -16,6 +16,8 @@ struct Rig {
     let client: KubeClient
     let clock: ManualClock
     let reconciler: PkiReconciler
+    /// Reads straight from the test API server, so each pass sees what the test just wrote.
+    let context: ReconcileContext
 
     init(bootstrapCA: Bool = true) throws {
         api = try TestAPIServer()
@@ -23,8 +25,10 @@ struct Rig {
         client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
         let clock = ManualClock(start: Double(Int64(Date().timeIntervalSince1970)))
         self.clock = clock
-        reconciler = PkiReconciler(client: client, events: EventRecorder(client: client, clock: { clock.read() }),
-                                   policy: { examplePolicy }, bootstrapCA: bootstrapCA, clock: { Int64(clock.read()) })
+        reconciler = PkiReconciler(policy: { examplePolicy }, bootstrapCA: bootstrapCA, clock: { Int64(clock.read()) })
+        context = .live(client: client, events: EventRecorder(client: client, clock: { clock.read() }))
+        // As a term does when it starts, before any Pki is looked at.
+        try reconciler.bootstrapAuthorities(in: context)
     }
 
     @discardableResult
@@ -37,7 +41,7 @@ struct Rig {
 
     func pki(_ name: String = "app1-pki") throws -> Pki { try client.get(.pkis, namespace: "app1", name: name, as: Pki.self) }
     func secret(_ name: String = "app1-pki") throws -> Secret { try client.get(.secrets, namespace: "app1", name: name, as: Secret.self) }
-    func reconcile(_ name: String = "app1-pki") -> PkiReconciler.Outcome { reconciler.reconcile(namespace: "app1", name: name) }
+    func reconcile(_ name: String = "app1-pki") -> PkiReconciler.Outcome { reconciler.reconcile(namespace: "app1", name: name, in: context) }
 
     /// "Type Reason: message" of the Events about `kind` `name`, oldest first.
     func events(about kind: String, _ name: String) throws -> [String] {
@@ -105,11 +109,12 @@ struct Rig {
         let client = try KubeClient(configuration: api.clusterConfiguration())
         let registry = MetricsRegistry()
         let metrics = ReconcilerMetrics(registry: registry) { 7 }
-        let reconciler = PkiReconciler(client: client, events: EventRecorder(client: client), policy: { examplePolicy },
-                                       bootstrapCA: true, metrics: metrics)
+        let reconciler = PkiReconciler(policy: { examplePolicy }, bootstrapCA: true, metrics: metrics)
+        let context = ReconcileContext.live(client: client, events: EventRecorder(client: client))
+        try reconciler.bootstrapAuthorities(in: context)
         _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: "app1-pki", namespace: "app1"),
                                                                     spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app1.svc"], duration: "2160h")))
-        _ = reconciler.reconcile(namespace: "app1", name: "app1-pki")
+        _ = reconciler.reconcile(namespace: "app1", name: "app1-pki", in: context)
         let text = registry.exposition()
         #expect(text.contains("certgate_reconciles_total{result=\"done\"} 1\n"), "\(text)")
         #expect(text.contains("certgate_issuance_duration_seconds_count 1\n"))

@@ -37,9 +37,7 @@ import Testing
                                                                         spec: PkiSpec(serviceName: "app1", dnsNames: ["app1.app3.svc"])))
         _ = try rig.client.create(.configMaps, namespace: "app3", ConfigMap(metadata: ObjectMeta(name: "certgate-ca", namespace: "app3"),
                                                                             data: ["ca.crt": "mine"]))
-        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 2,
-                                       rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1),
-                                       isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" }, trustBundle: "certgate-ca")
+        let controller = LeadershipTerm(client: rig.client, reconciler: rig.reconciler, configuration: TermConfiguration(workers: 2, rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1), trustBundle: "certgate-ca", asynchronousEvents: false))
         try controller.start()
         defer { controller.stop() }
 
@@ -67,9 +65,7 @@ import Testing
         let oldCA = try platformCA()
         _ = try rig.client.create(.secrets, namespace: "certgate", oldCA)
         try rig.createPki()
-        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 1,
-                                       rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1),
-                                       isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" }, trustBundle: "certgate-ca")
+        let controller = LeadershipTerm(client: rig.client, reconciler: rig.reconciler, configuration: TermConfiguration(workers: 1, rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1), trustBundle: "certgate-ca", asynchronousEvents: false))
         try controller.start()
         defer { controller.stop() }
         let oldRoot = try Certificate(pem: oldCA.bytes("tls.crt")!).pem()
@@ -92,7 +88,7 @@ import Testing
         defer { rig.api.stop() }
         _ = try rig.client.create(.configMaps, namespace: "gone", ConfigMap(
             metadata: ObjectMeta(name: "certgate-ca", namespace: "gone", labels: [PkiReconciler.trustBundleLabel: "true"]), data: ["ca.crt": "old"]))
-        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 1, trustBundle: "certgate-ca")
+        let controller = LeadershipTerm(client: rig.client, reconciler: rig.reconciler, configuration: TermConfiguration(workers: 1, trustBundle: "certgate-ca", asynchronousEvents: false))
         try controller.start()
         defer { controller.stop() }
         #expect(waitFor { rig.api.object(.configMaps, namespace: "gone", name: "certgate-ca") == nil })

@@ -5,15 +5,13 @@ import CertgatePKI
 import Foundation
 import Testing
 
-@Suite struct PkiControllerTests {
+@Suite struct LeadershipTermTests {
     @Test func everyPkiBecomesReadyWithOneSecretAndADeletedSecretComesBack() throws {
         let rig = try Rig()
         defer { rig.api.stop() }
         let count = 50
         for index in 0..<count { try rig.createPki("pki-\(index)") }
-        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 4,
-                                       rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1),
-                                       isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
+        let controller = LeadershipTerm(client: rig.client, reconciler: rig.reconciler, configuration: TermConfiguration(workers: 4, rateLimiter: RetryRateLimiter(baseDelay: 0.01, maxDelay: 1), asynchronousEvents: false))
         try controller.start()
         defer { controller.stop() }
 
@@ -68,8 +66,7 @@ import Testing
         try pod("by-envfrom", #"{"containers":[{"name":"app","envFrom":[{"secretRef":{"name":"app1-pki"}}]}]}"#)
         try pod("finished", #"{"volumes":[{"name":"tls","secret":{"secretName":"app1-pki"}}]}"#, phase: "Succeeded")
         try pod("unrelated", #"{"volumes":[{"name":"tls","secret":{"secretName":"other"}}]}"#)
-        let controller = PkiController(client: rig.client, reconciler: rig.reconciler, workers: 1,
-                                       isIssuerSecret: { $0 == "certgate" && $1 == "certgate-ca" })
+        let controller = LeadershipTerm(client: rig.client, reconciler: rig.reconciler, configuration: TermConfiguration(workers: 1, asynchronousEvents: false))
         try controller.start()
         defer { controller.stop() }
         var deadline = Date().addingTimeInterval(10)
