@@ -24,9 +24,10 @@ public enum EventType: String, Sendable {
 /// - messages are capped at 1 KiB and PEM blocks are never written (no key material).
 ///
 /// Failures to write are returned, not thrown: an Event is never worth failing a reconcile.
-/// An asynchronous recorder (what `serve` runs) queues Events for a thread of their own, as
+/// An asynchronous recorder (what `serve` runs) queues Events for threads of their own, as
 /// client-go's broadcaster does, so a slow API server delays Events and not reconciles; past
-/// ``queueCapacity`` waiting, newer ones are dropped and counted.
+/// ``queueCapacity`` waiting, newer ones are dropped and counted. (Two identical Events
+/// written at the same moment by two senders may be written as two, not counted as one.)
 public final class EventRecorder: Sendable {
     private struct Written {
         var namespace: String
@@ -62,8 +63,8 @@ public final class EventRecorder: Sendable {
 
     private struct Queue {
         var pending: [Pending] = []
-        /// An Event taken from `pending` and not yet written.
-        var writing = false
+        /// Events taken from `pending` and not yet written.
+        var writing = 0
         var senderStarted = false
         var stopped = false
         var dropped = 0
@@ -74,14 +75,19 @@ public final class EventRecorder: Sendable {
     private let sequence = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 20)))
     private let queue = Locked(Queue())
     private let queueChanged = ConditionVariable()
-    private let sender = Locked<JoinableThread?>(nil)
+    private let senders = Locked<[JoinableThread]>([])
+    private let senderCount: Int
 
     /// - Parameters:
     ///   - asynchronous: queue Events for a thread of their own instead of writing them in
     ///     the caller's.
+    ///   - senders: threads writing queued Events at once (asynchronous only): one keeps up with
+    ///     about one write's round trip, and a first issuance of thousands of Pkis makes Events
+    ///     faster than that.
     ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
     public init(client: KubeClient, component: String = "certgate", burst: Int = 25, refillSeconds: Double = 300,
-                asynchronous: Bool = false, clock: @escaping @Sendable () -> Double = { Double(time(nil)) }) {
+                asynchronous: Bool = false, senders: Int = 4, clock: @escaping @Sendable () -> Double = { Double(time(nil)) }) {
+        senderCount = max(1, senders)
         self.client = client
         self.component = component
         self.clock = clock
@@ -105,8 +111,12 @@ public final class EventRecorder: Sendable {
             defer { queue.senderStarted = true }
             return !queue.senderStarted
         }
-        if startSender, let thread = try? JoinableThread(name: "event-sender", { [self] in send() }) {
-            sender.withLock { $0 = thread }
+        if startSender {
+            for index in 0..<senderCount {
+                if let thread = try? JoinableThread(name: "event-sender-\(index)", { [self] in send() }) {
+                    senders.withLock { $0.append(thread) }
+                }
+            }
         }
         queueChanged.broadcast()
         return nil
@@ -122,7 +132,7 @@ public final class EventRecorder: Sendable {
         let deadline = monotonicNanoseconds() + UInt64(max(0, seconds) * 1e9)
         while true {
             let generation = queueChanged.generation
-            if queue.withLock({ $0.pending.isEmpty && !$0.writing }) { return true }
+            if queue.withLock({ $0.pending.isEmpty && $0.writing == 0 }) { return true }
             let now = monotonicNanoseconds()
             if now >= deadline { return false }
             let left = Double(deadline - now) / 1e9
@@ -141,7 +151,7 @@ public final class EventRecorder: Sendable {
             queue.pending.removeAll()
         }
         queueChanged.broadcast()
-        sender.withLock { $0 }?.join()
+        for thread in senders.withLock({ $0 }) { thread.join() }
         return flushed
     }
 
@@ -152,7 +162,7 @@ public final class EventRecorder: Sendable {
             let (next, stopped) = queue.withLock { queue -> (Pending?, Bool) in
                 guard !queue.stopped else { return (nil, true) }
                 guard !queue.pending.isEmpty else { return (nil, false) }
-                queue.writing = true
+                queue.writing += 1
                 return (queue.pending.removeFirst(), false)
             }
             if stopped { return }
@@ -161,7 +171,7 @@ public final class EventRecorder: Sendable {
                 continue
             }
             _ = write(next)  // a failure to write an Event is never worth more than the Event
-            queue.withLock { $0.writing = false }
+            queue.withLock { $0.writing -= 1 }
             queueChanged.broadcast()
         }
     }
