@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(name: "certgate-admission-bench", dependencies: ["CertgateWebhook", "CertgateManifests", "CertgatePKI", "CertgateHTTP", "CertgateSystem"]),
         .executableTarget(
             name: "certgate-reconcile-bench",
-            dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateTestSupport"]
+            dependencies: ["CertgateKube", "CertgateKubeTesting", "CertgatePKI", "CertgateManifests", "CertgateTestSupport"]
         ),
         .testTarget(name: "CertgateSystemTests", dependencies: ["CertgateSystem", "CertgateLocking"]),
         .testTarget(name: "CertgateNetTests", dependencies: ["CertgateNet", "CertgateSystem"]),

@@ -56,6 +56,22 @@ public final class TestAPIServer: @unchecked Sendable {
     private var logged: [LoggedRequest] = []
     /// Requests served, for tests to inspect ("GET /api/v1/namespaces/app1/secrets/x").
     public var requests: [String] { locked { served } }
+
+    /// The logged requests from the `start`th on, of clients whose User-Agent starts with
+    /// `userAgentPrefix`, counted as "VERB resource": "GET secrets" (a collection: a list or
+    /// a watch), "GET secrets/one" (a named object), "PUT pkis/status" (a subresource).
+    public func requestCounts(since start: Int, userAgentPrefix: String = "") -> [String: Int] {
+        let plurals: Set<Substring> = ["pkis", "secrets", "events", "pods", "configmaps", "leases"]
+        var counts: [String: Int] = [:]
+        for request in requestLog.dropFirst(start) where request.userAgent.hasPrefix(userAgentPrefix) {
+            let parts = request.path.split(separator: "/")
+            guard let index = parts.lastIndex(where: { plurals.contains($0) }) else { continue }
+            let rest = parts.count - index - 1
+            let resource = String(parts[index]) + (rest == 2 ? "/\(parts.last!)" : rest == 1 ? "/one" : "")
+            counts["\(request.method) \(resource)", default: 0] += 1
+        }
+        return counts
+    }
     /// Every authenticated request as it arrived, with who sent it and when.
     public var requestLog: [LoggedRequest] { locked { logged } }
     /// Named clients (replicas) by their "Bearer TOKEN" header; the default token is "default".

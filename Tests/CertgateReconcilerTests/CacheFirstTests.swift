@@ -57,17 +57,7 @@ private struct SettledTerm {
     /// "VERB resource" of each request since the `start`th (the test's own included: the
     /// tests make none while a count matters, but for the Pkis they create first).
     func requests(since start: Int) -> [String: Int] {
-        let plurals: Set<Substring> = ["pkis", "secrets", "events", "pods", "configmaps", "leases"]
-        var counts: [String: Int] = [:]
-        for request in rig.api.requestLog.dropFirst(start) {
-            let parts = request.path.split(separator: "/")
-            guard let index = parts.lastIndex(where: { plurals.contains($0) }) else { continue }
-            // "pkis/status", "secrets/one" (a named object) or "secrets" (the collection).
-            let rest = parts.count - index - 1
-            let resource = String(parts[index]) + (rest == 2 ? "/\(parts.last!)" : rest == 1 ? "/one" : "")
-            counts["\(request.method) \(resource)", default: 0] += 1
-        }
-        return counts
+        rig.api.requestCounts(since: start)
     }
 }
 
