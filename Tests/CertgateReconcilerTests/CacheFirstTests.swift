@@ -2,6 +2,8 @@ import CertgateCrypto
 import CertgateKube
 import CertgateKubeTesting
 import CertgatePKI
+import CertgateTestSupport
+import Logging
 @testable import CertgateReconciler
 import Foundation
 import Testing
@@ -155,5 +157,26 @@ private struct SettledTerm {
             (try? client.get(.secrets, namespace: "app1", name: "pki-1", as: Secret.self))?.metadata.labels?[PkiReconciler.pkiLabel] == "pki-1"
         }, "the label is put back")
         #expect(settled.settle())
+    }
+
+    /// With --bootstrap-ca and no CA yet, the term creates it once, before any worker
+    /// starts: eight workers never race to create it, and no pass fails for it.
+    @Test func theCAIsBootstrappedOnceBeforeTheWorkersStart() throws {
+        let rig = try Rig(bootstrapCA: false)
+        defer { rig.api.stop() }
+        let count = 30
+        for index in 0..<count { try rig.createPki("pki-\(index)") }
+        let failures = Shared<[String]>([])
+        let reporter = FailureReporter(logger: Logger(label: "test") { _ in MemoryLogHandler(lines: failures) }) { _ in }
+        let reconciler = PkiReconciler(policy: { examplePolicy }, bootstrapCA: true, failures: reporter)
+        let start = rig.api.requestLog.count
+        let term = LeadershipTerm(client: rig.client, reconciler: reconciler,
+                                  configuration: TermConfiguration(workers: 8, asynchronousEvents: false), failures: reporter)
+        try term.start()
+        defer { term.stop() }
+        #expect(waitUntil(60) { (try? readyCount(rig.client)) == count })
+        let creates = rig.api.requestLog.dropFirst(start).filter { $0.method == "POST" && $0.path == "/api/v1/namespaces/certgate/secrets" }
+        #expect(creates.count == 1, "the CA is created once")
+        #expect(failures.value.isEmpty, "no pass failed: \(failures.value)")
     }
 }
