@@ -19,7 +19,8 @@ func events(_ client: KubeClient) throws -> [Event] {
         let api = try TestAPIServer()
         defer { api.stop() }
         let client = try KubeClient(configuration: api.clusterConfiguration(), limits: KubeClientLimits(qps: 100_000, burst: 100_000))
-        let recorder = EventRecorder(client: client, asynchronous: true)
+        // One sender, held up by the stalled answer: the queue fills behind it.
+        let recorder = EventRecorder(client: client, asynchronous: true, senders: 1)
         api.stallNext(seconds: 2)
         let started = Date()
         recorder.record(pkiReference, .normal, reason: "Issued", message: "Issued certificate for app1.app1.svc")
