@@ -118,22 +118,52 @@ public struct APIStatus: Codable, Sendable, Equatable, Error, CustomStringConver
 }
 
 /// core/v1 Secret; `data` values are base64 on the wire.
+/// core/v1 Secret, its data held decoded: the bytes each key holds, as a cache of thousands
+/// of Secrets wants them (a quarter smaller than base64, and decoded once, not at every read).
 public struct Secret: Codable, Sendable, Equatable {
     public var apiVersion: String? = "v1"
     public var kind: String? = "Secret"
     public var metadata: ObjectMeta
     public var type: String?
-    public var data: [String: String]?
+    public var data: [String: [UInt8]]?
 
     public init(metadata: ObjectMeta, type: String? = nil, data: [String: [UInt8]] = [:]) {
         self.metadata = metadata
         self.type = type
-        self.data = data.mapValues { Base64.encode($0) }
+        self.data = data
     }
 
-    /// The decoded bytes of `data[key]`.
+    /// The bytes of `data[key]`.
     public func bytes(_ key: String) -> [UInt8]? {
-        data?[key].flatMap(Base64.decode)
+        data?[key]
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case apiVersion, kind, metadata, type, data
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion)
+        kind = try container.decodeIfPresent(String.self, forKey: .kind)
+        metadata = try container.decode(ObjectMeta.self, forKey: .metadata)
+        type = try container.decodeIfPresent(String.self, forKey: .type)
+        data = try container.decodeIfPresent([String: String].self, forKey: .data)?.reduce(into: [:]) { data, entry in
+            guard let bytes = Base64.decode(entry.value) else {
+                throw DecodingError.dataCorruptedError(forKey: .data, in: container,
+                                                       debugDescription: "data[\(entry.key)] is not base64")
+            }
+            data[entry.key] = bytes
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(apiVersion, forKey: .apiVersion)
+        try container.encodeIfPresent(kind, forKey: .kind)
+        try container.encode(metadata, forKey: .metadata)
+        try container.encodeIfPresent(type, forKey: .type)
+        try container.encodeIfPresent(data?.mapValues { Base64.encode($0) }, forKey: .data)
     }
 }
 

@@ -1,3 +1,4 @@
+import CertgateJSON
 import CertgateKube
 import CertgatePKI
 
@@ -91,6 +92,6 @@ struct SecretPatch: Encodable {
     init(_ metadata: SecretMetadata, resourceVersion: String?, ownerReferences: [OwnerReference]?, data: [String: [UInt8]]) {
         self.metadata = Metadata(resourceVersion: resourceVersion, labels: metadata.labels,
                                  annotations: metadata.annotations.isEmpty ? nil : metadata.annotations, ownerReferences: ownerReferences)
-        self.data = data.isEmpty ? nil : Secret(metadata: ObjectMeta(), data: data).data
+        self.data = data.isEmpty ? nil : data.mapValues { Base64.encode($0) }
     }
 }
