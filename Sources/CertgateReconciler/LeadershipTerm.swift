@@ -182,7 +182,15 @@ public final class LeadershipTerm: Sendable {
     /// A new policy is in force: its missing CAs are created, and every known Pki is queued
     /// at once (each once, with no backoff) to be judged again.
     public func requeueAll() {
-        if caches.hasSynced { try? reconciler.bootstrapAuthorities(in: context) }
+        if caches.hasSynced {
+            do {
+                try reconciler.bootstrapAuthorities(in: context)
+                failures?.recovered("bootstrap")
+            } catch {
+                // Its Pkis wait with IssuerNotReady, and the next policy change or term tries again.
+                failures?.report("bootstrap", "creating the missing CA Secrets (--bootstrap-ca) failed", error: error, metadata: [:])
+            }
+        }
         queue.addAll(caches.pkiKeys)
     }
 
