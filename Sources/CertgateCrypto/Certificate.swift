@@ -154,6 +154,16 @@ public final class Certificate: @unchecked Sendable {
         return Array(UnsafeBufferPointer(start: data, count: Int(ASN1_STRING_length(string))))
     }
 
+    /// Whether basicConstraints says CA:TRUE.
+    public var isCertificateAuthority: Bool {
+        X509_get_extension_flags(pointer) & UInt32(EXFLAG_CA) != 0
+    }
+
+    /// Whether the key may sign certificates: keyUsage absent (any use) or with keyCertSign.
+    public var allowsCertificateSigning: Bool {
+        X509_get_extension_flags(pointer) & UInt32(EXFLAG_KUSAGE) == 0 || X509_get_key_usage(pointer) & UInt32(KU_KEY_CERT_SIGN) != 0
+    }
+
     /// Whether the certificate names itself as its issuer (a root CA).
     public var isSelfIssued: Bool {
         guard let subject = X509_get_subject_name(pointer), let issuer = X509_get_issuer_name(pointer) else { return false }

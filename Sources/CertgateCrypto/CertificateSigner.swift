@@ -148,7 +148,9 @@ public enum CertificateSigner {
         }
         result.append((NID_subject_key_identifier, "hash"))
         if !selfSigned {
-            result.append((NID_authority_key_identifier, "keyid:always"))
+            // The issuer's subjectKeyIdentifier; from a CA without one (RFC 5280 wants one, many
+            // home-made CAs lack it), its name and serial, which chain building matches too.
+            result.append((NID_authority_key_identifier, "keyid,issuer"))
         }
         return result
     }

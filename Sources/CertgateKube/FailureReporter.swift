@@ -47,10 +47,16 @@ public final class FailureReporter: Sendable {
     /// what kind of failure it was.
     public static func reason(of error: Error) -> String {
         switch error {
+        case let named as NamedFailure: named.reason
         case let status as APIStatus: status.reason.flatMap { $0.isEmpty ? nil : $0 } ?? "HTTP\(status.code)"
         case is TimeoutError: "Timeout"
         case is HTTPClientError: "ConnectionFailed"
         default: "Error"
         }
     }
+}
+
+/// An error that names its own reason for the failure metrics (CAExpired, NotCA, ...).
+public protocol NamedFailure: Error {
+    var reason: String { get }
 }

@@ -115,24 +115,48 @@ public final class AuthorityCache: Sendable {
 
     private static func parse(_ secret: Secret, _ reference: SecretReference) -> Result<CertificateAuthority, AuthorityProblem> {
         guard let certificatePEM = secret.bytes("tls.crt"), let keyPEM = secret.bytes("tls.key") else {
-            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) has no tls.crt and tls.key"))
+            return .failure(AuthorityProblem("CAIncomplete", "the CA Secret \(reference.namespace)/\(reference.name) has no tls.crt and tls.key"))
         }
         do {
             // tls.crt: the signing CA, then its chain when it is an intermediate.
             let chain = try Certificate.chain(pem: certificatePEM)
             let key = try PrivateKey(pem: keyPEM)
             guard chain[0].matches(key) else {
-                return .failure(AuthorityProblem(message: "tls.key of \(reference.namespace)/\(reference.name) does not match its tls.crt"))
+                return .failure(AuthorityProblem("CAKeyMismatch", "tls.key of \(reference.namespace)/\(reference.name) does not match its tls.crt"))
+            }
+            let place = "\(reference.namespace)/\(reference.name)"
+            guard chain[0].isCertificateAuthority else {
+                return .failure(AuthorityProblem("NotCA", "the certificate in \(place) is not a CA (its basicConstraints do not say CA:TRUE); "
+                                                 + "put a CA certificate and its key in that Secret"))
+            }
+            guard chain[0].allowsCertificateSigning else {
+                return .failure(AuthorityProblem("CANoKeyCertSign", "the CA certificate in \(place) may not sign certificates (its keyUsage lacks "
+                                                 + "keyCertSign); put a CA whose keyUsage includes keyCertSign in that Secret"))
+            }
+            guard chain[0].keyAlgorithm != nil else {
+                return .failure(AuthorityProblem("CAUnsupportedKey", "the CA key in \(place) is of a type certgate cannot sign with; use ECDSA, RSA or Ed25519"))
             }
             let root = chain.last { $0.isSelfIssued } ?? secret.bytes("ca.crt").flatMap { try? Certificate.chain(pem: $0).first }
             return .success(CertificateAuthority(certificate: chain[0], key: key, chain: Array(chain.dropFirst()), root: root))
         } catch {
-            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not parse: \(error)"))
+            return .failure(AuthorityProblem("CAUnparsable", "the CA Secret \(reference.namespace)/\(reference.name) does not parse: \(error)"))
         }
     }
 }
 
-/// What is wrong with an issuer's CA, in words for the Pki's condition.
-struct AuthorityProblem: Error {
+/// What is wrong with an issuer's CA: in words for the Pki's condition and the log, a reason
+/// for the failure metric, and when to look again (nil: when the CA Secret changes, which the
+/// term's watch sees).
+struct AuthorityProblem: NamedFailure, CustomStringConvertible {
+    let reason: String
     let message: String
+    var retryAfter: Double?
+
+    init(_ reason: String, _ message: String, retryAfter: Double? = nil) {
+        self.reason = reason
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+
+    var description: String { message }
 }

@@ -27,7 +27,7 @@ public final class PkiReconciler: Sendable {
     let clock: @Sendable () -> Int64
     let metrics: ReconcilerMetrics?
     /// Told of every pass that failed and will be retried, by the Pki's key.
-    private let failures: FailureReporter?
+    let failures: FailureReporter?
 
     /// - Parameters:
     ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent
@@ -171,9 +171,13 @@ private struct Pass {
         switch try loadAuthority(issuerSecret) {
         case .success(let loaded): authority = loaded
         case .failure(let problem):
+            // Once in the log for the operator (not per Pki), counted per pass refused.
+            reconciler.failures?.report("issuer \(issuerName)", "issuer \"\(issuerName)\" cannot sign; its Pkis wait with IssuerNotReady",
+                                        error: problem, metadata: ["issuer": "\(issuerName)"])
             try fail(pki, reference, secretName, reason: "IssuerNotReady", message: "issuer \"\(issuerName)\": \(problem.message)")
-            return .done(requeueAfter: PkiReconciler.issuerRetrySeconds)
+            return .done(requeueAfter: problem.retryAfter)
         }
+        reconciler.failures?.recovered("issuer \(issuerName)")
 
         let existing = try reads.secret(namespace: namespace, name: secretName)
         if let existing, !isOwned(existing, by: pki) {
@@ -370,9 +374,27 @@ private struct Pass {
     private func loadAuthority(_ reference: SecretReference) throws -> Result<CertificateAuthority, AuthorityProblem> {
         guard let secret = try reads.secret(namespace: reference.namespace, name: reference.name) else {
             let hint = reconciler.bootstrapCA ? " (yet: --bootstrap-ca creates it when a leader starts or the policy changes)" : ""
-            return .failure(AuthorityProblem(message: "the CA Secret \(reference.namespace)/\(reference.name) does not exist\(hint)"))
+            return .failure(AuthorityProblem("CAMissing", "the CA Secret \(reference.namespace)/\(reference.name) does not exist\(hint)",
+                                             retryAfter: PkiReconciler.issuerRetrySeconds))
         }
-        return context.authorities.authority(in: secret, reference)
+        let authority: CertificateAuthority
+        switch context.authorities.authority(in: secret, reference) {
+        case .failure(let problem): return .failure(problem)
+        case .success(let parsed): authority = parsed
+        }
+        // Judged at each use, the rest once per resourceVersion: only time changes this.
+        let now = clock()
+        let place = "\(reference.namespace)/\(reference.name)"
+        if authority.certificate.notAfter <= now {
+            return .failure(AuthorityProblem("CAExpired", "the CA certificate in \(place) expired on "
+                                             + "\(formatUTC(Int(authority.certificate.notAfter), "%Y-%m-%d")); put a renewed CA in that Secret"))
+        }
+        if authority.certificate.notBefore > now {
+            return .failure(AuthorityProblem("CANotYetValid", "the CA certificate in \(place) is not valid before "
+                                             + "\(formatUTC(Int(authority.certificate.notBefore), "%Y-%m-%dT%H:%M:%SZ")); certificates are issued from then",
+                                             retryAfter: Double(authority.certificate.notBefore - now)))
+        }
+        return .success(authority)
     }
 
     /// With --bootstrap-ca, a self-signed CA (ECDSA P-256, ten years) written to the Secret
