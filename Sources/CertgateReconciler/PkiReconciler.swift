@@ -24,32 +24,45 @@ public final class PkiReconciler: Sendable {
 
     let policy: @Sendable () -> Policy?
     let bootstrapCA: Bool
+    /// Issuers besides the default one whose CA --bootstrap-ca-issuer asks certgate to create.
+    let bootstrapIssuers: Set<String>
     let clock: @Sendable () -> Int64
     let metrics: ReconcilerMetrics?
     /// Told of every pass that failed and will be retried, by the Pki's key.
     let failures: FailureReporter?
 
     /// - Parameters:
-    ///   - bootstrapCA: create a self-signed CA Secret for an issuer whose Secret is absent
-    ///     (``bootstrapAuthorities(in:)``, once per term before any Pki is looked at).
+    ///   - bootstrapCA: create a self-signed CA Secret for the default issuer when its Secret
+    ///     is absent (``bootstrapAuthorities(in:)``, once per term before any Pki is looked at).
+    ///   - bootstrapIssuers: other issuers to do the same for, each named explicitly, so that a
+    ///     typo in a policy's secretName never mints a root nobody trusts.
     ///   - clock: wall-clock seconds since 1970 (replaceable in tests).
-    public init(policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false,
+    public init(policy: @escaping @Sendable () -> Policy?, bootstrapCA: Bool = false, bootstrapIssuers: Set<String> = [],
                 metrics: ReconcilerMetrics? = nil, failures: FailureReporter? = nil,
                 clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
         self.metrics = metrics
         self.failures = failures
         self.policy = policy
         self.bootstrapCA = bootstrapCA
+        self.bootstrapIssuers = bootstrapIssuers
         self.clock = clock
     }
 
     public static let issuerRetrySeconds = 30.0
 
-    /// With --bootstrap-ca, creates the CA Secret of each issuer in the policy whose Secret
-    /// is absent: once when a term starts, before any Pki is looked at, and when the policy
+    /// With --bootstrap-ca (the default issuer) and --bootstrap-ca-issuer (others, by name),
+    /// creates the CA Secret of each such issuer in the policy whose Secret is absent: once when a term starts, before any Pki is looked at, and when the policy
     /// changes, so that no reconcile races another to create it.
     public func bootstrapAuthorities(in context: ReconcileContext) throws {
         try Pass(reconciler: self, context: context).bootstrapAuthorities()
+    }
+
+    /// The issuers whose missing CA certgate creates: the default one with --bootstrap-ca, and
+    /// those named with --bootstrap-ca-issuer that the policy has.
+    func issuersToBootstrap(in policy: Policy) -> [String] {
+        var names = bootstrapIssuers
+        if bootstrapCA { names.insert(policy.defaultIssuer) }
+        return names.filter { policy.issuers[$0] != nil }.sorted()
     }
 
     /// One pass over the Pki `namespace`/`name`, reading from and writing through `context`.
@@ -168,7 +181,7 @@ private struct Pass {
             return .done(requeueAfter: PkiReconciler.issuerRetrySeconds)
         }
         let authority: CertificateAuthority
-        switch try loadAuthority(issuerSecret) {
+        switch try loadAuthority(issuerSecret, issuer: issuerName) {
         case .success(let loaded): authority = loaded
         case .failure(let problem):
             // Once in the log for the operator (not per Pki), counted per pass refused.
@@ -342,7 +355,7 @@ private struct Pass {
             pems.append(pem)
         }
         for issuer in policy.issuers.keys.sorted() {
-            if case .success(let authority) = try loadAuthority(policy.issuers[issuer]!) { try add(authority.root) }
+            if case .success(let authority) = try loadAuthority(policy.issuers[issuer]!, issuer: issuer) { try add(authority.root) }
         }
         let secrets = try client.list(.secrets, namespace: namespace, options: ListOptions(labelSelector: PkiReconciler.pkiLabel), of: Secret.self)
         for secret in secrets.items {
@@ -371,9 +384,10 @@ private struct Pass {
     // MARK: Pieces
 
     /// The issuer's CA from its Secret, parsed once per resourceVersion.
-    private func loadAuthority(_ reference: SecretReference) throws -> Result<CertificateAuthority, AuthorityProblem> {
+    private func loadAuthority(_ reference: SecretReference, issuer: String) throws -> Result<CertificateAuthority, AuthorityProblem> {
         guard let secret = try reads.secret(namespace: reference.namespace, name: reference.name) else {
-            let hint = reconciler.bootstrapCA ? " (yet: --bootstrap-ca creates it when a leader starts or the policy changes)" : ""
+            let bootstrapped = policy().map { reconciler.issuersToBootstrap(in: $0).contains(issuer) } ?? false
+            let hint = bootstrapped ? " (yet: --bootstrap-ca creates it when a leader starts or the policy changes)" : ""
             return .failure(AuthorityProblem("CAMissing", "the CA Secret \(reference.namespace)/\(reference.name) does not exist\(hint)",
                                              retryAfter: PkiReconciler.issuerRetrySeconds))
         }
@@ -401,9 +415,15 @@ private struct Pass {
     /// of each issuer in the policy whose Secret is absent. One that another replica made
     /// first is theirs.
     func bootstrapAuthorities() throws {
-        guard reconciler.bootstrapCA, let policy = policy() else { return }
-        for reference in Set(policy.issuers.values.map { "\($0.namespace)/\($0.name)" }).sorted() {
-            let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+        guard let policy = policy() else { return }
+        for unknown in reconciler.bootstrapIssuers.subtracting(policy.issuers.keys).sorted() {
+            reconciler.failures?.report("bootstrap-ca-issuer \(unknown)", "--bootstrap-ca-issuer names an issuer the policy does not have",
+                                        error: AuthorityProblem("UnknownIssuer", "issuer \"\(unknown)\" is not in the policy; no CA is created for it"),
+                                        metadata: ["issuer": "\(unknown)"])
+        }
+        let references = reconciler.issuersToBootstrap(in: policy).compactMap { policy.issuers[$0] }
+        for key in Set(references.map { "\($0.namespace)/\($0.name)" }).sorted() {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             let reference = SecretReference(namespace: parts[0], name: parts[1])
             guard try reads.secret(namespace: reference.namespace, name: reference.name) == nil else { continue }
             let now = clock()

@@ -38,8 +38,14 @@ struct ReconcilerOptions: ParsableArguments {
 
     @OptionGroup var cluster: ClusterOptions
 
-    @Flag(help: "Create a self-signed CA Secret for an issuer whose CA Secret is absent.")
+    @Flag(help: "Create a self-signed CA Secret for the policy's default issuer when its CA Secret is absent.")
     var bootstrapCa = false
+
+    @Option(name: .customLong("bootstrap-ca-issuer"),
+            help: ArgumentHelp("Also create the CA Secret of this issuer of the policy when it is absent (repeatable). Only issuers named "
+                                   + "here or the default one (--bootstrap-ca) get one, so a typo in a policy's secretName never mints a root.",
+                               valueName: "issuer"))
+    var bootstrapCaIssuers: [String] = []
 
     @Option(help: "Concurrent reconcile workers.")
     var workers = 4
@@ -150,7 +156,8 @@ extension ReconcilerRunner: Supervised {
         let metrics = ReconcilerMetrics(registry: registry) { current.runner?.queueDepth ?? 0 }
         let reconcileFailures = FailureReporter(logger: logger) { metrics.failures.labels("reconcile", $0).increment() }
         let informerFailures = FailureReporter(logger: logger) { metrics.failures.labels("informer", $0).increment() }
-        let reconciler = PkiReconciler(policy: policy, bootstrapCA: options.bootstrapCa, metrics: metrics, failures: reconcileFailures)
+        let reconciler = PkiReconciler(policy: policy, bootstrapCA: options.bootstrapCa, bootstrapIssuers: Set(options.bootstrapCaIssuers),
+                                       metrics: metrics, failures: reconcileFailures)
         var election: ReconcilerRunner.Election?
         if options.leaderElect {
             var host = [CChar](repeating: 0, count: 256)

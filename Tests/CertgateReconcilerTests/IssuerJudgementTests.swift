@@ -118,4 +118,26 @@ import Testing
         #expect(verified.status == 0 && verified.stdout.contains(": OK"), "\(verified.output)")
         #expect(lines.value.filter { $0.hasPrefix("warning") }.isEmpty, "\(lines.value)")
     }
+
+    /// --bootstrap-ca makes the default issuer's CA only; another issuer's CA is made only
+    /// when it is named (--bootstrap-ca-issuer), so a typo in a secretName mints nothing.
+    @Test func onlyTheDefaultIssuerAndIssuersNamedExplicitlyGetABootstrappedCA() throws {
+        let rig = try Rig(bootstrapCA: false)
+        defer { rig.api.stop() }
+        let policy = Policy(namespaces: ["app1": ["app1"]],
+                            issuers: ["default": SecretReference(namespace: "certgate", name: "certgate-ca"),
+                                      "team": SecretReference(namespace: "certgate", name: "team-ca"),
+                                      "typo": SecretReference(namespace: "certgate", name: "tem-ca")])
+        let lines = Shared<[String]>([])
+        let reporter = FailureReporter(logger: Logger(label: "test") { _ in MemoryLogHandler(lines: lines) })
+        func secretNames() throws -> [String] {
+            try rig.client.list(.secrets, namespace: "certgate", of: Secret.self).items.compactMap(\.metadata.name).sorted()
+        }
+        try PkiReconciler(policy: { policy }, bootstrapCA: true).bootstrapAuthorities(in: rig.context)
+        #expect(try secretNames() == ["certgate-ca"])
+        try PkiReconciler(policy: { policy }, bootstrapCA: true, bootstrapIssuers: ["team", "nonexistent"], failures: reporter)
+            .bootstrapAuthorities(in: rig.context)
+        #expect(try secretNames() == ["certgate-ca", "team-ca"])
+        #expect(lines.value.contains { $0.hasPrefix("warning: --bootstrap-ca-issuer names an issuer the policy does not have") }, "\(lines.value)")
+    }
 }

@@ -269,6 +269,14 @@ class DefaultValuesTests(ChartTestCase):
         self.assertEqual([(rule["apiGroups"], sorted(rule["verbs"])) for rule in rules], [([""], ["create", "delete", "get", "list", "patch"])])
         self.assertIsNone(argument(container(self.objects)["args"], "--trust-bundle-configmap"))
 
+    def test_bootstrapped_issuers_are_named_one_flag_each(self):
+        objects = render({"reconciler": {"bootstrapCA": True, "bootstrapCAIssuers": ["team", "platform"]}})
+        args = container(objects)["args"]
+        self.assertIn("--bootstrap-ca", args)
+        self.assertEqual([a for a in args if a.startswith("--bootstrap-ca-issuer=")],
+                         ["--bootstrap-ca-issuer=team", "--bootstrap-ca-issuer=platform"])
+        self.assertFalse([a for a in container(self.objects)["args"] if a.startswith("--bootstrap-ca")], "off by default")
+
     def test_the_pod_runs_locked_down(self):
         spec = find(self.objects, "Deployment")["spec"]["template"]["spec"]
         self.assertEqual(spec["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
