@@ -176,6 +176,8 @@ public final class LeadershipTerm: Sendable {
         starter.withLock { $0 }?.join()
         for thread in workerThreads.withLock({ threads in defer { threads.removeAll() }; return threads }) { thread.join() }
         caches.stop()
+        // The per-Pki series are the leader's to report: the next leader reports them anew.
+        reconciler.metrics?.certificates.removeAll()
         return context.events.shutDown(flushSeconds: 5)
     }
 

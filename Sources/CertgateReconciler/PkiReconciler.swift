@@ -161,6 +161,7 @@ private struct Pass {
         if pki.metadata.deletionTimestamp != nil {
             // Being deleted (in the foreground, as GitOps tools do): the garbage collector is
             // removing its Secret, and writing it again would fight the collector for ever.
+            metrics?.certificates.remove("\(namespace)/\(name)")
             return .done(requeueAfter: nil)
         }
         guard let policy = policy() else { return .retry("no policy has loaded") }
@@ -234,7 +235,7 @@ private struct Pass {
                                                             password: keystorePassword)
                 try keepSecret(for: pki, secret: existing, name: secretName, data: keystores)
             }
-            metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: held.leaf.notAfter)
+            metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: held.leaf.notAfter, renewal: renewal)
             try writeStatus(pki, ready: true, reason: "Issued", message: readyMessage(held.leaf), certificate: held.leaf,
                             renewal: renewal, secretName: secretName, renewRequest: renewRequest)
             return .done(requeueAfter: Double(renewal - now))
@@ -263,7 +264,7 @@ private struct Pass {
                                                     current: { _ in nil }, password: keystorePassword)
         try writeSecret(issued, for: pki, name: secretName, over: existing, renewRequest: renewRequest, keystores: keystores)
         let leaf = try Certificate(pem: Array(issued.certificateChainPEM.utf8))
-        metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: issued.notAfter)
+        metrics?.certificates.set("\(namespace)/\(name)", issuer: issuerName, notAfter: issued.notAfter, renewal: issued.renewalTime)
         // The Event goes before the status: a status write that conflicts is retried by a pass
         // that finds the certificate already in the Secret and only writes the status.
         let renewedOnRequest = renewAsked && verdict.isUpToDate && held != nil
@@ -396,6 +397,7 @@ private struct Pass {
         case .failure(let problem): return .failure(problem)
         case .success(let parsed): authority = parsed
         }
+        metrics?.certificates.setIssuer(issuer, notAfter: authority.certificate.notAfter)
         // Judged at each use, the rest once per resourceVersion: only time changes this.
         let now = clock()
         let place = "\(reference.namespace)/\(reference.name)"
@@ -454,6 +456,8 @@ private struct Pass {
 
     /// Ready=False with the reason, a Warning Event on the Pki and its pods.
     private func fail(_ pki: Pki, _ reference: ObjectReference, _ secretName: String, reason: String, message: String) throws {
+        metrics?.certificates.setReady("\(pki.metadata.namespace ?? "")/\(pki.metadata.name ?? "")",
+                                       issuer: pki.spec.issuer ?? policy()?.defaultIssuer ?? "", ready: "False")
         try writeStatus(pki, ready: false, reason: reason, message: message, certificate: nil, renewal: nil, secretName: nil)
         try announce(reference, namespace: reference.namespace ?? "default", secretName: secretName, .warning, reason: reason, message: message)
     }
