@@ -12,21 +12,9 @@ import Testing
     /// Pki's series go.
     @Test func aScrapeHasPerPkiSeriesAndPassesPromtool() throws {
         let promtool = try which("promtool")
-        let api = try TestAPIServer()
-        defer { api.stop() }
-        let directory = TemporaryDirectory()
-        try api.writeKubeconfig(to: directory.file("kubeconfig"))
-        let client = try KubeClient(configuration: api.clusterConfiguration())
-        for name in ["web", "api"] {
-            _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: name, namespace: "app1"),
-                                                                spec: PkiSpec(serviceName: "app1", dnsNames: ["\(name).app1.svc"])))
-        }
-        let metricsPort = freePort()
-        let (server, _) = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()),
-                                             "--metrics-address", "127.0.0.1:\(metricsPort)",
-                                             "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
-                                             "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-elect=false"])
-        defer { if server.isRunning { server.terminate() } }
+        let running = try ServeWithPkis(["web", "api"])
+        defer { running.stop() }
+        let (client, metricsPort) = (running.client, running.metricsPort)
         func scrape() -> String? {
             guard let result = try? runProcess("curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(metricsPort)/metrics"]),
                   result.status == 0 else { return nil }
@@ -50,8 +38,80 @@ import Testing
         try client.delete(.pkis, namespace: "app1", name: "web")
         #expect(eventually(within: 30) { scrape().flatMap { !$0.contains("name=\"web\"") && $0.contains("name=\"api\"") ? true : nil } } == true,
                 "a deleted Pki's series go, the others stay")
-        kill(server.processIdentifier, SIGTERM)
-        server.waitUntilExit()
+    }
+
+    /// A real Prometheus (Debian's) scrapes certgate on loopback, and its HTTP API answers
+    /// with the expiry of the certificate a Pki got.
+    @Test func prometheusScrapesItAndAnswersWithAPkisExpiry() throws {
+        let prometheus = try which("prometheus")
+        let running = try ServeWithPkis(["web"])
+        defer { running.stop() }
+        let directory = TemporaryDirectory()
+        let port = freePort()
+        try """
+            global: {scrape_interval: 1s, scrape_timeout: 1s}
+            scrape_configs:
+              - job_name: certgate
+                static_configs: [{targets: ["127.0.0.1:\(running.metricsPort)"]}]
+            """.write(toFile: directory.file("prometheus.yml"), atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: prometheus)
+        server.arguments = ["--config.file", directory.file("prometheus.yml"), "--storage.tsdb.path", directory.file("data"),
+                            "--web.listen-address", "127.0.0.1:\(port)"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            server.terminate()
+            server.waitUntilExit()
+        }
+        let query = #"certgate_certificate_expiration_timestamp_seconds{namespace="app1",name="web"}"#
+        let answer = eventually(within: 60) { () -> [String: Any]? in
+            guard let result = try? runProcess("curl", ["-sS", "--max-time", "2", "--get", "--data-urlencode", "query=\(query)",
+                                                        "http://127.0.0.1:\(port)/api/v1/query"]),
+                  let body = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
+                  let data = body["data"] as? [String: Any], let series = data["result"] as? [[String: Any]], let first = series.first else { return nil }
+            return first
+        }
+        let sample = try #require(answer, "Prometheus answered the query")
+        let labels = sample["metric"] as? [String: String]
+        #expect(labels?["issuer"] == "default" && labels?["job"] == "certgate", "\(sample)")
+        let value = (sample["value"] as? [Any])?.last as? String
+        let secret = try running.client.get(.secrets, namespace: "app1", name: "web", as: Secret.self)
+        #expect(value.flatMap(Double.init).map(Int.init) == (try CertgateCryptoBridge.notAfter(secret.bytes("tls.crt")!)), "\(sample)")
+    }
+}
+
+/// `certgate serve` reconciling Pkis of these names in app1 against a test API server, with
+/// its metrics on a loopback port.
+private struct ServeWithPkis {
+    let api: TestAPIServer
+    let client: KubeClient
+    let server: Process
+    let metricsPort: UInt16
+    let directory = TemporaryDirectory()
+
+    init(_ names: [String]) throws {
+        api = try TestAPIServer()
+        try api.writeKubeconfig(to: directory.file("kubeconfig"))
+        client = try KubeClient(configuration: api.clusterConfiguration())
+        for name in names {
+            _ = try client.create(.pkis, namespace: "app1", Pki(metadata: ObjectMeta(name: name, namespace: "app1"),
+                                                                spec: PkiSpec(serviceName: "app1", dnsNames: ["\(name).app1.svc"])))
+        }
+        metricsPort = freePort()
+        server = try startCertgate(["serve", "--address", "127.0.0.1", "--port", String(freePort()),
+                                    "--metrics-address", "127.0.0.1:\(metricsPort)",
+                                    "--tls-cert-file", api.pki.certificateFile, "--tls-key-file", api.pki.keyFile,
+                                    "--kubeconfig", directory.file("kubeconfig"), "--bootstrap-ca", "--leader-elect=false"]).process
+    }
+
+    func stop() {
+        if server.isRunning {
+            kill(server.processIdentifier, SIGTERM)
+            server.waitUntilExit()
+        }
+        api.stop()
     }
 }
 
