@@ -277,6 +277,40 @@ class DefaultValuesTests(ChartTestCase):
                          ["--bootstrap-ca-issuer=team", "--bootstrap-ca-issuer=platform"])
         self.assertFalse([a for a in container(self.objects)["args"] if a.startswith("--bootstrap-ca")], "off by default")
 
+    def test_monitoring_objects_are_off_by_default_and_render_when_enabled(self):
+        self.assertFalse([o for o in self.objects if o["kind"] in ("ServiceMonitor", "PrometheusRule")])
+        objects = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+                                      "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}})
+        monitor = find(objects, "ServiceMonitor")
+        service = find(objects, "Service")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        self.assertEqual(find(objects, "PrometheusRule")["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        # It selects the Service by its labels and scrapes its metrics port.
+        for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+            self.assertEqual(service["metadata"]["labels"].get(key), value)
+        self.assertIn(monitor["spec"]["endpoints"][0]["port"], [port["name"] for port in service["spec"]["ports"]])
+        self.assertEqual(monitor["spec"]["endpoints"][0]["path"], "/metrics")
+
+    def test_every_alert_names_what_to_do_and_passes_promtool_tests(self):
+        objects = render({"metrics": {"prometheusRule": {"enabled": True}}})
+        groups = find(objects, "PrometheusRule")["spec"]["groups"]
+        alerts = [rule for group in groups for rule in group["rules"]]
+        self.assertEqual(sorted(rule["alert"] for rule in alerts),
+                         ["CertgateAbsent", "CertgateCertificateExpiringSoon", "CertgateCertificateNotRenewed",
+                          "CertgateIssuerExpiringSoon", "CertgatePkiNotReady", "CertgateWebhookErrors"])
+        for rule in alerts:
+            self.assertTrue(rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"])
+            self.assertIn("kubectl", rule["annotations"]["description"], f"{rule['alert']} says what to run")
+        with tempfile.TemporaryDirectory() as directory:
+            with open(os.path.join(directory, "rules.yaml"), "w") as rules:
+                yaml.safe_dump({"groups": groups}, rules)
+            with open(os.path.join(ROOT, "Tests", "Chart", "alerts.test.yaml")) as source, \
+                    open(os.path.join(directory, "alerts.test.yaml"), "w") as copy_:
+                copy_.write(source.read())
+            for command in (["check", "rules", "rules.yaml"], ["test", "rules", "alerts.test.yaml"]):
+                result = subprocess.run(["promtool", *command], cwd=directory, capture_output=True, text=True)
+                self.assertEqual(result.returncode, 0, f"promtool {' '.join(command)}: {result.stdout}{result.stderr}")
+
     def test_the_pod_runs_locked_down(self):
         spec = find(self.objects, "Deployment")["spec"]["template"]["spec"]
         self.assertEqual(spec["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
