@@ -536,7 +536,11 @@ class CustomResourceDefinitionTests(unittest.TestCase):
         self.assertEqual(self.crd["metadata"]["name"], "pkis.certgate.dev")
         self.assertEqual(self.crd["spec"]["names"]["shortNames"], ["pki"])
         self.assertEqual(self.version["subresources"], {"status": {}})
-        self.assertEqual([c["name"] for c in self.version["additionalPrinterColumns"]], ["Ready", "Secret", "Expires", "Age"])
+        columns = self.version["additionalPrinterColumns"]
+        self.assertEqual([c["name"] for c in columns], ["Ready", "Secret", "Expires", "Age", "Reason", "Status"])
+        # The Ready reason and message only with -o wide (priority 1), as cert-manager shows them.
+        self.assertEqual([c.get("priority", 0) for c in columns], [0, 0, 0, 0, 1, 1])
+        self.assertEqual(columns[5]["jsonPath"], '.status.conditions[?(@.type=="Ready")].message')
 
         def walk(node, path):
             if path.startswith("metadata"):
