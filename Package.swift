@@ -59,6 +59,9 @@ let package = Package(
             name: "CertgateWebhookSetup",
             dependencies: ["CertgateLocking", "CertgatePKI", "CertgateKube", "CertgateJSON", "CertgateTLS", "CertgateCrypto", "CertgateSystem", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(name: "CertgateStatus", dependencies: ["CertgateKube", "CertgatePKI", "CertgateCrypto", "CertgateSystem"]),
+        .testTarget(name: "CertgateStatusTests", dependencies: ["CertgateStatus", "CertgateKube", "CertgateKubeTesting", "CertgatePKI",
+                                                               "CertgateCrypto", "CertgateTestSupport"]),
         .target(name: "CertgateManifests", dependencies: ["CertgatePKI", "CertgateJSON", "CertgateSystem", "CertgateYAML"]),
         .target(name: "CertgateCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CertgateTLS", dependencies: ["CertgateLocking", "COpenSSL", "CertgateCrypto", "CertgateNet", "CertgateSystem"]),
@@ -73,7 +76,7 @@ let package = Package(
             name: "certgate",
             dependencies: ["CertgateJSON", "CertgateLocking", 
                 "CertgateHTTP", "CertgateTLS", "CertgateCrypto", "CertgateMetrics", "CertgateNet", "CertgateSystem", "CertgatePKI", "CertgateWebhook", "CertgateManifests", "CertgateKube", "CertgateReconciler",
-                "CertgateWebhookSetup", "CertgateLifecycle",
+                "CertgateWebhookSetup", "CertgateLifecycle", "CertgateStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -73,6 +73,19 @@ static inline void certgate_sk_X509_NAME_pop_free(STACK_OF(X509_NAME) *stack) {
     sk_X509_NAME_pop_free(stack, X509_NAME_free);
 }
 
+static inline STACK_OF(X509) *certgate_sk_X509_new_null(void) {
+    return sk_X509_new_null();
+}
+
+static inline int certgate_sk_X509_push(STACK_OF(X509) *stack, X509 *certificate) {
+    return sk_X509_push(stack, certificate);
+}
+
+// Frees the stack only: the certificates stay their owners'.
+static inline void certgate_sk_X509_free(STACK_OF(X509) *stack) {
+    sk_X509_free(stack);
+}
+
 // Option bits are macros built with casts (SSL_OP_BIT), which the importer skips.
 static const uint64_t certgate_SSL_OP_IGNORE_UNEXPECTED_EOF = SSL_OP_IGNORE_UNEXPECTED_EOF;
 static const uint64_t certgate_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;

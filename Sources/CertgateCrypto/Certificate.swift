@@ -66,8 +66,13 @@ public final class Certificate: @unchecked Sendable {
     public var notBefore: Int64 { Certificate.epochSeconds(X509_get0_notBefore(pointer)) }
 
     /// The subject's common name, if it has one.
-    public var commonName: String? {
-        guard let name = X509_get_subject_name(pointer) else { return nil }
+    public var commonName: String? { Certificate.commonName(of: X509_get_subject_name(pointer)) }
+
+    /// The issuer's common name, if it has one.
+    public var issuerCommonName: String? { Certificate.commonName(of: X509_get_issuer_name(pointer)) }
+
+    private static func commonName(of name: OpaquePointer?) -> String? {
+        guard let name else { return nil }
         var buffer = [CChar](repeating: 0, count: 256)
         let length = X509_NAME_get_text_by_NID(name, NID_commonName, &buffer, Int32(buffer.count))
         guard length >= 0 else { return nil }
@@ -185,6 +190,27 @@ public final class Certificate: @unchecked Sendable {
         defer { ERR_clear_error() }
         guard let issuerKey = X509_get0_pubkey(issuer.pointer) else { return false }
         return X509_verify(pointer, issuerKey) == 1
+    }
+
+    /// Why this certificate does not chain to one of `roots` through `intermediates` at `time`
+    /// (seconds since 1970), in OpenSSL's words as `openssl verify` says them; nil when it does.
+    public func verificationFailure(intermediates: [Certificate], roots: [Certificate], at time: Int64) -> String? {
+        ERR_clear_error()
+        defer { ERR_clear_error() }
+        guard let store = X509_STORE_new() else { return "out of memory" }
+        defer { X509_STORE_free(store) }
+        for root in roots { _ = X509_STORE_add_cert(store, root.pointer) }
+        guard let untrusted = certgate_sk_X509_new_null() else { return "out of memory" }
+        defer { certgate_sk_X509_free(untrusted) }
+        for intermediate in intermediates { _ = certgate_sk_X509_push(untrusted, intermediate.pointer) }
+        guard let context = X509_STORE_CTX_new() else { return "out of memory" }
+        defer { X509_STORE_CTX_free(context) }
+        guard X509_STORE_CTX_init(context, store, pointer, untrusted) == 1 else { return "the verification could not start" }
+        X509_STORE_CTX_set_time(context, 0, time_t(time))
+        // The certificates stay alive (and the pointers valid) until the context is freed.
+        return withExtendedLifetime((roots, intermediates)) {
+            X509_verify_cert(context) == 1 ? nil : String(cString: X509_verify_cert_error_string(Int(X509_STORE_CTX_get_error(context))))
+        }
     }
 
     /// Scoped access to the X509 for other OpenSSL wrappers in this project.

@@ -118,6 +118,15 @@ public final class KubeClient: Sendable {
         try decode(try call("GET", resource.path(namespace: namespace, name: name)), T.self)
     }
 
+    /// GET, with a 404 as nil.
+    public func getIfPresent<T: Decodable>(_ resource: Resource, namespace: String?, name: String, as type: T.Type = T.self) throws -> T? {
+        do {
+            return try get(resource, namespace: namespace, name: name, as: T.self)
+        } catch let status as APIStatus where status.isNotFound {
+            return nil
+        }
+    }
+
     public func list<T: Codable & Sendable>(_ resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                                             of type: T.Type = T.self) throws -> ObjectList<T> {
         try decode(try call("GET", resource.path(namespace: namespace), query: options.queryItems,

@@ -32,7 +32,7 @@ public enum CertificateCheck {
     /// Judges the `tls.crt`, `tls.key` and `ca.crt` of a Secret against `spec`, as `authority`
     /// (the spec's issuer, named `issuerName` in reasons) would issue it under `policy` at `now`.
     public static func judge(chainPEM: [UInt8]?, keyPEM: [UInt8]?, caPEM: [UInt8]?, spec: PkiSpec, policy: Policy,
-                             authority: CertificateAuthority, issuerName: String, now: Int64) -> (held: Held?, verdict: Verdict) {
+                             authority: IssuerCertificates, issuerName: String, now: Int64) -> (held: Held?, verdict: Verdict) {
         guard let chainPEM, !chainPEM.isEmpty else { return (nil, .reissue("the Secret holds no certificate")) }
         guard let leaf = try? Certificate.chain(pem: chainPEM).first else { return (nil, .reissue("tls.crt does not parse")) }
         guard let keyPEM, let key = try? PrivateKey(pem: keyPEM) else { return (nil, .reissue("tls.key is missing or does not parse")) }
@@ -53,7 +53,7 @@ public enum CertificateCheck {
 
     /// The first way `leaf` is not what the spec asks, in the words of the Event that says so.
     private static func difference(_ leaf: Certificate, caPEM: [UInt8]?, spec: PkiSpec, policy: Policy,
-                                   authority: CertificateAuthority, issuerName: String) -> String? {
+                                   authority: IssuerCertificates, issuerName: String) -> String? {
         guard leaf.isSigned(by: authority.certificate) else {
             return "the certificate was not signed by the current CA of issuer \"\(issuerName)\""
         }

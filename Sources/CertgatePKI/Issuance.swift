@@ -20,21 +20,20 @@ public struct IssuedCertificate: Sendable {
     public let cutShortByIssuer: Bool
 }
 
-/// A CA's signing material, from its Secret: tls.crt (the signing CA, then the chain up to
-/// the root when it is an intermediate), tls.key, and ca.crt when the root is not in tls.crt.
-public struct CertificateAuthority: Sendable {
+/// A CA's certificates, without its key: what judging a certificate it issued needs (the
+/// reconciler and `certgate status` judge alike). tls.crt holds the signing CA, then the chain
+/// up to the root when it is an intermediate; ca.crt the root when tls.crt does not.
+public struct IssuerCertificates: Sendable {
     /// The certificate that signs.
     public let certificate: Certificate
-    public let key: PrivateKey
     /// The CA certificates above `certificate`, as tls.crt lists them.
     public let chain: [Certificate]
     /// The root peers trust: the self-issued end of the chain, else the CA Secret's ca.crt,
     /// else the last certificate known.
     public let root: Certificate
 
-    public init(certificate: Certificate, key: PrivateKey, chain: [Certificate] = [], root: Certificate? = nil) {
+    public init(certificate: Certificate, chain: [Certificate] = [], root: Certificate? = nil) {
         self.certificate = certificate
-        self.key = key
         self.chain = chain
         self.root = root ?? (chain.last { $0.isSelfIssued } ?? chain.last ?? certificate)
     }
@@ -47,6 +46,23 @@ public struct CertificateAuthority: Sendable {
 
     /// The end of the shortest-lived certificate in the chain: no leaf outlives it.
     public var notAfter: Int64 { ([certificate] + chain).map(\.notAfter).min() ?? certificate.notAfter }
+}
+
+/// A CA's signing material, from its Secret: its certificates and tls.key.
+public struct CertificateAuthority: Sendable {
+    public let certificates: IssuerCertificates
+    public let key: PrivateKey
+
+    public init(certificate: Certificate, key: PrivateKey, chain: [Certificate] = [], root: Certificate? = nil) {
+        certificates = IssuerCertificates(certificate: certificate, chain: chain, root: root)
+        self.key = key
+    }
+
+    public var certificate: Certificate { certificates.certificate }
+    public var chain: [Certificate] { certificates.chain }
+    public var root: Certificate { certificates.root }
+    public var intermediates: [Certificate] { certificates.intermediates }
+    public var notAfter: Int64 { certificates.notAfter }
 }
 
 /// Turns a Pki's spec into a certificate, with OpenSSL (CertgateCrypto). The spec must

@@ -66,16 +66,6 @@ public struct LiveReads: ClusterReads {
     public func wrote(_ secret: Secret) {}
 }
 
-extension KubeClient {
-    /// GET, with a 404 as nil.
-    func getIfPresent<T: Decodable>(_ resource: Resource, namespace: String, name: String) throws -> T? {
-        do {
-            return try get(resource, namespace: namespace, name: name, as: T.self)
-        } catch let status as APIStatus where status.isNotFound {
-            return nil
-        }
-    }
-}
 
 /// The issuers' CAs, each parsed once per resourceVersion of its Secret: a reconcile of an
 /// up-to-date Pki neither reads nor parses its CA again.

@@ -220,7 +220,7 @@ private struct Pass {
         let now = clock()
         let (held, verdict) = CertificateCheck.judge(chainPEM: existing?.bytes("tls.crt"), keyPEM: existing?.bytes("tls.key"),
                                                      caPEM: existing?.bytes("ca.crt"), spec: pki.spec, policy: policy,
-                                                     authority: authority, issuerName: issuerName, now: now)
+                                                     authority: authority.certificates, issuerName: issuerName, now: now)
         // Renew on demand: a certgate.dev/renew value not yet acted on. The Secret written for
         // a request carries its value too, so a status write that conflicted after it does
         // not issue a second certificate for the same request.

@@ -85,10 +85,12 @@ public struct ProcessResult: Sendable {
 
 /// Runs a program to completion (killed after `timeout` seconds) and collects its output.
 @discardableResult
-public func runProcess(_ executable: String, _ arguments: [String], input: String? = nil, timeout: Double = 60) throws -> ProcessResult {
+public func runProcess(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil,
+                       timeout: Double = 60) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let stdout = Pipe()
     let stderr = Pipe()
     let stdin = Pipe()

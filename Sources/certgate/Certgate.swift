@@ -14,7 +14,7 @@ struct Certgate: ParsableCommand {
         commandName: "certgate",
         abstract: "Admission webhook and certificate reconciler for Pki resources.",
         version: Version.text,
-        subcommands: [Serve.self, Validate.self, Renew.self, Certs.self, Completion.self, VersionCommand.self]
+        subcommands: [Serve.self, Validate.self, Renew.self, Status.self, Inspect.self, Certs.self, Completion.self, VersionCommand.self]
     )
 
     /// Parses and runs, as `ParsableCommand.main()` does, after one check of its own: a

@@ -13,7 +13,7 @@ import Testing
                 "\(subcommand.output)")
         let nothingClose = try runProcess(certgateBinary, ["zzz"])
         #expect(nothingClose.status == 64)
-        #expect(nothingClose.stderr.hasPrefix("Error: unknown subcommand \"zzz\" (one of serve, validate, renew, certs, completion, version)"),
+        #expect(nothingClose.stderr.hasPrefix("Error: unknown subcommand \"zzz\" (one of serve, validate, renew, status, inspect, certs, completion, version)"),
                 "\(nothingClose.output)")
         let option = try runProcess(certgateBinary, ["serve", "--prot", "1"])
         #expect(option.status == 64)
@@ -78,7 +78,7 @@ import Testing
 
     /// Lines typed up to the cursor, and what each shell offers there.
     static let probes: [(line: String, offered: String)] = [
-        ("certgate ", "serve validate renew certs completion version help"),
+        ("certgate ", "serve validate renew status inspect certs completion version help"),
         ("certgate serve --log-level ", "trace debug info notice warning error critical"),
         ("certgate validate --output ", "text json github"),
         ("certgate serve --webhook-failure-policy ", "Fail Ignore"),

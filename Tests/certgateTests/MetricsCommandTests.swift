@@ -84,7 +84,7 @@ import Testing
 
 /// `certgate serve` reconciling Pkis of these names in app1 against a test API server, with
 /// its metrics on a loopback port.
-private struct ServeWithPkis {
+struct ServeWithPkis {
     let api: TestAPIServer
     let client: KubeClient
     let server: Process
