@@ -1,6 +1,7 @@
 import CertgateCrypto
 import CertgateKube
 import CertgateKubeTesting
+import CertgateMetrics
 import CertgatePKI
 import CertgateTestSupport
 import Logging
@@ -178,5 +179,22 @@ private struct SettledTerm {
         let creates = rig.api.requestLog.dropFirst(start).filter { $0.method == "POST" && $0.path == "/api/v1/namespaces/certgate/secrets" }
         #expect(creates.count == 1, "the CA is created once")
         #expect(failures.value.isEmpty, "no pass failed: \(failures.value)")
+    }
+
+    /// The per-Pki series are the leader's: a term that ends takes them with it.
+    @Test func aTermThatEndsTakesItsPerPkiSeriesWithIt() throws {
+        let rig = try Rig()
+        defer { rig.api.stop() }
+        try rig.createPki("web")
+        let registry = MetricsRegistry()
+        let reconciler = PkiReconciler(policy: { examplePolicy }, metrics: ReconcilerMetrics(registry: registry) { 0 })
+        let term = LeadershipTerm(client: rig.client, reconciler: reconciler, configuration: TermConfiguration(workers: 1, asynchronousEvents: false))
+        try term.start()
+        let series = #"certgate_certificate_ready_status{namespace="app1",name="web",issuer="default",condition="True"} 1"#
+        #expect(waitUntil(30) { registry.exposition().contains(series) })
+        #expect(registry.exposition().contains(#"certgate_issuer_expiration_timestamp_seconds{issuer="default"} "#))
+        term.stop()
+        let after = registry.exposition()
+        #expect(!after.contains("name=\"web\"") && !after.contains("certgate_issuer_expiration_timestamp_seconds{"), "\(after)")
     }
 }
