@@ -18,13 +18,16 @@ public struct ClusterConfiguration: Sendable {
     public var token: TokenSource?
     /// Where this came from, for logs and errors ("in-cluster", "kubeconfig /root/.kube/config, context kind").
     public var source: String
+    /// The namespace the kubeconfig's context names (kubectl's default for -n), if any.
+    public var namespace: String?
 
-    public init(host: String, port: UInt16, tls: TLSClientConfiguration, token: TokenSource?, source: String) {
+    public init(host: String, port: UInt16, tls: TLSClientConfiguration, token: TokenSource?, source: String, namespace: String? = nil) {
         self.host = host
         self.port = port
         self.tls = tls
         self.token = token
         self.source = source
+        self.namespace = namespace
     }
 }
 
@@ -183,7 +186,8 @@ public enum ClusterConfigurationLoader {
             }
         }
         return ClusterConfiguration(host: address.host, port: address.port, tls: tls, token: token,
-                                    source: "kubeconfig \(path), context \(contextName)")
+                                    source: "kubeconfig \(path), context \(contextName)",
+                                    namespace: contextEntry["namespace"]?.string.flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// The entry called `name` in the list `list` (kubeconfig's `- name: x; cluster: {...}` form).

@@ -16,8 +16,8 @@ struct Renew: ParsableCommand {
         discussion: "Sets the certgate.dev/renew annotation to the current time; kubectl annotate --overwrite with any new value does the same."
     )
 
-    @Option(name: [.short, .long], help: "Namespace of the Pkis.")
-    var namespace = "default"
+    @Option(name: [.short, .long], help: "Namespace of the Pkis. Default: the kubeconfig context's, else default (as kubectl).")
+    var namespace: String?
 
     @OptionGroup var cluster: ClusterOptions
 
@@ -29,7 +29,9 @@ struct Renew: ParsableCommand {
     }
 
     func run() throws {
-        let client = try KubeClient(configuration: try cluster.load(), userAgent: Version.userAgent)
+        let configuration = try cluster.load()
+        let client = try KubeClient(configuration: configuration, userAgent: Version.userAgent)
+        let namespace = self.namespace ?? configuration.namespace ?? "default"
         // Nanoseconds, so two requests within one second still differ.
         let value = utcTimestampNow(fractionDigits: 9)
         var failed = 0

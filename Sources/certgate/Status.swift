@@ -30,8 +30,8 @@ struct StatusPki: ParsableCommand {
             """
     )
 
-    @Option(name: [.short, .long], help: "Namespace of the Pki.")
-    var namespace = "default"
+    @Option(name: [.short, .long], help: "Namespace of the Pki. Default: the kubeconfig context's, else default (as kubectl).")
+    var namespace: String?
 
     @Argument(help: "Name of the Pki.")
     var name: String
@@ -48,7 +48,9 @@ struct StatusPki: ParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() throws {
-        let client = try KubeClient(configuration: try cluster.load(), userAgent: Version.userAgent)
+        let configuration = try cluster.load()
+        let client = try KubeClient(configuration: configuration, userAgent: Version.userAgent)
+        let namespace = self.namespace ?? configuration.namespace ?? "default"
         let report: PkiStatusReport
         do {
             report = try StatusReader(client: client).pki(namespace: namespace, name: name) { loadPolicy(client) }
@@ -95,8 +97,8 @@ struct InspectSecret: ParsableCommand {
         discussion: "Exit status: 0 a certificate whose chain verifies, 1 a problem with it, 2 not found, 3 the cluster could not be read."
     )
 
-    @Option(name: [.short, .long], help: "Namespace of the Secret.")
-    var namespace = "default"
+    @Option(name: [.short, .long], help: "Namespace of the Secret. Default: the kubeconfig context's, else default (as kubectl).")
+    var namespace: String?
 
     @Argument(help: "Name of the Secret.")
     var name: String
@@ -107,7 +109,9 @@ struct InspectSecret: ParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() throws {
-        let client = try KubeClient(configuration: try cluster.load(), userAgent: Version.userAgent)
+        let configuration = try cluster.load()
+        let client = try KubeClient(configuration: configuration, userAgent: Version.userAgent)
+        let namespace = self.namespace ?? configuration.namespace ?? "default"
         let report: SecretReport
         do {
             report = try StatusReader(client: client).secret(namespace: namespace, name: name)

@@ -29,7 +29,7 @@ func writeKubeconfig(_ directory: TemporaryDirectory, _ pki: TestPKI, server: St
         - name: inline
           context: {cluster: inline, user: admin}
         - name: files
-          context: {cluster: files, user: robot}
+          context: {cluster: files, user: robot, namespace: team-a}
         users:
         - name: admin
           user:
@@ -56,6 +56,7 @@ func writeKubeconfig(_ directory: TemporaryDirectory, _ pki: TestPKI, server: St
         #expect(configuration.tls.clientKey != nil)
         #expect(configuration.token == nil)
         #expect(configuration.source == "kubeconfig \(path), context inline")
+        #expect(configuration.namespace == nil, "the context names no namespace")
     }
 
     @Test func readsFilesRelativeToTheKubeconfigAndATokenForANamedContext() throws {
@@ -67,6 +68,7 @@ func writeKubeconfig(_ directory: TemporaryDirectory, _ pki: TestPKI, server: St
         #expect(configuration.port == 443)
         #expect(configuration.tls.trustRoots?.count == 1)
         #expect(try configuration.token?.current() == "s3cr3t")
+        #expect(configuration.namespace == "team-a", "kubectl's default namespace for the context")
     }
 
     @Test func insecureSkipVerifyIsRefusedUnlessAllowed() throws {

@@ -89,7 +89,11 @@ import Testing
         let environment = childEnvironment(["PATH": "\(bin.path):/usr/bin:/bin", "HOME": bin.path])
         let listed = try runProcess(kubectl, ["plugin", "list"], environment: environment)
         #expect(listed.stdout.contains(bin.file("kubectl-certgate")), "\(listed.output)")
-        let viaKubectl = try runProcess(kubectl, ["certgate", "status", "pki", "web", "-n", "app1", "--kubeconfig", running.directory.file("kubeconfig")],
+        // As kubectl does, the namespace comes from the kubeconfig's context when -n is not given.
+        let kubeconfig = try String(contentsOfFile: running.directory.file("kubeconfig"), encoding: .utf8)
+            .replacingOccurrences(of: "context: {cluster: test, user: test}", with: "context: {cluster: test, user: test, namespace: app1}")
+        try kubeconfig.write(toFile: bin.file("kubeconfig"), atomically: true, encoding: .utf8)
+        let viaKubectl = try runProcess(kubectl, ["certgate", "status", "pki", "web", "--kubeconfig", bin.file("kubeconfig")],
                                         environment: environment)
         #expect(viaKubectl.status == 0 && viaKubectl.stdout.hasPrefix("Pki app1/web: Ready (Issued)"), "\(viaKubectl.output)")
     }
