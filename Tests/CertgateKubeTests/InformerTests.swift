@@ -42,18 +42,32 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
 }
 
 @Suite struct InformerTests {
-    /// What the owner wrote itself is in the cache at once, and its watch event wakes no
-    /// handler; someone else's later write does.
+    /// What the owner wrote itself is in the cache at once, and when the informer next hears
+    /// of that version it wakes no handler; someone else's later write does.
     @Test func anAssumedWriteIsReadAtOnceAndItsEventWakesNobody() throws {
-        let (api, client, log, informer) = try informerOverOnePki()
-        defer { api.stop(); informer.stop() }
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        _ = try client.create(.pkis, namespace: "app1", samplePki("a"))
+        let log = HandlerLog()
+        // The informer has a client of its own, which the test cuts off while it writes and
+        // assumes: the informer then cannot see the write before its assumption, as it may in
+        // production (where an event that wins the race costs one pass that writes nothing).
+        let informer = Informer<Pki>(client: try KubeClient(configuration: api.clusterConfiguration(token: api.addClient("informer"))),
+                                     resource: .pkis, namespace: "app1", handlers: log.handlers)
+        try informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add a"]))
+        api.partition("informer")
+        api.dropWatches()
         var changed = try client.get(.pkis, namespace: "app1", name: "a", as: Pki.self)
         changed.metadata.labels = ["written": "by-the-owner"]
         let written = try client.update(.pkis, namespace: "app1", name: "a", changed)
         informer.assume(written)
         #expect(informer.get(namespace: "app1", name: "a")?.metadata.labels == ["written": "by-the-owner"])
         _ = try client.create(.pkis, namespace: "app1", samplePki("b"))  // a later event, to know the first has come
-        #expect(log.wait(for: ["add a", "add b"]), "\(log.all)")
+        api.heal("informer")
+        #expect(log.wait(for: ["add a", "add b"], timeout: 30), "\(log.all)")
         var again = written
         again.metadata.labels = ["written": "by-someone-else"]
         _ = try client.update(.pkis, namespace: "app1", name: "a", again)
