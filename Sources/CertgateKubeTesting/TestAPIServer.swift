@@ -49,6 +49,8 @@ public final class TestAPIServer: @unchecked Sendable {
     private let bookmarkInterval: Double
     /// The structural schema of pkis, from a CRD file.
     private let pkiSchema: YAMLNode?
+    /// The CRD's printer columns, for kubectl get's Tables.
+    private let pkiColumns: PrinterColumns
     private var stalls: [Double] = []
     /// Paths containing these are answered this many seconds late, until cleared.
     private var slowPaths: [String: Double] = [:]
@@ -117,6 +119,7 @@ public final class TestAPIServer: @unchecked Sendable {
         self.reportsPriorityAndFairness = reportsPriorityAndFairness
         self.bookmarkInterval = bookmarkInterval
         pkiSchema = TestAPIServer.openAPISchema(crdFile: pkiCRD)
+        pkiColumns = PrinterColumns(crdFile: pkiCRD)
         directory = TemporaryDirectory()
         pki = try TestPKI(in: directory)
         self.token = token
@@ -442,6 +445,9 @@ public final class TestAPIServer: @unchecked Sendable {
             // As recorded (list-pkis.http): a custom resource's last page says "continue":"";
             // built-in kinds leave the key out (list-secrets-metadata-only-200.http).
             metadata["continue"] = ""
+        }
+        if request.asksForTable, target.kind.isCustomResource {
+            return json(200, pkiColumns.table(page.map(\.value), resourceVersion: String(start?.resourceVersion ?? version)))
         }
         if request.asksForMetadataOnly {
             // As recorded (list-secrets-metadata-only-200.http): names, owners and versions, no data.
@@ -818,6 +824,23 @@ extension TestAPIServer {
 
     /// The APIResourceList of /api/v1 or /apis/GROUP/VERSION (discovery-certgate-v1.http).
     func discovery(_ path: String) -> [String: Any]? {
+        // The legacy discovery documents kubectl reads first (it falls back to them from the
+        // aggregated form when the answer is plain JSON).
+        if path == "/api" {
+            return ["kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [["clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:\(port)"]]]
+        }
+        if path == "/apis" {
+            var groups: [String: [String]] = [:]
+            for kind in ResourceKind.all where !kind.group.isEmpty {
+                let version = String(kind.apiVersion.split(separator: "/").last ?? "")
+                if !(groups[kind.group]?.contains(version) ?? false) { groups[kind.group, default: []].append(version) }
+            }
+            return ["kind": "APIGroupList", "apiVersion": "v1", "groups": groups.keys.sorted().map { group -> [String: Any] in
+                let versions = groups[group]!.map { ["groupVersion": "\(group)/\($0)", "version": $0] }
+                return ["name": group, "versions": versions, "preferredVersion": versions[0]]
+            }]
+        }
         let groupVersion = path == "/api/v1" ? "v1" : path.hasPrefix("/apis/") ? String(path.dropFirst("/apis/".count)) : ""
         let kinds = ResourceKind.all.filter { $0.apiVersion == groupVersion }
         guard !kinds.isEmpty, groupVersion.split(separator: "/").count == (groupVersion == "v1" ? 1 : 2) else { return nil }
@@ -917,7 +940,7 @@ struct Target {
     init?(path: String) {
         var parts = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         let group: String
-        if parts.first == "api" {
+        if parts.first == "api", parts.count >= 2 {
             group = ""
             parts.removeFirst(2)
         } else if parts.first == "apis", parts.count >= 3 {

@@ -97,4 +97,26 @@ import Testing
                                         environment: environment)
         #expect(viaKubectl.status == 0 && viaKubectl.stdout.hasPrefix("Pki app1/web: Ready (Issued)"), "\(viaKubectl.output)")
     }
+
+    /// kubectl get pkis shows the Ready column; -o wide adds the Ready reason and message,
+    /// as cert-manager's STATUS column does (the test API server serves the CRD's columns
+    /// as a Table, as the real one does).
+    @Test func kubectlGetWideShowsTheReadyReasonAndMessage() throws {
+        let kubectl = try which("kubectl")
+        let running = try cluster()
+        defer { running.stop() }
+        let kubeconfig = running.directory.file("kubeconfig")
+        let plain = try runProcess(kubectl, ["get", "pkis", "-n", "app1", "--kubeconfig", kubeconfig])
+        #expect(plain.status == 0, "\(plain.output)")
+        let header = plain.stdout.split(separator: "\n").first.map { $0.split(separator: " ").map(String.init) } ?? []
+        #expect(header == ["NAME", "READY", "SECRET", "EXPIRES", "AGE"], "\(plain.output)")
+        let wide = try runProcess(kubectl, ["get", "pkis", "-n", "app1", "-o", "wide", "--kubeconfig", kubeconfig])
+        #expect(wide.status == 0, "\(wide.output)")
+        let lines = wide.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.split(separator: " ").map(String.init) == ["NAME", "READY", "SECRET", "EXPIRES", "AGE", "REASON", "STATUS"], "\(wide.output)")
+        let web = lines.first { $0.hasPrefix("web ") } ?? ""
+        #expect(web.contains(" True ") && web.contains(" Issued ") && web.contains("Certificate is valid until"), "\(wide.output)")
+        let typo = lines.first { $0.hasPrefix("typo ") } ?? ""
+        #expect(typo.contains(" False ") && typo.contains(" InvalidSpec ") && typo.contains("spec.serviceName: \"appp1\""), "\(wide.output)")
+    }
 }
