@@ -61,6 +61,9 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     private let state = Locked(CacheState<Object>())
     /// The index keys of an object (for pods: the Secrets each uses), if the cache keeps an index.
     private let indexKeys: (@Sendable (Object) -> [String])?
+    /// Applied to each object as it arrives, before it is cached or handed on (client-go's
+    /// SetTransform): drops what the owner never reads, which a cache of thousands would hold.
+    private let transform: (@Sendable (Object) -> Object)?
     private let stopSignal = StopSignal()
     private let cancellation = Locked<StreamCancellation?>(nil)
     /// The list-and-watch and resync threads, joined by ``stop()``.
@@ -82,8 +85,10 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     public init(client: KubeClient, resource: Resource, namespace: String?, options: ListOptions = ListOptions(),
                 resyncInterval: Double = 600, watchTimeouts: ClosedRange<Int> = 300...600,
                 watchSilenceGrace: Double = KubeClient.watchSilenceGraceSeconds, failures: FailureReporter? = nil,
-                indexKeys: (@Sendable (Object) -> [String])? = nil, handlers: InformerHandlers<Object>) {
+                indexKeys: (@Sendable (Object) -> [String])? = nil, transform: (@Sendable (Object) -> Object)? = nil,
+                handlers: InformerHandlers<Object>) {
         self.indexKeys = indexKeys
+        self.transform = transform
         self.client = client
         self.failures = failures
         self.watchTimeouts = watchTimeouts
@@ -144,7 +149,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
     /// that its next read sees it before the watch brings it; when the watch does, the event
     /// carries nothing new and is not handed to the handlers: a write of the owner's own does
     /// not wake it again. An object older than the cached one is ignored.
-    public func assume(_ object: Object) {
+    public func assume(_ written: Object) {
+        let object = transform?(written) ?? written
         let key = Informer.key(object.metadata.namespace, object.metadata.name ?? "")
         state.withLock { state in
             if let cached = state.cache[key], !isNewer(object, than: cached) { return }
@@ -205,7 +211,7 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
         } while page.continueToken != nil
         lists.wrappingAdd(1, ordering: .relaxed)
         var fresh: [String: Object] = [:]
-        for item in items { fresh[Informer.key(item.metadata.namespace, item.metadata.name ?? "")] = item }
+        for item in items { fresh[Informer.key(item.metadata.namespace, item.metadata.name ?? "")] = transform?(item) ?? item }
         let old = state.withLock { state -> [String: Object] in
             let old = state.cache
             state.replace(with: fresh, indexKeys: indexKeys)
@@ -241,7 +247,8 @@ public final class Informer<Object: KubeObject>: @unchecked Sendable {
                          of: Object.self, cancellation: handle) { event in
             events += 1
             switch event {
-            case .added(let object), .modified(let object):
+            case .added(let received), .modified(let received):
+                let object = transform?(received) ?? received
                 let key = Informer.key(object.metadata.namespace, object.metadata.name ?? "")
                 let (before, isNew) = state.withLock { state -> (Object?, Bool) in
                     let before = state.cache[key]

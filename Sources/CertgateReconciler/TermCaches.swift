@@ -26,7 +26,8 @@ public final class TermCaches: ClusterReads {
     init(client: KubeClient, resyncInterval: Double, failures: FailureReporter?, pkiHandlers: InformerHandlers<Pki>,
          managedSecretHandlers: InformerHandlers<Secret>, otherSecretHandlers: InformerHandlers<PartialObjectMetadata>) {
         self.client = client
-        pkis = Informer(client: client, resource: .pkis, namespace: nil, resyncInterval: resyncInterval, failures: failures, handlers: pkiHandlers)
+        pkis = Informer(client: client, resource: .pkis, namespace: nil, resyncInterval: resyncInterval, failures: failures,
+                        transform: TermCaches.withoutLastApplied, handlers: pkiHandlers)
         managedSecrets = Informer(client: client, resource: .secrets, namespace: nil, options: ListOptions(labelSelector: TermCaches.managedSelector),
                                   resyncInterval: resyncInterval, failures: failures, handlers: managedSecretHandlers)
         otherSecrets = Informer(client: client, resource: .secrets, namespace: nil, options: ListOptions(labelSelector: TermCaches.otherSelector),
@@ -34,6 +35,18 @@ public final class TermCaches: ClusterReads {
         pods = Informer(client: client, resource: .pods, namespace: nil, resyncInterval: resyncInterval, failures: failures,
                         indexKeys: { pod in pod.secretNames.map { TermCaches.podIndexKey(pod.metadata.namespace ?? "", $0) } },
                         handlers: InformerHandlers())
+    }
+
+    /// kubectl apply (and GitOps tools applying client-side) keep the whole object again, as
+    /// JSON, in an annotation the reconciler never reads: not worth a copy per cached Pki.
+    static let lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+    @Sendable static func withoutLastApplied(_ pki: Pki) -> Pki {
+        guard pki.metadata.annotations?[lastAppliedAnnotation] != nil else { return pki }
+        var slim = pki
+        slim.metadata.annotations?[lastAppliedAnnotation] = nil
+        if slim.metadata.annotations?.isEmpty == true { slim.metadata.annotations = nil }
+        return slim
     }
 
     private static func podIndexKey(_ namespace: String, _ secretName: String) -> String { "\(namespace)/\(secretName)" }

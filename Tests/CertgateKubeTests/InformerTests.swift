@@ -76,6 +76,35 @@ func informerOverOnePki() throws -> (TestAPIServer, KubeClient, HandlerLog, Info
         #expect(informer.get(namespace: "app1", name: "a")?.metadata.labels == ["written": "by-someone-else"])
     }
 
+    /// What the owner never reads is dropped before it is cached, from listed and watched
+    /// objects and from assumed writes alike.
+    @Test func aTransformSlimsWhatIsCached() throws {
+        let api = try TestAPIServer()
+        defer { api.stop() }
+        let client = try KubeClient(configuration: api.clusterConfiguration())
+        func applied(_ name: String) -> Pki {
+            var pki = samplePki(name)
+            pki.metadata.annotations = ["kubectl.kubernetes.io/last-applied-configuration": String(repeating: "x", count: 2000), "kept": "yes"]
+            return pki
+        }
+        _ = try client.create(.pkis, namespace: "app1", applied("listed"))
+        let log = HandlerLog()
+        let informer = Informer<Pki>(client: client, resource: .pkis, namespace: "app1", transform: { pki in
+            var slim = pki
+            slim.metadata.annotations?["kubectl.kubernetes.io/last-applied-configuration"] = nil
+            return slim
+        }, handlers: log.handlers)
+        try informer.start()
+        defer { informer.stop() }
+        #expect(log.wait(for: ["add listed"]))
+        let written = try client.create(.pkis, namespace: "app1", applied("watched"))
+        #expect(log.wait(for: ["add listed", "add watched"]))
+        informer.assume(written)
+        for name in ["listed", "watched"] {
+            #expect(informer.get(namespace: "app1", name: name)?.metadata.annotations == ["kept": "yes"], "\(name)")
+        }
+    }
+
     /// An index of Secret names to the pods that use them follows the pods' changes.
     @Test func theIndexFollowsAddsChangesAndDeletes() throws {
         let api = try TestAPIServer()

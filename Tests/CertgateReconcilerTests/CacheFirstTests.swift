@@ -197,4 +197,14 @@ private struct SettledTerm {
         let after = registry.exposition()
         #expect(!after.contains("name=\"web\"") && !after.contains("certgate_issuer_expiration_timestamp_seconds{"), "\(after)")
     }
+
+    /// The term caches Pkis without kubectl's last-applied copy of each, which nothing reads.
+    @Test func theTermCachesPkisWithoutTheirLastAppliedCopy() throws {
+        var pki = Pki(metadata: ObjectMeta(name: "web", namespace: "app1",
+                                           annotations: [TermCaches.lastAppliedAnnotation: "{\"spec\":{}}", PkiReconciler.renewAnnotation: "1"]),
+                      spec: PkiSpec(serviceName: "app1"))
+        #expect(TermCaches.withoutLastApplied(pki).metadata.annotations == [PkiReconciler.renewAnnotation: "1"])
+        pki.metadata.annotations = [TermCaches.lastAppliedAnnotation: "{}"]
+        #expect(TermCaches.withoutLastApplied(pki).metadata.annotations == nil)
+    }
 }
