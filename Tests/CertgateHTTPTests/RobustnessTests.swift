@@ -143,7 +143,12 @@ let rawCases: [RawCase] = [
         #expect(readOutcome(third, timeout: 3) == "closed")
         #expect(readOutcome(first, timeout: 0.3) == "open", "connections under the cap wait for their handshake")
         close(first)
-        Thread.sleep(forTimeInterval: 0.3)
+        // Under load the loop may take a while to see the close: wait until it has freed the
+        // slot (bounded), rather than a fixed pause.
+        let deadline = Date().addingTimeInterval(10)
+        while !server.registry.exposition().contains("certgate_http_open_connections{server=\"webhook\"} 1\n") && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
         #expect(try server.curl([server.url("/healthz")]).stdout.hasSuffix("2 200"))
         #expect(server.registry.exposition().contains("certgate_http_rejected_connections_total{server=\"webhook\"} 1\n"))
     }
