@@ -111,12 +111,14 @@ func chartAppVersion() throws -> String {
         let box = Shared<[String: Any]?>(nil)
         let done = DispatchSemaphore(value: 0)
         let arguments = ["h1", "--port", String(port), "--ca", pki.caFile,
-                         "send:GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 4\\r\\n\\r\\nab", "sleep:1.5", "send:cd", "recvclose"]
+                         "send:GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 4\\r\\n\\r\\nab", "sleep:5", "send:cd", "recvclose"]
         Thread.detachNewThread {
             box.value = try? rawClient(arguments)
             done.signal()
         }
-        // SIGTERM once the server holds the request: its head read, its body not yet.
+        // SIGTERM once the server holds the request: its head read, its body not yet. The body's
+        // second half waits 5 s, so that a scrape sees the request in flight even when curl
+        // takes seconds to start under CI's load (1.5 s was missed once).
         _ = try waitForHTTP("http://127.0.0.1:\(metricsPort)/metrics") {
             $0.contains("certgate_http_requests_in_flight{server=\"webhook\"} 1\n")
         }
