@@ -38,6 +38,13 @@ public struct IssuerCertificates: Sendable {
         self.root = root ?? (chain.last { $0.isSelfIssued } ?? chain.last ?? certificate)
     }
 
+    /// A CA Secret's certificates: `tlsChain` is its tls.crt (not empty), `caPEM` its ca.crt,
+    /// whose first certificate is the root when tls.crt does not end in one.
+    public init(tlsChain: [Certificate], caPEM: [UInt8]?) {
+        let root = tlsChain.last { $0.isSelfIssued } ?? caPEM.flatMap { try? Certificate.chain(pem: $0).first }
+        self.init(certificate: tlsChain[0], chain: Array(tlsChain.dropFirst()), root: root)
+    }
+
     /// What follows the leaf in tls.crt: the signing CA and the intermediates above it,
     /// without a root (except a self-signed issuing CA, which is both).
     public var intermediates: [Certificate] {
@@ -54,7 +61,11 @@ public struct CertificateAuthority: Sendable {
     public let key: PrivateKey
 
     public init(certificate: Certificate, key: PrivateKey, chain: [Certificate] = [], root: Certificate? = nil) {
-        certificates = IssuerCertificates(certificate: certificate, chain: chain, root: root)
+        self.init(certificates: IssuerCertificates(certificate: certificate, chain: chain, root: root), key: key)
+    }
+
+    public init(certificates: IssuerCertificates, key: PrivateKey) {
+        self.certificates = certificates
         self.key = key
     }
 

@@ -126,8 +126,7 @@ public final class AuthorityCache: Sendable {
             guard chain[0].keyAlgorithm != nil else {
                 return .failure(AuthorityProblem("CAUnsupportedKey", "the CA key in \(place) is of a type certgate cannot sign with; use ECDSA, RSA or Ed25519"))
             }
-            let root = chain.last { $0.isSelfIssued } ?? secret.bytes("ca.crt").flatMap { try? Certificate.chain(pem: $0).first }
-            return .success(CertificateAuthority(certificate: chain[0], key: key, chain: Array(chain.dropFirst()), root: root))
+            return .success(CertificateAuthority(certificates: IssuerCertificates(tlsChain: chain, caPEM: secret.bytes("ca.crt")), key: key))
         } catch {
             return .failure(AuthorityProblem("CAUnparsable", "the CA Secret \(reference.namespace)/\(reference.name) does not parse: \(error)"))
         }

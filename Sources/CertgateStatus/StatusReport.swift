@@ -187,9 +187,8 @@ public struct StatusReader: Sendable {
             if let reference = policy.issuers[issuerName] {
                 do {
                     if let caSecret: Secret = try client.getIfPresent(.secrets, namespace: reference.namespace, name: reference.name),
-                       let chain = try? Certificate.chain(pem: caSecret.bytes("tls.crt") ?? []), let signer = chain.first {
-                        let root = chain.last { $0.isSelfIssued } ?? caSecret.bytes("ca.crt").flatMap { try? Certificate.chain(pem: $0).first }
-                        issuer = IssuerCertificates(certificate: signer, chain: Array(chain.dropFirst()), root: root)
+                       let chain = try? Certificate.chain(pem: caSecret.bytes("tls.crt") ?? []), !chain.isEmpty {
+                        issuer = IssuerCertificates(tlsChain: chain, caPEM: caSecret.bytes("ca.crt"))
                         judgedWith = "the policy and the CA of issuer \"\(issuerName)\" (\(reference.namespace)/\(reference.name))"
                     } else {
                         judgedWith = "the policy; the CA Secret \(reference.namespace)/\(reference.name) of issuer \"\(issuerName)\" does not exist or holds no certificate"
